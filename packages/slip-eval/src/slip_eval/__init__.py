@@ -1,0 +1,3 @@
+"""slip-eval: retrieval and classification benchmarks for SLIP and CLIP checkpoints."""
+
+__version__ = "0.1.0"
