@@ -16,7 +16,7 @@ TMP_SUFFIX = ".tmp"
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temp path beside `target`; on success it replaces `target`, on error it is removed."""
+    """Yield a temp path beside `target`: it replaces `target` on success, vanishes on error."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)

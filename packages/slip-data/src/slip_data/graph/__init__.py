@@ -1,0 +1,1 @@
+"""Graph stage: raw files to filtered product nodes and weighted co-purchase edges."""
