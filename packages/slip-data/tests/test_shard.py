@@ -1,0 +1,130 @@
+import json
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from slip_data.shard.writer import (
+    ShardFormatError,
+    ShardOptions,
+    read_manifest,
+    run_shard,
+)
+
+
+def graph_outputs(n=7):
+    nodes = pl.DataFrame(
+        {
+            "graph_id": range(n),
+            "parent_asin": [f"A{i}" for i in range(n)],
+            "category": ["All_Beauty"] * n,
+            "label": ["Soap" if i % 2 else "Cream" for i in range(n)],
+            "title": [f"title {i}" for i in range(n)],
+            "text": [""] * n,
+            "reviews": [[f"review {i}"] for i in range(n)],
+            "image_url": [f"http://i/{i % 6}.jpg" for i in range(n)],  # nodes 0 and 6 share one
+            "split": ["train", "train", "val", "test", "train", "train", "train"][:n],
+        },
+        schema_overrides={"graph_id": pl.Int64},
+    )
+    edges = pl.DataFrame(
+        {"src": [0, 0, 1, 2, 3], "dst": [1, 6, 2, 3, 4], "weight": [2, 1, 1, 3, 1]},
+        schema={"src": pl.Int64, "dst": pl.Int64, "weight": pl.Int32},
+    )
+    ok = {0, 1, 3, 4, 5}
+    images = pl.DataFrame(
+        {
+            "url": [f"http://i/{i}.jpg" for i in range(6)],
+            "status": ["ok" if i in ok else "http_404" for i in range(6)],
+            "image": [bytes([i]) * 10 if i in ok else None for i in range(6)],
+            "sha256": [f"{i:064x}" if i in ok else None for i in range(6)],
+            "width": [8 if i in ok else None for i in range(6)],
+            "height": [6 if i in ok else None for i in range(6)],
+        }
+    )
+    return nodes, edges, images
+
+
+def test_shards_drop_missing_images_and_renumber(tmp_path):
+    nodes, edges, images = graph_outputs()
+    manifest = run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=2), {})
+    kept = pl.concat(
+        pl.read_parquet(tmp_path / f["path"]) for f in manifest["files"] if f["kind"] == "nodes"
+    )
+    # node 2's image failed; node 6 shares node 0's image URL, fetched once
+    assert kept["parent_asin"].to_list() == ["A0", "A1", "A3", "A4", "A5", "A6"]
+    assert kept["node_id"].to_list() == list(range(6))
+    assert manifest["counts"] == {"nodes": 6, "edges": 3, "labels": 2}
+    assert manifest["dropped_images"] == {"http_404": 1}
+    assert manifest["crawl_status"] == {"http_404": 1, "ok": 6}
+    edges_out = pl.read_parquet(tmp_path / "edges.parquet")
+    # (0,1) and (0,6) survive as (0,1), (0,5); (3,4) becomes (2,3); edges touching node 2 go
+    assert edges_out.rows() == [(0, 1, 2), (0, 5, 1), (2, 3, 1)]
+    assert manifest["label_names"] == ["Cream", "Soap"]
+    assert kept["label_id"].to_list() == [0, 1, 1, 0, 1, 0]
+    assert [f["rows"] for f in manifest["files"] if f["kind"] == "nodes"] == [2, 2, 2]
+    labels = pl.read_parquet(tmp_path / "labels.parquet")
+    assert labels["count"].to_list() == [3, 3]
+    assert manifest["split_sizes"] == {"train": 5, "val": 0, "test": 1}
+
+
+def test_schema_matches_the_documented_contract(tmp_path):
+    nodes, edges, images = graph_outputs()
+    manifest = run_shard(nodes, edges, images, tmp_path, ShardOptions(), {})
+    schema = pq.read_schema(tmp_path / manifest["files"][0]["path"])
+    assert [(f.name, str(f.type)) for f in schema] == [
+        ("node_id", "int64"),
+        ("parent_asin", "large_string"),
+        ("main_category", "large_string"),
+        ("label", "large_string"),
+        ("label_id", "int32"),
+        ("title", "large_string"),
+        ("text", "large_string"),
+        ("reviews", "large_list<element: large_string>"),
+        ("image", "large_binary"),
+        ("image_sha256", "large_string"),
+        ("width", "int32"),
+        ("height", "int32"),
+        ("split", "large_string"),
+    ]
+    on_disk = json.loads((tmp_path / "manifest.json").read_text())
+    assert on_disk["format_version"] == 1
+    assert on_disk["edges_stored"] == "once per undirected pair, src < dst"
+
+
+def test_rewrite_gives_the_same_bytes_and_removes_stale_shards(tmp_path):
+    nodes, edges, images = graph_outputs()
+    run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=1), {})
+    assert len(list(tmp_path.glob("nodes-*.parquet"))) == 6
+    first = run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=4), {})
+    second = run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=4), {})
+    assert sorted(p.name for p in tmp_path.glob("nodes-*.parquet")) == [
+        "nodes-00000.parquet",
+        "nodes-00001.parquet",
+    ]
+    assert first["files"] == second["files"]  # sha256 of every file is unchanged
+
+
+def test_keep_missing_images_keeps_every_node(tmp_path):
+    nodes, edges, images = graph_outputs()
+    options = ShardOptions(keep_missing_images=True)
+    manifest = run_shard(nodes, edges, images, tmp_path, options, {})
+    assert manifest["counts"]["nodes"] == 7
+    kept = pl.read_parquet(tmp_path / "nodes-00000.parquet")
+    assert kept.filter(pl.col("image").is_null())["parent_asin"].to_list() == ["A2"]
+
+
+def test_read_manifest_checks_version_and_presence(tmp_path):
+    with pytest.raises(ShardFormatError, match="no manifest.json"):
+        read_manifest(tmp_path)
+    nodes, edges, images = graph_outputs()
+    run_shard(nodes, edges, images, tmp_path / "shards", ShardOptions(), {})
+    folder, manifest = read_manifest(tmp_path)  # the build folder works too
+    assert folder == tmp_path / "shards" and manifest["counts"]["nodes"] == 6
+    manifest_path = tmp_path / "shards" / "manifest.json"
+    manifest_path.write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(ShardFormatError, match="version 99"):
+        read_manifest(tmp_path)
+    manifest_path.write_text("{truncated")
+    with pytest.raises(ShardFormatError, match="unreadable manifest"):
+        read_manifest(tmp_path)
