@@ -115,7 +115,7 @@ def test_keep_missing_images_keeps_every_node(tmp_path):
 
 
 def test_read_manifest_checks_version_and_presence(tmp_path):
-    with pytest.raises(ShardFormatError, match="no manifest.json"):
+    with pytest.raises(ShardFormatError, match=r"no manifest\.json"):
         read_manifest(tmp_path)
     nodes, edges, images = graph_outputs()
     run_shard(nodes, edges, images, tmp_path / "shards", ShardOptions(), {})

@@ -1,3 +1,319 @@
-import typer
+"""`slip-data`: build co-purchase graph shards; `build` runs every stage, each is a command too."""
 
-app = typer.Typer()
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from slip_data import pipeline
+from slip_data.categories import parse_categories
+from slip_data.crawl import CrawlOptions
+from slip_data.fetch.stage import DEFAULT_BASE_URL
+from slip_data.graph.build import GraphOptions
+from slip_data.inspect import summarize
+from slip_data.shard.writer import ShardOptions
+from slip_data.sources.demo import DemoSpec
+
+app = typer.Typer(
+    help="Build co-purchase graph shards from Amazon Reviews 2023 or the embedded demo catalogue.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+
+Out = Annotated[Path, typer.Option("--out", "-o", help="Build folder (created if missing).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+# fetch
+Source = Annotated[str, typer.Option(help="amazon2023 (raw files) or demo (embedded, offline).")]
+Categories = Annotated[str, typer.Option(help="'all' or a comma list of category names.")]
+BaseUrl = Annotated[str, typer.Option(help="Base URL or local folder of the raw files.")]
+DemoProducts = Annotated[int, typer.Option(help="Demo: number of products (300..1,000,000).")]
+DemoSeed = Annotated[int, typer.Option(help="Demo: seed of the catalogue.")]
+CaptionNoise = Annotated[float, typer.Option(help="Demo: share of generic or wrong titles.")]
+DemoReviews = Annotated[float, typer.Option(help="Demo: mean reviews per product.")]
+# graph
+VerifiedOnly = Annotated[bool, typer.Option(help="Link products through verified purchases only.")]
+MinWeight = Annotated[int, typer.Option(help="Keep edges with at least this many shared buyers.")]
+MaxItemsPerUser = Annotated[int, typer.Option(help="A user's most recent N products make pairs.")]
+MinDegree = Annotated[int, typer.Option(help="Keep the k-core with this minimum degree (0: off).")]
+LabelLevel = Annotated[int, typer.Option(help="Level of `categories` used as label (0 = root).")]
+LabelLevels = Annotated[str, typer.Option(help="Per-category levels, e.g. 'Books=2,Software=1'.")]
+MaxReviews = Annotated[int, typer.Option(help="Review texts kept per product.")]
+Split = Annotated[str, typer.Option(help="train,val,test shares.")]
+Seed = Annotated[int, typer.Option(help="Seed of the train/val/test node split.")]
+# crawl
+MaxSide = Annotated[int, typer.Option(help="Resize images so the longer side is at most this.")]
+Concurrency = Annotated[int, typer.Option(help="Image requests in flight.")]
+PerHost = Annotated[int, typer.Option(help="Connections per host.")]
+Timeout = Annotated[float, typer.Option(help="Total seconds per image request, body included.")]
+MaxBytes = Annotated[int, typer.Option(help="Largest image response read, in bytes.")]
+Attempts = Annotated[int, typer.Option(help="Tries per image within one run.")]
+AllowPrivate = Annotated[
+    bool, typer.Option(help="Allow image URLs on private, loopback and link-local addresses.")
+]
+UserAgent = Annotated[str, typer.Option(help="User-Agent header of the crawler.")]
+# shard
+RowsPerShard = Annotated[int, typer.Option(help="Products per node shard file.")]
+KeepMissing = Annotated[bool, typer.Option(help="Keep products whose image failed (image null).")]
+
+CRAWL_DEFAULTS = CrawlOptions()
+
+
+def _source(
+    source: str,
+    categories: str,
+    base_url: str,
+    demo_products: int,
+    demo_seed: int,
+    caption_noise: float,
+    demo_reviews_per_product: float,
+) -> pipeline.SourceConfig:
+    names = tuple(parse_categories(categories))
+    demo = DemoSpec(
+        products=demo_products,
+        seed=demo_seed,
+        caption_noise=caption_noise,
+        reviews_per_product=demo_reviews_per_product,
+        categories=names,
+    )
+    return pipeline.SourceConfig(name=source, categories=names, base_url=base_url, demo=demo)
+
+
+def _label_levels(spec: str) -> dict[str, int]:
+    levels = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, level = item.partition("=")
+        if not sep or not level.strip().isdigit():
+            raise ValueError(f"--label-levels entry {item!r} is not CATEGORY=LEVEL")
+        levels[parse_categories(name.strip())[0]] = int(level)
+    return levels
+
+
+def _split(spec: str) -> tuple[float, float, float]:
+    try:
+        shares = tuple(float(part) for part in spec.split(","))
+    except ValueError:
+        raise ValueError(f"--split {spec!r} is not three numbers like 0.8,0.1,0.1") from None
+    if len(shares) != 3:
+        raise ValueError(f"--split {spec!r} needs three shares (train,val,test)")
+    return shares  # type: ignore[return-value]
+
+
+def _graph_options(
+    verified_only, min_weight, max_items_per_user, min_degree, label_level, label_levels,
+    max_reviews, split, seed,
+) -> GraphOptions:  # fmt: skip
+    return GraphOptions(
+        verified_only=verified_only,
+        min_weight=min_weight,
+        max_items_per_user=max_items_per_user,
+        min_degree=min_degree,
+        label_level=label_level,
+        label_levels=_label_levels(label_levels),
+        max_reviews=max_reviews,
+        split_fractions=_split(split),
+        seed=seed,
+    )
+
+
+def _crawl_options(
+    max_side, concurrency, per_host, timeout, max_bytes, attempts, allow_private_network,
+    user_agent,
+) -> CrawlOptions:  # fmt: skip
+    return CrawlOptions(
+        max_side=max_side,
+        concurrency=concurrency,
+        per_host=per_host,
+        timeout=timeout,
+        max_bytes=max_bytes,
+        attempts=attempts,
+        allow_private_network=allow_private_network,
+        user_agent=user_agent,
+    )
+
+
+@app.command()
+def build(
+    out_dir: Out,
+    source: Source = "amazon2023",
+    categories: Categories = "all",
+    base_url: BaseUrl = DEFAULT_BASE_URL,
+    demo_products: DemoProducts = 2000,
+    demo_seed: DemoSeed = 0,
+    caption_noise: CaptionNoise = 0.2,
+    demo_reviews_per_product: DemoReviews = 6.0,
+    verified_only: VerifiedOnly = False,
+    min_weight: MinWeight = 1,
+    max_items_per_user: MaxItemsPerUser = 100,
+    min_degree: MinDegree = 0,
+    label_level: LabelLevel = 1,
+    label_levels: LabelLevels = "",
+    max_reviews: MaxReviews = 25,
+    split: Split = "0.8,0.1,0.1",
+    seed: Seed = 0,
+    max_side: MaxSide = CRAWL_DEFAULTS.max_side,
+    concurrency: Concurrency = CRAWL_DEFAULTS.concurrency,
+    per_host: PerHost = CRAWL_DEFAULTS.per_host,
+    timeout: Timeout = CRAWL_DEFAULTS.timeout,
+    max_bytes: MaxBytes = CRAWL_DEFAULTS.max_bytes,
+    attempts: Attempts = CRAWL_DEFAULTS.attempts,
+    allow_private_network: AllowPrivate = False,
+    user_agent: UserAgent = CRAWL_DEFAULTS.user_agent,
+    rows_per_shard: RowsPerShard = 10_000,
+    keep_missing_images: KeepMissing = False,
+    quiet: Quiet = False,
+) -> None:
+    """Run fetch -> graph -> crawl -> shard, then print the summary of the shards."""
+    pipeline.build(
+        pipeline.Layout(out_dir),
+        _source(source, categories, base_url, demo_products, demo_seed, caption_noise,
+                demo_reviews_per_product),
+        _graph_options(verified_only, min_weight, max_items_per_user, min_degree, label_level,
+                       label_levels, max_reviews, split, seed),
+        _crawl_options(max_side, concurrency, per_host, timeout, max_bytes, attempts,
+                       allow_private_network, user_agent),
+        ShardOptions(rows_per_shard=rows_per_shard, keep_missing_images=keep_missing_images),
+        quiet=quiet,
+    )  # fmt: skip
+    _print_summary(summarize(pipeline.Layout(out_dir).shards))
+
+
+@app.command()
+def fetch(
+    out_dir: Out,
+    source: Source = "amazon2023",
+    categories: Categories = "all",
+    base_url: BaseUrl = DEFAULT_BASE_URL,
+    demo_products: DemoProducts = 2000,
+    demo_seed: DemoSeed = 0,
+    caption_noise: CaptionNoise = 0.2,
+    demo_reviews_per_product: DemoReviews = 6.0,
+    quiet: Quiet = False,
+) -> None:
+    """Stage 1: download (or locate) the raw meta and review files of each category."""
+    config = _source(source, categories, base_url, demo_products, demo_seed, caption_noise,
+                     demo_reviews_per_product)  # fmt: skip
+    raws = pipeline.fetch(pipeline.Layout(out_dir), config, quiet=quiet)
+    typer.echo(f"fetched {2 * len(raws)} raw files for {len(raws)} categories")
+
+
+@app.command()
+def graph(
+    out_dir: Out,
+    verified_only: VerifiedOnly = False,
+    min_weight: MinWeight = 1,
+    max_items_per_user: MaxItemsPerUser = 100,
+    min_degree: MinDegree = 0,
+    label_level: LabelLevel = 1,
+    label_levels: LabelLevels = "",
+    max_reviews: MaxReviews = 25,
+    split: Split = "0.8,0.1,0.1",
+    seed: Seed = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Stage 2: parse the raw files and build the filtered co-purchase graph."""
+    options = _graph_options(verified_only, min_weight, max_items_per_user, min_degree,
+                             label_level, label_levels, max_reviews, split, seed)  # fmt: skip
+    counts = pipeline.graph(pipeline.Layout(out_dir), options, quiet=quiet)["counts"]
+    typer.echo(f"graph: {counts['nodes']} nodes, {counts['edges']} edges")
+
+
+@app.command()
+def crawl(
+    out_dir: Out,
+    max_side: MaxSide = CRAWL_DEFAULTS.max_side,
+    concurrency: Concurrency = CRAWL_DEFAULTS.concurrency,
+    per_host: PerHost = CRAWL_DEFAULTS.per_host,
+    timeout: Timeout = CRAWL_DEFAULTS.timeout,
+    max_bytes: MaxBytes = CRAWL_DEFAULTS.max_bytes,
+    attempts: Attempts = CRAWL_DEFAULTS.attempts,
+    allow_private_network: AllowPrivate = False,
+    user_agent: UserAgent = CRAWL_DEFAULTS.user_agent,
+    quiet: Quiet = False,
+) -> None:
+    """Stage 3: fetch and resize each product's main image; a rerun retries only failures."""
+    options = _crawl_options(max_side, concurrency, per_host, timeout, max_bytes, attempts,
+                             allow_private_network, user_agent)  # fmt: skip
+    counts = pipeline.crawl_images(pipeline.Layout(out_dir), options, quiet=quiet)
+    typer.echo(
+        "crawl: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to do")
+    )
+
+
+@app.command()
+def shard(
+    out_dir: Out,
+    rows_per_shard: RowsPerShard = 10_000,
+    keep_missing_images: KeepMissing = False,
+    quiet: Quiet = False,
+) -> None:
+    """Stage 4: write the Parquet node shards, edges, labels and manifest."""
+    options = ShardOptions(rows_per_shard=rows_per_shard, keep_missing_images=keep_missing_images)
+    manifest = pipeline.shard(pipeline.Layout(out_dir), options, quiet=quiet)
+    typer.echo(f"shards: {manifest['counts']} in {pipeline.Layout(out_dir).shards}")
+
+
+@app.command()
+def inspect(
+    shards_dir: Annotated[Path, typer.Argument(help="A build folder or its shards/ folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Summarise shards: nodes, edges, degrees, components, labels, splits, crawl statuses."""
+    summary = summarize(shards_dir)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _table(title: str, rows: dict, key: str, value: str = "count") -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(key)
+    table.add_column(value, justify="right")
+    for name, count in rows.items():
+        table.add_row(str(name), _shown(count))
+    return table
+
+
+def _print_summary(summary: dict) -> None:
+    overview = {
+        "source": summary["source"],
+        "categories": summary["categories"],
+        "nodes": summary["nodes"],
+        "edges": summary["edges"],
+        "mean degree": round(summary["mean_degree"], 2),
+        "isolated nodes": summary["isolated_nodes"],
+        "connected components": summary["connected_components"],
+        "largest component": summary["largest_component"],
+    }
+    out.print(f"[bold]shards[/bold] {summary['shards']} (format v{summary['format_version']})")
+    out.print(_table("overview", overview, "what", "value"))
+    out.print(_table("degree quantiles", summary["degree_quantiles"], "quantile", "degree"))
+    out.print(_table("splits", summary["splits"], "split"))
+    out.print(_table("crawl status", summary["crawl_status"], "status"))
+    labels = summary["labels"]
+    top = dict(sorted(labels.items(), key=lambda kv: -kv[1])[:15])
+    out.print(_table(f"labels ({len(labels)}, largest 15)", top, "label"))
+
+
+def main() -> None:
+    """Entry point: an error becomes one line on stderr and exit status 2, never a traceback."""
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("SLIP_DEBUG"):
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -2,7 +2,9 @@
 
 import typer
 
-app = typer.Typer(help="Evaluate SLIP and CLIP checkpoints on slip-data shards.", no_args_is_help=True)
+app = typer.Typer(
+    help="Evaluate SLIP and CLIP checkpoints on slip-data shards.", no_args_is_help=True
+)
 
 
 @app.command()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
+
 from slip_data.atomic import atomic_path
 from slip_data.gzipstream import TruncatedGzipError, inflate
 

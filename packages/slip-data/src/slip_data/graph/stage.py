@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+
 from slip_data.atomic import atomic_path, remove_stale_temps, write_json
 from slip_data.graph.build import GraphOptions, build_graph
 from slip_data.graph.read import parse_to_parquet

@@ -1,0 +1,149 @@
+"""Benchmark: the graph stage on demo reviews, and against networkx's bipartite projection.
+
+    uv run python bench/graph_build.py                 # 10M reviews, networkx on a 1M subset
+    uv run python bench/graph_build.py --reviews 1000000 --subset 200000   # quicker look
+
+Each measurement runs in its own child process, so its wall time and peak RSS (from wait4) are
+its own. The networkx anchor runs in the same invocation, on the same parsed reviews, and must give
+the same edges. Generated data is cached under bench/_work/ (git-ignored).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WORK = Path(__file__).resolve().parent / "_work" / "graph"
+REVIEWS_PER_PRODUCT = 10
+NO_CAP = 10**9  # the networkx comparison needs the uncapped projection
+
+
+def _catalogue(reviews: int) -> Path:
+    from slip_data.sources.demo import DemoSpec, write_demo_catalogue
+
+    root = WORK / f"demo-{reviews}"
+    products = reviews // REVIEWS_PER_PRODUCT
+    spec = DemoSpec(products=products, reviews_per_product=REVIEWS_PER_PRODUCT)
+    write_demo_catalogue(spec, root, quiet=False)
+    return root
+
+
+def _raws(root: Path):
+    from slip_data.categories import CATEGORIES
+    from slip_data.fetch.stage import local_raws
+
+    return local_raws(CATEGORIES, root)
+
+
+def child_ours(root: Path, graph_dir: Path, phase: str, cap: int) -> dict:
+    """`full`: parse + build from raw gzip; `build`: build only, parsed files already there."""
+    from slip_data.graph.build import GraphOptions
+    from slip_data.graph.stage import DONE_FILE, run_graph
+
+    if phase == "full":
+        shutil.rmtree(graph_dir, ignore_errors=True)
+    else:
+        (graph_dir / DONE_FILE).unlink(missing_ok=True)
+    start = time.perf_counter()
+    summary = run_graph(_raws(root), graph_dir, GraphOptions(max_items_per_user=cap), quiet=True)
+    elapsed = time.perf_counter() - start
+    files = summary["files"]
+    return {
+        "seconds": elapsed,
+        "reviews": sum(v["kept"] for k, v in files.items() if k.startswith("review:")),
+        "nodes": summary["counts"]["nodes"],
+        "edges": summary["counts"]["edges"],
+    }
+
+
+def child_networkx(graph_dir: Path) -> dict:
+    """Weighted projection of the user-product graph, from the same parsed reviews."""
+    import networkx as nx
+    import polars as pl
+
+    nodes = pl.read_parquet(graph_dir / "nodes.parquet", columns=["parent_asin"])
+    reviews = (
+        pl.scan_parquet(graph_dir / "parsed" / "review_*.parquet")
+        .select("user_id", "parent_asin")
+        .join(nodes.lazy(), on="parent_asin", how="semi")
+        .collect()
+    )
+    start = time.perf_counter()
+    bipartite = nx.Graph()
+    users = [("u", user) for user in reviews["user_id"]]
+    bipartite.add_edges_from(zip(users, reviews["parent_asin"], strict=True))
+    products = set(reviews["parent_asin"])
+    projected = nx.bipartite.weighted_projected_graph(bipartite, products)
+    elapsed = time.perf_counter() - start
+    ours = pl.read_parquet(graph_dir / "edges.parquet")
+    asin = nodes["parent_asin"].to_list()
+    mine = {(asin[s], asin[d]): w for s, d, w in ours.iter_rows()}
+    theirs = {tuple(sorted((a, b))): data["weight"] for a, b, data in projected.edges(data=True)}
+    return {"seconds": elapsed, "edges": len(theirs), "same_edges": mine == theirs}
+
+
+def _measure(args: list[str]) -> dict:
+    """Run this script as a child; its JSON result plus wall time and peak RSS."""
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE)
+    out = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"child {args} failed with status {status}")
+    result = json.loads(out)
+    result["wall_seconds"] = time.perf_counter() - start
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    return result
+
+
+def _line(name: str, result: dict) -> str:
+    return (
+        f"  {name:<22} {result['seconds']:7.2f} s in stage, {result['wall_seconds']:7.2f} s wall, "
+        f"peak RSS {result['peak_rss_mb']:,.0f} MB"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reviews", type=int, default=10_000_000)
+    parser.add_argument("--subset", type=int, default=1_000_000)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, root, graph_dir, *rest = args.child
+        if kind == "ours":
+            result = child_ours(Path(root), Path(graph_dir), rest[0], int(rest[1]))
+        else:
+            result = child_networkx(Path(graph_dir))
+        print(json.dumps(result))
+        return
+
+    big = _catalogue(args.reviews)
+    full = _measure(["--child", "ours", str(big), str(WORK / "graph-big"), "full", "100"])
+    build = _measure(["--child", "ours", str(big), str(WORK / "graph-big"), "build", "100"])
+    print(
+        f"graph stage, {full['reviews']:,} reviews -> {full['nodes']:,} nodes, "
+        f"{full['edges']:,} edges:\n{_line('parse + build', full)}\n{_line('build only', build)}"
+    )
+
+    small = _catalogue(args.subset)
+    sub_dir = WORK / "graph-subset"
+    _measure(["--child", "ours", str(small), str(sub_dir), "full", str(NO_CAP)])
+    ours = _measure(["--child", "ours", str(small), str(sub_dir), "build", str(NO_CAP)])
+    anchor = _measure(["--child", "networkx", str(small), str(sub_dir)])
+    print(
+        f"co-purchase projection, {ours['reviews']:,} reviews, no history cap, "
+        f"{anchor['edges']:,} edges (same edges: {anchor['same_edges']}):\n"
+        f"{_line('slip-data graph build', ours)}\n{_line('networkx projection', anchor)}\n"
+        f"  speed ratio (networkx / slip-data): {anchor['seconds'] / ours['seconds']:.1f}x"
+    )
+    if not anchor["same_edges"]:
+        raise SystemExit("edges differ from networkx's projection")
+
+
+if __name__ == "__main__":
+    main()

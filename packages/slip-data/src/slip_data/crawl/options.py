@@ -1,0 +1,36 @@
+"""Crawl settings and the status vocabulary shared by the crawl modules."""
+
+from dataclasses import dataclass
+
+RETRYABLE: frozenset[str] = frozenset(
+    {"timeout", "connection_error", "dns_error", "http_429"}
+    | {f"http_{code}" for code in range(500, 600)}
+)
+"""Statuses that may heal by themselves; every other status settles a URL for good."""
+
+
+@dataclass(frozen=True)
+class CrawlOptions:
+    max_side: int = 256  # longer side at most this after resizing (never upscaled)
+    jpeg_quality: int = 90
+    concurrency: int = 64  # requests in flight
+    per_host: int = 16  # connections per host
+    attempts: int = 3  # tries per item within one run
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    timeout: float = 20.0  # total seconds per try: connect, redirects and the whole body
+    max_bytes: int = 20_000_000
+    max_pixels: int = 40_000_000
+    max_redirects: int = 5
+    user_agent: str = (
+        "slip-data/0.1 (+https://github.com/slip-toolkit/slip; image crawler for research)"
+    )
+    allow_private_network: bool = False
+    workers: int = 0  # decode processes; 0 = os.cpu_count()
+    part_size: int = 1000  # results per part file
+    respect_robots: bool = True  # honour X-Robots-Tag noai/noimageai/noindex/noimageindex
+
+
+def is_settled(status: str | None) -> bool:
+    """A URL whose latest status is final is not fetched again by a rerun."""
+    return status is not None and status not in RETRYABLE

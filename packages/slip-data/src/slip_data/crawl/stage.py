@@ -1,0 +1,203 @@
+"""The crawl stage: fetch, decode in a process pool, and append results to part files."""
+
+import asyncio
+import fcntl
+import logging
+import multiprocessing
+import os
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from slip_data.atomic import remove_stale_temps
+from slip_data.crawl.decode import DecodedImage, decode_image, exit_with_parent
+from slip_data.crawl.fetch import Fetcher, FetchResult, open_session, retry_delay
+from slip_data.crawl.options import RETRYABLE, CrawlOptions
+from slip_data.crawl.results import next_seq, parts_dir, read_latest, write_part
+from slip_data.progress import item_progress
+
+log = logging.getLogger(__name__)
+
+
+class Decoder:
+    """Runs `decode_image` in a process pool and replaces the pool if a worker dies."""
+
+    def __init__(self, options: CrawlOptions) -> None:
+        self._options = options
+        self._size = options.workers or os.cpu_count() or 1
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        """Forked workers: instant start and no `if __name__ == "__main__"` demand on callers.
+
+        A fork pool starts all its workers on the first job, so the first pool is started here,
+        before the event loop and its threads exist.
+        """
+        pool = ProcessPoolExecutor(
+            max_workers=self._size,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=exit_with_parent,
+            initargs=(os.getpid(),),
+        )
+        pool.submit(int).result()
+        return pool
+
+    async def decode(self, data: bytes) -> DecodedImage:
+        options = self._options
+        args = (data, options.max_side, options.jpeg_quality, options.max_pixels)
+        loop = asyncio.get_running_loop()
+        for _ in range(2):
+            pool = self._pool
+            try:
+                return await loop.run_in_executor(pool, decode_image, *args)
+            except BrokenProcessPool:
+                # A worker died (hostile image, OOM kill) and took every job in its pool down:
+                # give each job one more go in a fresh pool before calling it a decode error.
+                if pool is self._pool:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = self._new_pool()
+        return DecodedImage("decode_error", "decoder process died")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _exclusive(crawl_dir: Path) -> Iterator[None]:
+    """One crawl per folder: a second one would interleave part numbers and delete temp files."""
+    crawl_dir.mkdir(parents=True, exist_ok=True)
+    with open(crawl_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another crawl is running in {crawl_dir}") from None
+        yield
+
+
+def _pending(urls: Sequence[str], crawl_dir: Path) -> tuple[list[str], dict[str, int]]:
+    """Distinct URLs not settled yet, and the tries already spent on those seen before."""
+    previous = read_latest(crawl_dir, columns=("url", "status", "attempts"))
+    wanted = pl.DataFrame({"url": pl.Series(list(urls), dtype=pl.String)}).unique(
+        maintain_order=True
+    )
+    joined = wanted.join(previous, on="url", how="left", maintain_order="left")
+    todo = joined.filter(pl.col("status").is_null() | pl.col("status").is_in(list(RETRYABLE)))
+    seen = todo.filter(pl.col("attempts").is_not_null())
+    return todo["url"].to_list(), dict(zip(seen["url"], seen["attempts"], strict=True))
+
+
+class _Run:
+    """State of one crawl run: status counts, tries from earlier runs and the part buffer."""
+
+    def __init__(
+        self,
+        crawl_dir: Path,
+        options: CrawlOptions,
+        prior_attempts: dict[str, int],
+        decoder: Decoder,
+    ) -> None:
+        self.crawl_dir = crawl_dir
+        self.options = options
+        self.prior_attempts = prior_attempts
+        self.decoder = decoder
+        self.counts: Counter[str] = Counter()
+        self.buffer: list[dict[str, Any]] = []
+        self.seq = next_seq(crawl_dir)
+
+    def _take_part(self) -> tuple[int, list[dict[str, Any]]]:
+        seq, rows = self.seq, self.buffer
+        self.seq, self.buffer = seq + 1, []
+        return seq, rows
+
+    async def record(self, row: dict[str, Any]) -> None:
+        self.counts[row["status"]] += 1
+        self.buffer.append(row)
+        if len(self.buffer) >= self.options.part_size:
+            seq, rows = self._take_part()
+            await asyncio.to_thread(write_part, self.crawl_dir, seq, rows)
+
+    def flush(self) -> None:
+        """Write what is buffered; also runs on Ctrl-C so finished work is kept."""
+        if self.buffer:
+            write_part(self.crawl_dir, *self._take_part())
+
+    async def fetch_with_retries(self, fetcher: Fetcher, url: str) -> tuple[FetchResult, int]:
+        tries = 0
+        while True:
+            tries += 1
+            result = await fetcher.fetch(url)
+            if result.status not in RETRYABLE or tries >= self.options.attempts:
+                return result, tries
+            await asyncio.sleep(retry_delay(tries, result.retry_after, self.options))
+
+    async def process(self, fetcher: Fetcher, url: str) -> dict[str, Any]:
+        row: dict[str, Any] = dict.fromkeys(("error", "sha256", "width", "height", "image"))
+        tries = 1
+        try:
+            result, tries = await self.fetch_with_retries(fetcher, url)
+            row.update(status=result.status, error=result.error)
+            if result.body is not None:
+                decoded = await self.decoder.decode(result.body)
+                row.update(
+                    status=decoded.status,
+                    error=decoded.error,
+                    sha256=decoded.sha256,
+                    width=decoded.width,
+                    height=decoded.height,
+                    image=decoded.data,
+                )
+        except Exception as exc:  # a bug on one URL must not stop a million-URL crawl
+            log.exception("unexpected failure on %s", url)
+            row.update(status="connection_error", error=f"internal {type(exc).__name__}: {exc}")
+        row.update(url=url, attempts=self.prior_attempts.get(url, 0) + tries)
+        return row
+
+    async def run(
+        self, todo: list[str], host_map: Mapping[str, tuple[str, int]] | None, quiet: bool
+    ) -> None:
+        urls = iter(todo)  # shared by the workers: a fixed number of tasks, whatever len(todo)
+        with item_progress(quiet) as progress:
+            task = progress.add_task("crawl images", total=len(todo))
+            async with open_session(self.options, host_map) as session:
+                fetcher = Fetcher(session, self.options)
+
+                async def worker() -> None:
+                    for url in urls:
+                        await self.record(await self.process(fetcher, url))
+                        progress.advance(task)
+
+                # Twice the request slots, so backoff sleeps and decoding don't idle the network.
+                workers = min(len(todo), 2 * self.options.concurrency)
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(workers):
+                        group.create_task(worker())
+
+
+def crawl(
+    urls: Sequence[str],
+    crawl_dir: Path,
+    options: CrawlOptions = CrawlOptions(),  # noqa: B008 - frozen, so sharing it is safe
+    host_map: Mapping[str, tuple[str, int]] | None = None,
+    quiet: bool = False,
+) -> dict[str, int]:
+    """Fetch every distinct URL not settled in `crawl_dir`; returns this run's status counts."""
+    crawl_dir = Path(crawl_dir)
+    with _exclusive(crawl_dir):
+        remove_stale_temps(parts_dir(crawl_dir))
+        todo, prior_attempts = _pending(urls, crawl_dir)
+        if not todo:
+            return {}
+        decoder = Decoder(options)
+        state = _Run(crawl_dir, options, prior_attempts, decoder)
+        try:
+            asyncio.run(state.run(todo, host_map, quiet))
+        finally:
+            state.flush()
+            decoder.close()
+        return dict(state.counts)

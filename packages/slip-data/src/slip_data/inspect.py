@@ -1,0 +1,45 @@
+"""`slip-data inspect`: the summary of a shard folder, from its manifest and edges."""
+
+import networkx as nx
+import numpy as np
+import polars as pl
+
+from slip_data.shard.writer import read_manifest
+
+DEGREE_QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+
+
+def summarize(shards_dir) -> dict:
+    """Counts, degree quantiles, connected components, label, split and crawl status counts."""
+    folder, manifest = read_manifest(shards_dir)
+    n_nodes = manifest["counts"]["nodes"]
+    edges = pl.read_parquet(folder / "edges.parquet")
+    degree = np.zeros(n_nodes, dtype=np.int64)
+    np.add.at(degree, edges["src"].to_numpy(), 1)
+    np.add.at(degree, edges["dst"].to_numpy(), 1)
+    graph = nx.Graph()
+    graph.add_nodes_from(range(n_nodes))
+    graph.add_edges_from(edges.select("src", "dst").iter_rows())
+    components = sorted((len(c) for c in nx.connected_components(graph)), reverse=True)
+    labels = pl.read_parquet(folder / "labels.parquet")
+    return {
+        "shards": str(folder),
+        "format_version": manifest["format_version"],
+        "created": manifest["created"],
+        "source": manifest["build"]["source"]["name"],
+        "categories": len(manifest["categories"]),
+        "nodes": n_nodes,
+        "edges": edges.height,
+        "mean_degree": float(degree.mean()) if n_nodes else 0.0,
+        "degree_quantiles": {
+            f"p{round(q * 100)}": float(np.quantile(degree, q)) if n_nodes else 0.0
+            for q in DEGREE_QUANTILES
+        },
+        "isolated_nodes": int((degree == 0).sum()),
+        "connected_components": len(components),
+        "largest_component": components[0] if components else 0,
+        "labels": dict(zip(labels["label"], labels["count"], strict=True)),
+        "splits": manifest["split_sizes"],
+        "crawl_status": manifest["crawl_status"],
+        "files": len(manifest["files"]),
+    }

@@ -1,0 +1,183 @@
+"""The four stages over one build folder: fetch -> graph -> crawl -> shard.
+
+The folder shows the stages (as img2dataset's reader, downloader and writer):
+
+    DIR/source.json     what fetch was asked for; later stages read it
+    DIR/demo-source/    the generated demo catalogue (demo source only)
+    DIR/raw/            downloaded raw files (remote sources only)
+    DIR/graph/          parsed raw files, nodes.parquet, edges.parquet, graph.json
+    DIR/crawl/parts/    image crawl results, appended part by part
+    DIR/shards/         the deliverable: node shards, edges, labels, manifest.json
+    DIR/report.json     what every stage kept and skipped, by reason
+
+Each stage only reads what earlier stages wrote, so it can run on its own and be rerun.
+"""
+
+import json
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from slip_data.atomic import write_json
+from slip_data.categories import CATEGORIES
+from slip_data.crawl import CrawlOptions, crawl, load_results
+from slip_data.fetch.stage import DEFAULT_BASE_URL, run_fetch
+from slip_data.graph.build import GraphOptions, read_graph
+from slip_data.graph.stage import DONE_FILE, RawCategory, run_graph
+from slip_data.shard.writer import ShardOptions, run_shard
+from slip_data.sources.demo import DemoSpec, write_demo_catalogue
+from slip_data.sources.demo_server import DemoServer
+
+SOURCES = ("amazon2023", "demo")
+
+
+class StageOrderError(RuntimeError):
+    """A stage run before the stage it reads from; the message says which to run."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str = "amazon2023"
+    categories: tuple[str, ...] = CATEGORIES
+    base_url: str = DEFAULT_BASE_URL
+    demo: DemoSpec = field(default_factory=DemoSpec)
+
+    def __post_init__(self) -> None:
+        if self.name not in SOURCES:
+            raise ValueError(f"unknown source {self.name!r}; valid: {', '.join(SOURCES)}")
+
+    def as_dict(self) -> dict:
+        if self.name == "demo":
+            demo = asdict(self.demo) | {"categories": list(self.categories)}
+            return {"name": "demo", "categories": list(self.categories), "demo": demo}
+        return {"name": self.name, "categories": list(self.categories), "base_url": self.base_url}
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def source_file(self) -> Path:
+        return self.root / "source.json"
+
+    @property
+    def demo_source(self) -> Path:
+        return self.root / "demo-source"
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def graph(self) -> Path:
+        return self.root / "graph"
+
+    @property
+    def crawl(self) -> Path:
+        return self.root / "crawl"
+
+    @property
+    def shards(self) -> Path:
+        return self.root / "shards"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.json"
+
+    def read_source(self) -> dict:
+        if not self.source_file.is_file():
+            raise StageOrderError(f"{self.source_file} is missing: run `slip-data fetch` first")
+        return json.loads(self.source_file.read_text())
+
+
+@contextmanager
+def serving(layout: Layout, source: Mapping) -> Iterator[tuple[str, dict | None]]:
+    """(base URL of the raw files, host map for the image crawl); the demo runs its own server."""
+    if source["name"] != "demo":
+        yield source["base_url"], None
+        return
+    with DemoServer(layout.demo_source) as server:
+        yield server.base_url, dict(server.image_host_map)
+
+
+def fetch(layout: Layout, source: SourceConfig, quiet: bool = False) -> list[RawCategory]:
+    recorded = source.as_dict()
+    if source.name == "demo" and layout.source_file.is_file():
+        previous = {k: v for k, v in layout.read_source().items() if k != "raw_files"}
+        if previous != recorded:  # another catalogue: its raw files are not ours
+            shutil.rmtree(layout.raw, ignore_errors=True)
+    if source.name == "demo":
+        spec = DemoSpec(**(asdict(source.demo) | {"categories": source.categories}))
+        write_demo_catalogue(spec, layout.demo_source, quiet=quiet)
+    with serving(layout, recorded) as (base_url, _):
+        raws = run_fetch(source.categories, base_url, layout.raw, quiet=quiet)
+    recorded["raw_files"] = [
+        {"category": r.name, "meta": str(r.meta), "reviews": str(r.reviews)} for r in raws
+    ]
+    write_json(layout.source_file, recorded)
+    return raws
+
+
+def graph(layout: Layout, options: GraphOptions, quiet: bool = False) -> dict:
+    source = layout.read_source()
+    raws = [
+        RawCategory(f["category"], Path(f["meta"]), Path(f["reviews"])) for f in source["raw_files"]
+    ]
+    return run_graph(raws, layout.graph, options, quiet=quiet)
+
+
+def _graph_outputs(layout: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
+    if not (layout.graph / DONE_FILE).is_file():
+        raise StageOrderError(f"{layout.graph} has no finished graph: run `slip-data graph` first")
+    return read_graph(layout.graph)
+
+
+def crawl_images(layout: Layout, options: CrawlOptions, quiet: bool = False) -> dict[str, int]:
+    nodes, _ = _graph_outputs(layout)
+    urls = nodes["image_url"].unique(maintain_order=True).to_list()
+    with serving(layout, layout.read_source()) as (_, host_map):
+        return crawl(urls, layout.crawl, options, host_map=host_map, quiet=quiet)
+
+
+def shard(layout: Layout, options: ShardOptions, quiet: bool = False) -> dict:
+    nodes, edges = _graph_outputs(layout)
+    source = layout.read_source()
+    graph_summary = json.loads((layout.graph / DONE_FILE).read_text())
+    provenance = {
+        "source": {k: v for k, v in source.items() if k != "raw_files"},
+        "graph": graph_summary["options"],
+    }
+    manifest = run_shard(
+        nodes, edges, load_results(layout.crawl), layout.shards, options, provenance, quiet
+    )
+    write_json(
+        layout.report,
+        {
+            "graph": graph_summary["counts"],
+            "raw_files": graph_summary["files"],
+            "crawl_status": manifest["crawl_status"],
+            "dropped_images": manifest["dropped_images"],
+            "shards": manifest["counts"],
+        },
+    )
+    return manifest
+
+
+def build(
+    layout: Layout,
+    source: SourceConfig,
+    graph_options: GraphOptions,
+    crawl_options: CrawlOptions,
+    shard_options: ShardOptions,
+    quiet: bool = False,
+) -> dict:
+    """All four stages; each skips or resumes what an earlier run already finished."""
+    fetch(layout, source, quiet)
+    graph(layout, graph_options, quiet)
+    crawl_images(layout, crawl_options, quiet)
+    return shard(layout, shard_options, quiet)
