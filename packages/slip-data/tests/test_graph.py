@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 from rawfiles import product, review, write_jsonl_gz
 
-from slip_data.graph.build import GraphOptions, assign_split
+from slip_data.graph.build import GraphOptions, assign_split, read_graph
 from slip_data.graph.stage import RawCategory, run_graph
 
 
@@ -16,8 +16,7 @@ def build(tmp_path, meta, reviews, **options):
         write_jsonl_gz(tmp_path / "reviews.jsonl.gz", reviews),
     )
     summary = run_graph([raw], tmp_path / "graph", GraphOptions(**options), quiet=True)
-    nodes = pl.read_parquet(tmp_path / "graph" / "nodes.parquet")
-    edges = pl.read_parquet(tmp_path / "graph" / "edges.parquet")
+    nodes, edges = read_graph(tmp_path / "graph")
     return nodes, edges, summary["counts"]
 
 

@@ -1,14 +1,18 @@
 """Graph stage driver: parse each raw file once (cached), build, write atomically, mark done."""
 
 import json
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from slip_data.atomic import atomic_path, remove_stale_temps, write_json
-from slip_data.graph.build import GraphOptions, build_graph
+from slip_data.graph.build import GraphOptions, build_graph, top_reviews
 from slip_data.graph.read import parse_to_parquet
 from slip_data.progress import item_progress
 
@@ -42,6 +46,16 @@ def _parsed(raw: Path, kind: str, dest: Path) -> dict:
     return report
 
 
+def _write_reviews(
+    reviews: Sequence[pl.LazyFrame], nodes: pl.DataFrame, max_reviews: int, dest: Path
+) -> None:
+    """The kept review texts, one review file at a time so memory holds one file's texts."""
+    schema = pa.schema([("graph_id", pa.int64()), ("reviews", pa.large_list(pa.large_string()))])
+    with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for frame in reviews:
+            writer.write_table(top_reviews(frame, nodes, max_reviews).to_arrow().cast(schema))
+
+
 def run_graph(
     raws: Sequence[RawCategory], graph_dir: Path, options: GraphOptions, quiet: bool = False
 ) -> dict:
@@ -57,14 +71,20 @@ def run_graph(
             return previous
 
     parsed_dir = graph_dir / "parsed"
+    jobs = {
+        f"{kind}:{raw.name}": (path, kind, parsed_dir / f"{kind}_{raw.name}.parquet")
+        for raw in raws
+        for kind, path in (("meta", raw.meta), ("review", raw.reviews))
+    }
     reports: dict[str, dict] = {}
-    with item_progress(quiet) as progress:
-        task = progress.add_task("parse raw files", total=2 * len(raws))
-        for raw in raws:
-            for kind, path in (("meta", raw.meta), ("review", raw.reviews)):
-                dest = parsed_dir / f"{kind}_{raw.name}.parquet"
-                reports[f"{kind}:{raw.name}"] = _parsed(path, kind, dest)
-                progress.advance(task)
+    # Threads suffice: inflating, JSON parsing and Parquet writing all run outside the GIL.
+    with item_progress(quiet) as progress, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        task = progress.add_task("parse raw files", total=len(jobs))
+        futures = {pool.submit(_parsed, *job): name for name, job in jobs.items()}
+        for future in as_completed(futures):
+            reports[futures[future]] = future.result()
+            progress.advance(task)
+    reports = {name: reports[name] for name in jobs}
 
     meta = pl.concat(
         [
@@ -74,11 +94,12 @@ def run_graph(
             for r in raws
         ]
     )
-    reviews = pl.concat([pl.scan_parquet(parsed_dir / f"review_{r.name}.parquet") for r in raws])
+    reviews = [pl.scan_parquet(parsed_dir / f"review_{r.name}.parquet") for r in raws]
     nodes, edges, counts = build_graph(meta, reviews, options)
     for name, frame in (("nodes", nodes), ("edges", edges)):
         with atomic_path(graph_dir / f"{name}.parquet") as tmp:
             frame.write_parquet(tmp)
+    _write_reviews(reviews, nodes, options.max_reviews, graph_dir / "reviews.parquet")
     summary = {"inputs": inputs, "options": options.as_dict(), "counts": counts, "files": reports}
     write_json(done, summary)
     return summary
