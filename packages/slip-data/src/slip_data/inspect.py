@@ -9,6 +9,33 @@ from slip_data.shard.writer import read_manifest
 DEGREE_QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 
 
+NETWORKX_MAX_EDGES = 2_000_000
+
+
+def component_sizes(n_nodes: int, src: np.ndarray, dst: np.ndarray) -> list[int]:
+    """Sizes of the connected components, largest first.
+
+    networkx where the graph fits it; above NETWORKX_MAX_EDGES, min-label propagation with
+    pointer jumping on numpy arrays (a few passes over the edges, memory linear in them).
+    """
+    if src.size <= NETWORKX_MAX_EDGES:
+        graph = nx.Graph()
+        graph.add_nodes_from(range(n_nodes))
+        graph.add_edges_from(zip(src.tolist(), dst.tolist(), strict=True))
+        return sorted((len(c) for c in nx.connected_components(graph)), reverse=True)
+    label = np.arange(n_nodes)
+    while True:
+        low = np.minimum(label[src], label[dst])
+        before = label.copy()
+        np.minimum.at(label, src, low)
+        np.minimum.at(label, dst, low)
+        while not np.array_equal(label, label[label]):
+            label = label[label]
+        if np.array_equal(label, before):
+            break
+    return sorted(np.bincount(label)[np.unique(label)].tolist(), reverse=True)
+
+
 def summarize(shards_dir) -> dict:
     """Counts, degree quantiles, connected components, label, split and crawl status counts."""
     folder, manifest = read_manifest(shards_dir)
@@ -17,10 +44,7 @@ def summarize(shards_dir) -> dict:
     degree = np.zeros(n_nodes, dtype=np.int64)
     np.add.at(degree, edges["src"].to_numpy(), 1)
     np.add.at(degree, edges["dst"].to_numpy(), 1)
-    graph = nx.Graph()
-    graph.add_nodes_from(range(n_nodes))
-    graph.add_edges_from(edges.select("src", "dst").iter_rows())
-    components = sorted((len(c) for c in nx.connected_components(graph)), reverse=True)
+    components = component_sizes(n_nodes, edges["src"].to_numpy(), edges["dst"].to_numpy())
     labels = pl.read_parquet(folder / "labels.parquet")
     return {
         "shards": str(folder),
