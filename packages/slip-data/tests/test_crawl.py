@@ -286,6 +286,45 @@ def test_same_image_same_bytes(server: Server, tmp_path: Path) -> None:
     assert a == b == direct.data
 
 
+def stored_images(crawl_dir: Path) -> int:
+    """Image payloads in the part files, however many URLs refer to them."""
+    parts = sorted((crawl_dir / "parts").glob("part-*.parquet"))
+    return sum(pl.read_parquet(p, columns=["image"])["image"].is_not_null().sum() for p in parts)
+
+
+def test_identical_images_are_stored_once(server: Server, tmp_path: Path) -> None:
+    urls = [server.url("/dup-a.jpg"), server.url("/dup-b.jpg"), server.url("/good.jpg")]
+    crawl(urls, tmp_path, FAST, host_map=server.host_map, quiet=True)
+    assert stored_images(tmp_path) == 2
+    results = load_results(tmp_path)
+    by_url = {row["url"]: row for row in results.iter_rows(named=True)}
+    a, b = by_url[urls[0]], by_url[urls[1]]
+    assert a["status"] == b["status"] == "ok"
+    assert a["source_sha256"] == b["source_sha256"] and a["sha256"] == b["sha256"]
+    assert a["image"] == b["image"] is not None  # every URL still gets its bytes
+
+
+def test_a_duplicate_found_in_a_later_run_is_not_stored_again(
+    server: Server, tmp_path: Path
+) -> None:
+    crawl([server.url("/dup-a.jpg")], tmp_path, FAST, host_map=server.host_map, quiet=True)
+    crawl([server.url("/dup-b.jpg")], tmp_path, FAST, host_map=server.host_map, quiet=True)
+    assert stored_images(tmp_path) == 1
+    images = load_results(tmp_path)["image"].to_list()
+    assert len(images) == 2 and images[0] == images[1] is not None
+
+
+def test_per_host_rate_spaces_request_starts(server: Server, tmp_path: Path) -> None:
+    options = replace(FAST, per_host_rate=20.0)
+    urls = [server.url(f"/small.jpg?n={n}") for n in range(8)]
+    before = len(server.times["/small.jpg"])
+    crawl(urls, tmp_path, options, host_map=server.host_map, quiet=True)
+    starts = sorted(server.times["/small.jpg"][before:])
+    assert len(starts) == 8
+    # 20 per second: 8 starts span at least 7 x 50 ms; unpaced, they all land within a few ms
+    assert starts[-1] - starts[0] >= 0.3
+
+
 def test_robots_can_be_ignored(server: Server, tmp_path: Path) -> None:
     options = replace(FAST, respect_robots=False)
     crawl([server.url("/noai.jpg")], tmp_path, options, host_map=server.host_map, quiet=True)

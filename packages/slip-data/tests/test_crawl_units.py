@@ -222,6 +222,7 @@ def test_nothing_to_do_returns_quickly(tmp_path: Path) -> None:
         "status",
         "error",
         "attempts",
+        "source_sha256",
         "sha256",
         "width",
         "height",

@@ -3,8 +3,9 @@
 import json
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -51,6 +52,7 @@ Seed = Annotated[int, typer.Option(help="Seed of the train/val/test node split."
 MaxSide = Annotated[int, typer.Option(help="Resize images so the longer side is at most this.")]
 Concurrency = Annotated[int, typer.Option(help="Image requests in flight.")]
 PerHost = Annotated[int, typer.Option(help="Connections per host.")]
+PerHostRate = Annotated[float, typer.Option(help="Requests per second per host (0: no limit).")]
 Timeout = Annotated[float, typer.Option(help="Total seconds per image request, body included.")]
 MaxBytes = Annotated[int, typer.Option(help="Largest image response read, in bytes.")]
 Attempts = Annotated[int, typer.Option(help="Tries per image within one run.")]
@@ -63,26 +65,19 @@ RowsPerShard = Annotated[int, typer.Option(help="Products per node shard file.")
 KeepMissing = Annotated[bool, typer.Option(help="Keep products whose image failed (image null).")]
 
 CRAWL_DEFAULTS = CrawlOptions()
+T = TypeVar("T")
 
 
-def _source(
-    source: str,
-    categories: str,
-    base_url: str,
-    demo_products: int,
-    demo_seed: int,
-    caption_noise: float,
-    demo_reviews_per_product: float,
-) -> pipeline.SourceConfig:
-    names = tuple(parse_categories(categories))
+def _source(values: dict[str, Any]) -> pipeline.SourceConfig:
+    names = tuple(parse_categories(values["categories"]))
     demo = DemoSpec(
-        products=demo_products,
-        seed=demo_seed,
-        caption_noise=caption_noise,
-        reviews_per_product=demo_reviews_per_product,
+        products=values["demo_products"],
+        seed=values["demo_seed"],
+        caption_noise=values["caption_noise"],
+        reviews_per_product=values["demo_reviews_per_product"],
         categories=names,
     )
-    return pipeline.SourceConfig(name=source, categories=names, base_url=base_url, demo=demo)
+    return pipeline.SourceConfig(values["source"], names, values["base_url"], demo)
 
 
 def _label_levels(spec: str) -> dict[str, int]:
@@ -105,37 +100,18 @@ def _split(spec: str) -> tuple[float, float, float]:
     return shares  # type: ignore[return-value]
 
 
-def _graph_options(
-    verified_only, min_weight, max_items_per_user, min_degree, label_level, label_levels,
-    max_reviews, split, seed,
-) -> GraphOptions:  # fmt: skip
-    return GraphOptions(
-        verified_only=verified_only,
-        min_weight=min_weight,
-        max_items_per_user=max_items_per_user,
-        min_degree=min_degree,
-        label_level=label_level,
-        label_levels=_label_levels(label_levels),
-        max_reviews=max_reviews,
-        split_fractions=_split(split),
-        seed=seed,
-    )
+def _pick(cls: type[T], values: dict[str, Any]) -> T:
+    """The options dataclass `cls` from a command's arguments of the same names."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{name: value for name, value in values.items() if name in names})
 
 
-def _crawl_options(
-    max_side, concurrency, per_host, timeout, max_bytes, attempts, allow_private_network,
-    user_agent,
-) -> CrawlOptions:  # fmt: skip
-    return CrawlOptions(
-        max_side=max_side,
-        concurrency=concurrency,
-        per_host=per_host,
-        timeout=timeout,
-        max_bytes=max_bytes,
-        attempts=attempts,
-        allow_private_network=allow_private_network,
-        user_agent=user_agent,
-    )
+def _graph_options(values: dict[str, Any]) -> GraphOptions:
+    converted = {
+        "label_levels": _label_levels(values["label_levels"]),
+        "split_fractions": _split(values["split"]),
+    }
+    return _pick(GraphOptions, values | converted)
 
 
 @app.command()
@@ -160,6 +136,7 @@ def build(
     max_side: MaxSide = CRAWL_DEFAULTS.max_side,
     concurrency: Concurrency = CRAWL_DEFAULTS.concurrency,
     per_host: PerHost = CRAWL_DEFAULTS.per_host,
+    per_host_rate: PerHostRate = CRAWL_DEFAULTS.per_host_rate,
     timeout: Timeout = CRAWL_DEFAULTS.timeout,
     max_bytes: MaxBytes = CRAWL_DEFAULTS.max_bytes,
     attempts: Attempts = CRAWL_DEFAULTS.attempts,
@@ -172,15 +149,12 @@ def build(
     """Run fetch -> graph -> crawl -> shard, then print the summary of the shards."""
     pipeline.build(
         pipeline.Layout(out_dir),
-        _source(source, categories, base_url, demo_products, demo_seed, caption_noise,
-                demo_reviews_per_product),
-        _graph_options(verified_only, min_weight, max_items_per_user, min_degree, label_level,
-                       label_levels, max_reviews, split, seed),
-        _crawl_options(max_side, concurrency, per_host, timeout, max_bytes, attempts,
-                       allow_private_network, user_agent),
-        ShardOptions(rows_per_shard=rows_per_shard, keep_missing_images=keep_missing_images),
+        _source(locals()),
+        _graph_options(locals()),
+        _pick(CrawlOptions, locals()),
+        _pick(ShardOptions, locals()),
         quiet=quiet,
-    )  # fmt: skip
+    )
     _print_summary(summarize(pipeline.Layout(out_dir).shards))
 
 
@@ -197,9 +171,7 @@ def fetch(
     quiet: Quiet = False,
 ) -> None:
     """Stage 1: download (or locate) the raw meta and review files of each category."""
-    config = _source(source, categories, base_url, demo_products, demo_seed, caption_noise,
-                     demo_reviews_per_product)  # fmt: skip
-    raws = pipeline.fetch(pipeline.Layout(out_dir), config, quiet=quiet)
+    raws = pipeline.fetch(pipeline.Layout(out_dir), _source(locals()), quiet=quiet)
     typer.echo(f"fetched {2 * len(raws)} raw files for {len(raws)} categories")
 
 
@@ -218,9 +190,7 @@ def graph(
     quiet: Quiet = False,
 ) -> None:
     """Stage 2: parse the raw files and build the filtered co-purchase graph."""
-    options = _graph_options(verified_only, min_weight, max_items_per_user, min_degree,
-                             label_level, label_levels, max_reviews, split, seed)  # fmt: skip
-    counts = pipeline.graph(pipeline.Layout(out_dir), options, quiet=quiet)["counts"]
+    counts = pipeline.graph(pipeline.Layout(out_dir), _graph_options(locals()), quiet)["counts"]
     typer.echo(f"graph: {counts['nodes']} nodes, {counts['edges']} edges")
 
 
@@ -230,6 +200,7 @@ def crawl(
     max_side: MaxSide = CRAWL_DEFAULTS.max_side,
     concurrency: Concurrency = CRAWL_DEFAULTS.concurrency,
     per_host: PerHost = CRAWL_DEFAULTS.per_host,
+    per_host_rate: PerHostRate = CRAWL_DEFAULTS.per_host_rate,
     timeout: Timeout = CRAWL_DEFAULTS.timeout,
     max_bytes: MaxBytes = CRAWL_DEFAULTS.max_bytes,
     attempts: Attempts = CRAWL_DEFAULTS.attempts,
@@ -238,9 +209,7 @@ def crawl(
     quiet: Quiet = False,
 ) -> None:
     """Stage 3: fetch and resize each product's main image; a rerun retries only failures."""
-    options = _crawl_options(max_side, concurrency, per_host, timeout, max_bytes, attempts,
-                             allow_private_network, user_agent)  # fmt: skip
-    counts = pipeline.crawl_images(pipeline.Layout(out_dir), options, quiet=quiet)
+    counts = pipeline.crawl_images(pipeline.Layout(out_dir), _pick(CrawlOptions, locals()), quiet)
     typer.echo(
         "crawl: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to do")
     )
@@ -254,8 +223,7 @@ def shard(
     quiet: Quiet = False,
 ) -> None:
     """Stage 4: write the Parquet node shards, edges, labels and manifest."""
-    options = ShardOptions(rows_per_shard=rows_per_shard, keep_missing_images=keep_missing_images)
-    manifest = pipeline.shard(pipeline.Layout(out_dir), options, quiet=quiet)
+    manifest = pipeline.shard(pipeline.Layout(out_dir), _pick(ShardOptions, locals()), quiet)
     typer.echo(f"shards: {manifest['counts']} in {pipeline.Layout(out_dir).shards}")
 
 

@@ -22,6 +22,7 @@ _VALUED_DIRECTIVES = frozenset(
 )
 _AGENT_PREFIX = re.compile(r"\s*([\w.*-]+)\s*:(.*)", re.DOTALL)
 _SNIFF_BYTES = 12
+PACE_TABLE_MAX = 10_000
 _ACCEPT = "image/jpeg,image/png,image/webp,image/gif;q=0.9,*/*;q=0.5"
 
 
@@ -81,6 +82,14 @@ def open_session(
     )
 
 
+@dataclass
+class _Host:
+    """A host's connection slots and how many requests hold or wait for one."""
+
+    slots: asyncio.Semaphore
+    users: int = 0
+
+
 class Fetcher:
     """Fetches one URL per call; bounded in flight overall and per host."""
 
@@ -88,25 +97,37 @@ class Fetcher:
         self._session = session
         self._options = options
         self._slots = asyncio.Semaphore(options.concurrency)
-        self._hosts: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        self._hosts: dict[str, _Host] = {}
+        self._next_start: dict[str, float] = {}  # per-host rate: when the next request may go
         self._agent = options.user_agent.split("/", 1)[0].strip().lower()
 
     @asynccontextmanager
     async def _host_slot(self, host: str) -> AsyncIterator[None]:
-        """Wait for a host slot before the deadline starts, so queueing is never a timeout."""
-        semaphore, users = self._hosts.get(host, (None, 0))
-        if semaphore is None:
-            semaphore = asyncio.Semaphore(self._options.per_host)
-        self._hosts[host] = (semaphore, users + 1)
+        """Wait for a host slot and its rate before the deadline starts: queueing is no timeout."""
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = _Host(asyncio.Semaphore(self._options.per_host))
+        state.users += 1
         try:
-            async with semaphore:
+            async with state.slots:
+                await self._pace(host)
                 yield
         finally:
-            semaphore, users = self._hosts[host]
-            if users == 1:
+            state.users -= 1
+            if not state.users:
                 del self._hosts[host]  # keeps the table small across a million hosts
-            else:
-                self._hosts[host] = (semaphore, users - 1)
+
+    async def _pace(self, host: str) -> None:
+        """Space request starts to `per_host_rate` per second for each host."""
+        rate = self._options.per_host_rate
+        if rate <= 0:
+            return
+        now = asyncio.get_running_loop().time()
+        start = max(now, self._next_start.get(host, now))
+        self._next_start[host] = start + 1.0 / rate
+        if len(self._next_start) > PACE_TABLE_MAX:  # forget hosts whose turn is long past
+            self._next_start = {h: t for h, t in self._next_start.items() if t > now}
+        await asyncio.sleep(start - now)
 
     async def fetch(self, url: str) -> FetchResult:
         """One try: never raises for network or content trouble, returns a status instead."""

@@ -15,6 +15,7 @@ class CrawlOptions:
     jpeg_quality: int = 90
     concurrency: int = 64  # requests in flight
     per_host: int = 16  # connections per host
+    per_host_rate: float = 0.0  # request starts per second per host; 0 = no limit
     attempts: int = 3  # tries per item within one run
     backoff_base: float = 0.5
     backoff_max: float = 30.0

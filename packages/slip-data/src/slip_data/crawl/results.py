@@ -21,6 +21,7 @@ SCHEMA: dict[str, Any] = {
     "status": pl.String,
     "error": pl.String,
     "attempts": pl.Int64,
+    "source_sha256": pl.String,
     "sha256": pl.String,
     "width": pl.Int64,
     "height": pl.Int64,
@@ -68,12 +69,22 @@ def read_latest(crawl_dir: Path, columns: Sequence[str] = tuple(SCHEMA)) -> pl.D
             )
     if not frames:
         return pl.DataFrame(schema=schema)
-    return pl.concat(frames).unique(subset="url", keep="last", maintain_order=True)
+    rows = pl.concat(frames)
+    latest = rows.unique(subset="url", keep="last", maintain_order=True)
+    if "image" not in schema:
+        return latest
+    # Identical images are stored once: the other rows name the stored image by its sha256.
+    stored = rows.filter(pl.col("image").is_not_null()).unique("sha256", maintain_order=True)
+    return latest.drop("image").join(
+        stored.select("sha256", "image"), on="sha256", how="left", maintain_order="left"
+    )
 
 
 def load_results(crawl_dir: Path) -> pl.DataFrame:
-    """One row per URL (latest result): url, status, error, attempts, sha256, width, height, image.
+    """One row per URL (latest result): url, status, error, attempts, source_sha256, sha256,
+    width, height, image.
 
-    `attempts` counts tries over all runs; `image` holds the stored JPEG, only when status is ok.
+    `attempts` counts tries over all runs; `image` holds the stored JPEG, only when status is ok;
+    URLs that served identical bytes share one stored image (same `sha256`).
     """
     return read_latest(crawl_dir)

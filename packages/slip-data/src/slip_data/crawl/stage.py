@@ -2,6 +2,7 @@
 
 import asyncio
 import fcntl
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -10,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +82,8 @@ def _exclusive(crawl_dir: Path) -> Iterator[None]:
         yield
 
 
-def _pending(urls: Sequence[str], crawl_dir: Path) -> tuple[list[str], dict[str, int]]:
+def _pending(urls: Sequence[str], previous: pl.DataFrame) -> tuple[list[str], dict[str, int]]:
     """Distinct URLs not settled yet, and the tries already spent on those seen before."""
-    previous = read_latest(crawl_dir, columns=("url", "status", "attempts"))
     wanted = pl.DataFrame({"url": pl.Series(list(urls), dtype=pl.String)}).unique(
         maintain_order=True
     )
@@ -90,6 +91,20 @@ def _pending(urls: Sequence[str], crawl_dir: Path) -> tuple[list[str], dict[str,
     todo = joined.filter(pl.col("status").is_null() | pl.col("status").is_in(list(RETRYABLE)))
     seen = todo.filter(pl.col("attempts").is_not_null())
     return todo["url"].to_list(), dict(zip(seen["url"], seen["attempts"], strict=True))
+
+
+PREVIOUS_COLUMNS = ("url", "status", "attempts", "source_sha256", "sha256", "width", "height")
+
+
+def _known_images(previous: pl.DataFrame) -> dict[str, DecodedImage]:
+    """Fetched-bytes sha256 -> the stored image (without its bytes) of earlier runs."""
+    stored = previous.filter((pl.col("status") == "ok") & pl.col("source_sha256").is_not_null())
+    return {
+        source: DecodedImage("ok", sha256=sha, width=width, height=height)
+        for source, sha, width, height in stored.select(
+            "source_sha256", "sha256", "width", "height"
+        ).iter_rows()
+    }
 
 
 class _Run:
@@ -100,6 +115,7 @@ class _Run:
         crawl_dir: Path,
         options: CrawlOptions,
         prior_attempts: dict[str, int],
+        known: dict[str, DecodedImage],
         decoder: Decoder,
     ) -> None:
         self.crawl_dir = crawl_dir
@@ -107,6 +123,8 @@ class _Run:
         self.prior_attempts = prior_attempts
         self.decoder = decoder
         self.counts: Counter[str] = Counter()
+        # fetched-bytes sha256 -> decoded result (without bytes) or the decode in flight
+        self.known: dict[str, DecodedImage | asyncio.Future[DecodedImage]] = dict(known)
         self.buffer: list[dict[str, Any]] = []
         self.seq = next_seq(crawl_dir)
 
@@ -136,15 +154,40 @@ class _Run:
                 return result, tries
             await asyncio.sleep(retry_delay(tries, result.retry_after, self.options))
 
+    async def decode_once(self, body: bytes) -> tuple[str, DecodedImage]:
+        """Decode each distinct image once: a duplicate gets the result without the bytes, so
+        identical images are stored once however many URLs serve them."""
+        source = hashlib.sha256(body).hexdigest()
+        seen = self.known.get(source)
+        if isinstance(seen, DecodedImage):
+            return source, seen
+        if seen is not None:  # the same bytes are being decoded for another URL right now
+            return source, replace(await seen, data=None)
+        future = asyncio.get_running_loop().create_future()
+        self.known[source] = future
+        try:
+            decoded = await self.decoder.decode(body)
+        except BaseException as exc:
+            del self.known[source]
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiting duplicates see it, nobody else must
+            raise
+        self.known[source] = replace(decoded, data=None)
+        future.set_result(decoded)
+        return source, decoded
+
     async def process(self, fetcher: Fetcher, url: str) -> dict[str, Any]:
-        row: dict[str, Any] = dict.fromkeys(("error", "sha256", "width", "height", "image"))
+        row: dict[str, Any] = dict.fromkeys(
+            ("error", "source_sha256", "sha256", "width", "height", "image")
+        )
         tries = 1
         try:
             result, tries = await self.fetch_with_retries(fetcher, url)
             row.update(status=result.status, error=result.error)
             if result.body is not None:
-                decoded = await self.decoder.decode(result.body)
+                source, decoded = await self.decode_once(result.body)
                 row.update(
+                    source_sha256=source,
                     status=decoded.status,
                     error=decoded.error,
                     sha256=decoded.sha256,
@@ -190,11 +233,12 @@ def crawl(
     crawl_dir = Path(crawl_dir)
     with _exclusive(crawl_dir):
         remove_stale_temps(parts_dir(crawl_dir))
-        todo, prior_attempts = _pending(urls, crawl_dir)
+        previous = read_latest(crawl_dir, columns=PREVIOUS_COLUMNS)
+        todo, prior_attempts = _pending(urls, previous)
         if not todo:
             return {}
         decoder = Decoder(options)
-        state = _Run(crawl_dir, options, prior_attempts, decoder)
+        state = _Run(crawl_dir, options, prior_attempts, _known_images(previous), decoder)
         try:
             asyncio.run(state.run(todo, host_map, quiet))
         finally:
