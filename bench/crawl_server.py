@@ -87,7 +87,9 @@ def fault_app(images: dict[str, bytes], port: list[int]) -> web.Application:
     def redirect(target: str) -> web.Response:
         return web.Response(status=302, headers={"Location": target})
 
-    async def stream(request: web.Request, chunk: bytes, pause: float, count: int) -> web.StreamResponse:
+    async def stream(
+        request: web.Request, chunk: bytes, pause: float, count: int
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
         await response.prepare(request)
         try:
@@ -175,6 +177,7 @@ async def serve(mode: str, folder: Path) -> None:
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+
     # Standard input closing means the benchmark is gone: stop with it.
     def watch_stdin() -> None:
         sys.stdin.buffer.read()

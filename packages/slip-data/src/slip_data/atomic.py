@@ -44,11 +44,12 @@ def write_json(target: Path, obj: Any) -> None:
     write_bytes(target, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def remove_stale_temps(folder: Path) -> int:
+def remove_stale_temps(folder: Path, recursive: bool = True) -> int:
     """Delete temp files a killed run left behind; returns how many."""
     removed = 0
     if folder.is_dir():
-        for stale in folder.rglob(f".*{TMP_SUFFIX}"):
+        pattern = f".*{TMP_SUFFIX}"
+        for stale in folder.rglob(pattern) if recursive else folder.glob(pattern):
             stale.unlink(missing_ok=True)
             removed += 1
     return removed

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
-from slip_data.atomic import write_json
+from slip_data.atomic import remove_stale_temps, write_json
 from slip_data.categories import CATEGORIES
 from slip_data.crawl import CrawlOptions, crawl, load_results
 from slip_data.fetch.stage import DEFAULT_BASE_URL, run_fetch
@@ -90,6 +90,9 @@ class Layout:
         return self.root / "report.json"
 
     def read_source(self) -> dict:
+        # every stage reads or writes here first: clear the temp files a killed run left beside
+        # source.json and report.json (each stage clears its own folder itself)
+        remove_stale_temps(self.root, recursive=False)
         if not self.source_file.is_file():
             raise StageOrderError(f"{self.source_file} is missing: run `slip-data fetch` first")
         return json.loads(self.source_file.read_text())
@@ -106,6 +109,7 @@ def serving(layout: Layout, source: Mapping) -> Iterator[tuple[str, dict | None]
 
 
 def fetch(layout: Layout, source: SourceConfig, quiet: bool = False) -> list[RawCategory]:
+    remove_stale_temps(layout.root, recursive=False)
     recorded = source.as_dict()
     if source.name == "demo" and layout.source_file.is_file():
         previous = {k: v for k, v in layout.read_source().items() if k != "raw_files"}
