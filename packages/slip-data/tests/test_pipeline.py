@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import polars as pl
 import pytest
 from rawfiles import product, review, write_jsonl_gz
 
@@ -141,3 +142,15 @@ def test_bad_invocations_are_one_line_errors(tmp_path, args, expected):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
     assert "Traceback" not in result.stderr
+
+
+def test_crawl_and_shard_options_reach_their_stage(tmp_path):
+    out = tmp_path / "small"
+    run("build", "--source", "demo", "--categories", "Books", "--demo-products", "300",
+        "--max-side", "48", "--jpeg-quality", "60", "--ignore-robots", "--workers", "1",
+        "--rows-per-shard", "100", "--out", str(out), "--quiet")  # fmt: skip
+    manifest = json.loads((out / "shards" / "manifest.json").read_text())
+    node_files = [f for f in manifest["files"] if f["kind"] == "nodes"]
+    assert len(node_files) == -(-manifest["counts"]["nodes"] // 100)  # ceil
+    sizes = pl.read_parquet(out / "shards" / node_files[0]["path"], columns=["width", "height"])
+    assert sizes.select(pl.max_horizontal("width", "height").max()).item() == 48

@@ -60,6 +60,17 @@ AllowPrivate = Annotated[
     bool, typer.Option(help="Allow image URLs on private, loopback and link-local addresses.")
 ]
 UserAgent = Annotated[str, typer.Option(help="User-Agent header of the crawler.")]
+MaxPixels = Annotated[int, typer.Option(help="Largest image (width x height, from its header).")]
+MaxRedirects = Annotated[int, typer.Option(help="Redirects followed per image request.")]
+RespectRobots = Annotated[
+    bool,
+    typer.Option(
+        "--respect-robots/--ignore-robots",
+        help="Honour X-Robots-Tag noai, noimageai, noindex, noimageindex (status opted_out).",
+    ),
+]
+JpegQuality = Annotated[int, typer.Option(help="JPEG quality of the stored images.")]
+Workers = Annotated[int, typer.Option(help="Image decoding processes (0: one per core).")]
 # shard
 RowsPerShard = Annotated[int, typer.Option(help="Products per node shard file.")]
 KeepMissing = Annotated[bool, typer.Option(help="Keep products whose image failed (image null).")]
@@ -142,6 +153,11 @@ def build(
     attempts: Attempts = CRAWL_DEFAULTS.attempts,
     allow_private_network: AllowPrivate = False,
     user_agent: UserAgent = CRAWL_DEFAULTS.user_agent,
+    max_pixels: MaxPixels = CRAWL_DEFAULTS.max_pixels,
+    max_redirects: MaxRedirects = CRAWL_DEFAULTS.max_redirects,
+    respect_robots: RespectRobots = CRAWL_DEFAULTS.respect_robots,
+    jpeg_quality: JpegQuality = CRAWL_DEFAULTS.jpeg_quality,
+    workers: Workers = CRAWL_DEFAULTS.workers,
     rows_per_shard: RowsPerShard = 10_000,
     keep_missing_images: KeepMissing = False,
     quiet: Quiet = False,
@@ -206,6 +222,11 @@ def crawl(
     attempts: Attempts = CRAWL_DEFAULTS.attempts,
     allow_private_network: AllowPrivate = False,
     user_agent: UserAgent = CRAWL_DEFAULTS.user_agent,
+    max_pixels: MaxPixels = CRAWL_DEFAULTS.max_pixels,
+    max_redirects: MaxRedirects = CRAWL_DEFAULTS.max_redirects,
+    respect_robots: RespectRobots = CRAWL_DEFAULTS.respect_robots,
+    jpeg_quality: JpegQuality = CRAWL_DEFAULTS.jpeg_quality,
+    workers: Workers = CRAWL_DEFAULTS.workers,
     quiet: Quiet = False,
 ) -> None:
     """Stage 3: fetch and resize each product's main image; a rerun retries only failures."""
