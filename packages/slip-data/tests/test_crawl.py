@@ -5,6 +5,7 @@ import contextlib
 import io
 import logging
 import os
+import random
 import signal
 import struct
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+import tracemalloc
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -77,6 +79,18 @@ SMALL = jpeg(100, 80, seed=3)
 PNG = png_rgba(500, 300)
 
 
+def noise_jpeg(side: int) -> bytes:
+    """Random pixels: a JPEG that compresses badly, so each fetch moves many bytes."""
+    out = io.BytesIO()
+    Image.frombytes("RGB", (side, side), random.Random(4).randbytes(side * side * 3)).save(
+        out, "JPEG", quality=95
+    )
+    return out.getvalue()
+
+
+NOISE = noise_jpeg(160)
+
+
 @dataclass
 class Server:
     """Serves the test catalogue and counts hits per path."""
@@ -132,6 +146,8 @@ class Server:
 
         routes = {
             "/good.jpg": lambda r: image(GOOD),
+            # distinct bytes per query (trailing bytes after the JPEG end), one decoded image
+            "/noise.jpg": lambda r: image(NOISE + r.query_string.encode()),
             "/good.png": lambda r: image(PNG, "image/png"),
             "/small.jpg": lambda r: image(SMALL),
             "/dup-a.jpg": lambda r: image(DUP),
@@ -323,6 +339,21 @@ def test_per_host_rate_spaces_request_starts(server: Server, tmp_path: Path) -> 
     assert len(starts) == 8
     # 20 per second: 8 starts span at least 7 x 50 ms; unpaced, they all land within a few ms
     assert starts[-1] - starts[0] >= 0.3
+
+
+def test_memory_stays_bounded_while_bytes_flow_through(server: Server, tmp_path: Path) -> None:
+    urls = [server.url(f"/noise.jpg?n={n}") for n in range(1200)]
+    options = replace(FAST, part_size=50, concurrency=16)
+    tracemalloc.start()
+    try:
+        counts = crawl(urls, tmp_path, options, host_map=server.host_map, quiet=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert counts == {"ok": 1200}
+    fetched = len(urls) * len(NOISE)
+    assert fetched > 30_000_000
+    assert peak < fetched / 5, (peak, fetched)  # results go to disk part by part
 
 
 def test_robots_can_be_ignored(server: Server, tmp_path: Path) -> None:
