@@ -1,17 +1,21 @@
 """Benchmark: slip-data's image crawl against img2dataset on loopback, plus a fault-server run.
 
-    uv run python bench/crawl_bench.py                  # full run: ~5-10 min on 2 cores
+    uv run python bench/crawl_bench.py                  # ~3 min on 2 cores (+1 min first time)
     uv run python bench/crawl_bench.py --repeats 1 --skip-fault      # quicker look
     uv run python bench/crawl_bench.py --profile        # also: where slip-data's time goes
+    uv run python bench/crawl_bench.py --variant decoder=processes,resample=lanczos  # also these
 
 Both tools fetch the same 2,000 distinct 600x600 JPEGs (~60-85 KB, generated once, cached under
 bench/_work/crawl/images) from one aiohttp server running in its own process on 127.0.0.1, and
 make 256-px JPEGs at quality 90. Each measurement is a child process, timed from spawn to exit
-(start-up included; the crawl time inside the child is reported too), with CPU time from
-wait4. img2dataset lives in a throwaway venv (bench/_work/crawl/venv-img2dataset). The runs
-alternate and the median of --repeats is reported. The report is also written to
-bench/_work/crawl/report.json. Nothing leaves 127.0.0.1 (img2dataset's wandb and albumentations'
-update check are switched off).
+(start-up included; the rate inside the crawl is reported too), with CPU time from wait4.
+img2dataset lives in a throwaway venv (bench/_work/crawl/venv-img2dataset). The runs alternate
+and the median of --repeats is reported, also written to bench/_work/crawl/report.json.
+
+Both tools' children get the same bytecode policy (--bytecode). By default .pyc files are used
+even where PYTHONDONTWRITEBYTECODE is set: without them slip-data compiles polars, aiohttp and
+rich from source at every start (~0.5 s), while pip has already compiled img2dataset's venv.
+Nothing leaves 127.0.0.1 (img2dataset's wandb and albumentations' update check are off).
 """
 
 import argparse
@@ -92,7 +96,8 @@ def ensure_images(count: int, seed: int) -> dict:
     wanted = {"count": count, "seed": seed, "side": IMAGE_SIDE, "version": GEN_VERSION}
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
-        if {k: manifest.get(k) for k in wanted} == wanted:
+        same = all(manifest.get(k) == wanted[k] for k in ("seed", "side", "version"))
+        if same and manifest.get("count", 0) >= count:
             return manifest
     shutil.rmtree(IMAGES, ignore_errors=True)
     IMAGES.mkdir(parents=True)
@@ -142,10 +147,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# How the measured children treat Python bytecode; main() sets it from --bytecode. "cached":
+# both tools read and write .pyc files under bench/_work/crawl/pycache (the warm-up run fills
+# it), as any normal install does; "none": both compile every module from source at each start.
+BYTECODE: dict[str, str] = {}
+
+
 def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if "proxy" not in k.lower() and k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    }
     env["no_proxy"] = env["NO_PROXY"] = "*"
-    return env | (extra or {})
+    return env | BYTECODE | (extra or {})
 
 
 def timed(cmd: list[str], server_pid: int | None, log: Path | None = None, env=None) -> dict:
@@ -230,6 +245,8 @@ def run_img2dataset(url_file: Path, out_dir: Path, server_pid: int, timeout: int
         ok=len(ok),
         counts=dict(Counter(frame["status"].to_list())),
         stats_successes=sum(s.get("successes", 0) for s in stats),
+        # From the first shard's start to the last one's end: after spawn and imports.
+        shard_seconds=max(s["end_time"] for s in stats) - min(s["start_time"] for s in stats),
         sizes=dict(Counter(f"{w}x{h}" for w, h in ok.select("width", "height").iter_rows())),
     )
     del result["stdout"]
@@ -240,23 +257,42 @@ def run_img2dataset(url_file: Path, out_dir: Path, server_pid: int, timeout: int
 
 
 def child_slip(url_file: Path, out_dir: Path, spec: dict) -> dict:
-    """Runs in the child: one crawl, timed inside too; optionally a patched decoder."""
+    """Runs in the child: one crawl, timed inside too; optionally a patched decoder.
+
+    Also reports the import time of slip_data.crawl, the time from spawn to the crawl() call,
+    and the CPU of this process (event loop, fetching, hand-off) apart from the decoders'.
+    """
+    import resource
+
+    begin = time.perf_counter()
     from slip_data.crawl import CrawlOptions, crawl
 
-    if spec.get("variant"):
-        _patch_decoder(spec["variant"])
+    imported = time.perf_counter() - begin
     urls = url_file.read_text().split()
     host_map = {h: tuple(d) for h, d in spec.get("host_map", {}).items()} or None
-    options = CrawlOptions(**spec["options"])
+    options = CrawlOptions(**spec["options"], **_variant_options(spec.get("variant", "")))
+    startup = time.time() - spec["spawned_at"]
     start = time.perf_counter()
     counts = crawl(urls, out_dir, options, host_map=host_map, quiet=True)
-    return {"seconds": time.perf_counter() - start, "counts": counts}
+    seconds = time.perf_counter() - start
+    main, decoders = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return {
+        "seconds": seconds,
+        "counts": counts,
+        "import_seconds": imported,
+        "startup_seconds": startup,
+        "main_cpu_seconds": main.ru_utime + main.ru_stime,
+        "decoder_cpu_seconds": decoders.ru_utime + decoders.ru_stime,
+    }
 
 
 def run_slip(url_file: Path, out_dir: Path, server_pid: int, spec: dict) -> dict:
     from slip_data.crawl import load_results
 
     shutil.rmtree(out_dir, ignore_errors=True)
+    spec = spec | {"spawned_at": time.time()}
     cmd = [sys.executable, __file__, "--child", str(url_file), str(out_dir), json.dumps(spec)]
     result = timed(cmd, server_pid, out_dir.parent / f"{out_dir.name}.log")
     result.update(json.loads(result.pop("stdout")))
@@ -268,6 +304,11 @@ def run_slip(url_file: Path, out_dir: Path, server_pid: int, spec: dict) -> dict
     return result
 
 
+def _variant_options(variant: str) -> dict:
+    """`decoder=processes,resample=lanczos` -> CrawlOptions overrides (the other settings)."""
+    return dict(item.split("=", 1) for item in variant.split(",") if item)
+
+
 def slip_options(**overrides) -> dict:
     base = {
         "max_side": MAX_SIDE,
@@ -276,57 +317,6 @@ def slip_options(**overrides) -> dict:
         "workers": 2,
     }
     return base | overrides
-
-
-# --------------------------------------------------------------------------- decoder variants
-
-
-def _fast_decode(data: bytes, max_side: int, quality: int, max_pixels: int):
-    """Experimental: like decode_image, but draft to the smallest DCT scale >= max_side, then a
-    reducing_gap resize (a cheap box reduce first, Lanczos on the rest)."""
-    import hashlib
-    import warnings
-
-    from PIL import Image, ImageOps
-
-    from slip_data.crawl.decode import DecodedImage, _to_rgb
-
-    Image.MAX_IMAGE_PIXELS = max_pixels
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-                if width * height > max_pixels:
-                    return DecodedImage("bomb", f"{width}x{height} exceeds {max_pixels} pixels")
-                if img.format == "JPEG":
-                    img.draft("RGB", (max_side, max_side))
-                img.load()
-                out = _to_rgb(ImageOps.exif_transpose(img))
-        out.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
-        buffer = io.BytesIO()
-        out.save(buffer, "JPEG", quality=quality)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return DecodedImage("bomb", str(exc))
-    except Exception as exc:
-        return DecodedImage("decode_error", f"{type(exc).__name__}: {exc}")
-    encoded = buffer.getvalue()
-    return DecodedImage(
-        "ok",
-        data=encoded,
-        width=out.width,
-        height=out.height,
-        sha256=hashlib.sha256(encoded).hexdigest(),
-    )
-
-
-def _patch_decoder(variant: str) -> None:
-    import slip_data.crawl.stage as stage
-
-    if variant == "reducing_gap":
-        stage.decode_image = _fast_decode
-    else:
-        raise SystemExit(f"unknown decoder variant {variant!r}")
 
 
 # --------------------------------------------------------------------------- fault run
@@ -340,6 +330,16 @@ def fault_urls(count: int, seed: int) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     picks = rng.choices(kinds, weights=weights, k=count)
     return [(f"http://h{i % FAULT_HOSTS}.faults.invalid/{k}/{i}", k) for i, k in enumerate(picks)]
+
+
+def _images_on_disk(crawl_dir: Path) -> int:
+    """Image bytes actually written (load_results fills duplicates in from their twin)."""
+    import polars as pl
+
+    from slip_data.crawl.results import part_files
+
+    paths = [path for _, path in part_files(crawl_dir)]
+    return pl.read_parquet(paths, columns=["image"])["image"].is_not_null().sum()
 
 
 def fault_run(count: int, seed: int, tmp: Path) -> dict:
@@ -365,6 +365,7 @@ def fault_run(count: int, seed: int, tmp: Path) -> dict:
         kinds=dict(Counter(k for _, k in pairs)),
         unexpected=dict(wrong),
         dup_urls_ok=len(dups),
+        images_stored=_images_on_disk(tmp / "fault-slip"),
         dup_distinct_sha256=dups["sha256"].n_unique(),
         options=options,
     )
@@ -374,6 +375,15 @@ def fault_run(count: int, seed: int, tmp: Path) -> dict:
 # --------------------------------------------------------------------------- profile
 
 
+def _mean_abs_diff(a: bytes, b: bytes) -> float:
+    """Mean absolute difference of two JPEGs' pixels, 0-255 scale."""
+    import numpy as np
+    from PIL import Image
+
+    x, y = (np.asarray(Image.open(io.BytesIO(d)), dtype=np.int16) for d in (a, b))
+    return float(np.abs(x - y).mean())
+
+
 def profile(count: int, tmp: Path) -> dict:
     """Per-image costs of slip-data's decoder stages, in this process, on the test images."""
     import hashlib
@@ -381,6 +391,7 @@ def profile(count: int, tmp: Path) -> dict:
     from PIL import Image, ImageOps
 
     from slip_data.crawl.decode import _to_rgb, decode_image
+    from slip_data.crawl.options import RESAMPLE
 
     bodies = [p.read_bytes() for p in sorted(IMAGES.glob("*.jpg"))[:count]]
     report: dict = {"images": len(bodies)}
@@ -392,7 +403,15 @@ def profile(count: int, tmp: Path) -> dict:
         return 1000 * (time.perf_counter() - start) / len(bodies)
 
     report["decode_image_ms"] = per_image(lambda b: decode_image(b, MAX_SIDE, QUALITY, 40_000_000))
-    report["fast_decode_ms"] = per_image(lambda b: _fast_decode(b, MAX_SIDE, QUALITY, 40_000_000))
+    report["variant_decode_ms"] = {}
+    lanczos = [decode_image(b, MAX_SIDE, QUALITY, 40_000_000, "lanczos").data for b in bodies[:50]]
+    for name in RESAMPLE:
+        ms = per_image(lambda b, f=name: decode_image(b, MAX_SIDE, QUALITY, 40_000_000, f))
+        diff = statistics.mean(
+            _mean_abs_diff(ref, decode_image(b, MAX_SIDE, QUALITY, 40_000_000, name).data)
+            for ref, b in zip(lanczos, bodies, strict=False)
+        )
+        report["variant_decode_ms"][name] = {"ms": ms, "mean_abs_diff_vs_lanczos": diff}
 
     stages = Counter()
     draft_sizes = Counter()
@@ -491,6 +510,25 @@ def median_of(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
+def summarise(results: list[dict], urls: int) -> dict:
+    """Medians over the repeats; per-image CPU is per URL of the run."""
+    summary = {
+        "images_per_s": median_of(results, "images_per_s"),
+        "wall_seconds": median_of(results, "wall_seconds"),
+        "in_process_images_per_s": median_of(results, "in_process_images_per_s"),
+        "cpu_ms_per_image": 1000 * median_of(results, "cpu_seconds") / urls,
+        "server_cpu_ms_per_image": 1000 * median_of(results, "server_cpu_seconds") / urls,
+    }
+    if "startup_seconds" in results[0]:  # slip-data's child reports its inside
+        summary |= {
+            "startup_seconds": median_of(results, "startup_seconds"),
+            "import_seconds": median_of(results, "import_seconds"),
+            "main_cpu_ms_per_image": 1000 * median_of(results, "main_cpu_seconds") / urls,
+            "decoder_cpu_ms_per_image": 1000 * median_of(results, "decoder_cpu_seconds") / urls,
+        }
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
@@ -500,7 +538,20 @@ def main() -> None:
     parser.add_argument("--skip-img2dataset", action="store_true")
     parser.add_argument("--skip-fault", action="store_true")
     parser.add_argument("--profile", action="store_true", help="also time decoder stages")
-    parser.add_argument("--variant", help="also run slip-data with a patched decoder (bench only)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="also run slip-data with other crawl options, e.g. decoder=processes,resample=lanczos;"
+        " may be repeated",
+    )
+    parser.add_argument(
+        "--bytecode",
+        choices=("cached", "none"),
+        default="cached",
+        help="cached: both tools' children use .pyc files (the usual case); none: both compile "
+        "every module, the standard library's too, from source at each start (worst case)",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -509,12 +560,18 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(BENCH))  # crawl_server's fault catalogue
+    if args.bytecode == "cached":
+        BYTECODE["PYTHONPYCACHEPREFIX"] = str(WORK / "pycache")
+    else:
+        BYTECODE["PYTHONDONTWRITEBYTECODE"] = "1"
+        BYTECODE["PYTHONPYCACHEPREFIX"] = str(WORK / "pycache-empty")  # no .pyc is ever found
     manifest = ensure_images(args.images, args.seed)
     report: dict = {
         "images": {
             k: manifest[k] for k in ("count", "side", "bytes_min", "bytes_median", "bytes_max")
         },
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "bytecode": args.bytecode,
     }
     version = None if args.skip_img2dataset else ensure_img2dataset()
     report["img2dataset_version"] = version
@@ -523,8 +580,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="crawl-bench-", dir=WORK) as tmp_name:
         tmp = Path(tmp_name)
         runs: dict[str, list[dict]] = {"img2dataset": [], "slip-data": []}
-        if args.variant:
-            runs[f"slip-data+{args.variant}"] = []
+        for variant in args.variant:
+            runs[f"slip-data+{variant}"] = []
         with serving("static") as (port, pid):
             names = sorted(p.name for p in IMAGES.glob("*.jpg"))[: args.images]
             url_file = tmp / "urls.txt"
@@ -554,25 +611,19 @@ def main() -> None:
         for results in runs.values():
             for r in results:
                 r["images_per_s"] = r["ok"] / r["wall_seconds"]
-                if "seconds" in r:
-                    r["in_process_images_per_s"] = r["ok"] / r["seconds"]
+                inside = r.get("seconds", r.get("shard_seconds"))
+                if inside:
+                    r["in_process_images_per_s"] = r["ok"] / inside
         report["runs"] = runs
-        report["median"] = {
-            name: {
-                "images_per_s": median_of(results, "images_per_s"),
-                "wall_seconds": median_of(results, "wall_seconds"),
-                "cpu_ms_per_image": 1000 * median_of(results, "cpu_seconds") / args.images,
-                "server_cpu_ms_per_image": 1000
-                * median_of(results, "server_cpu_seconds")
-                / args.images,
-                **(
-                    {"in_process_images_per_s": median_of(results, "in_process_images_per_s")}
-                    if "seconds" in results[0]
-                    else {}
-                ),
-            }
+        # Every stored image must be 256x256 (600x600 squares, longer side 256) in both tools.
+        report["wrong_sizes"] = [
+            f"{name} run {i + 1}: {r['sizes']}"
             for name, results in runs.items()
-            if results
+            for i, r in enumerate(results)
+            if set(r["sizes"]) != {f"{MAX_SIDE}x{MAX_SIDE}"}
+        ]
+        report["median"] = {
+            name: summarise(results, args.images) for name, results in runs.items() if results
         }
         medians = report["median"]
         if "img2dataset" in medians:
@@ -589,7 +640,12 @@ def main() -> None:
 
 
 def _progress(name: str, repeat: int, r: dict) -> None:
-    inner = f", {r['seconds']:.2f} s in crawl()" if "seconds" in r else ""
+    inner = ""
+    if "seconds" in r:
+        inner = (
+            f" ({r['startup_seconds']:.2f} s to crawl(), {r['seconds']:.2f} s in it; cpu main "
+            f"{r['main_cpu_seconds']:.1f} s + decoders {r['decoder_cpu_seconds']:.1f} s)"
+        )
     print(
         f"  [{repeat + 1}] {name:<24} {r['ok']:>5} ok in {r['wall_seconds']:6.2f} s wall{inner}, "
         f"cpu {r['cpu_seconds']:.1f} s, server cpu {r['server_cpu_seconds']:.1f} s",
@@ -603,19 +659,29 @@ def print_report(report: dict) -> None:
         f"\ncrawl benchmark: {images['count']:,} distinct {images['side']}x{images['side']} JPEGs "
         f"({images['bytes_min'] // 1000}-{images['bytes_max'] // 1000} KB, median "
         f"{images['bytes_median'] // 1000} KB) from a loopback aiohttp server in its own process, "
-        f"-> {MAX_SIDE} px, q{QUALITY}; {report['machine']['cpus']} CPUs"
+        f"-> {MAX_SIDE} px, q{QUALITY}; {report['machine']['cpus']} CPUs; bytecode "
+        f"{report['bytecode']}"
     )
     for name, m in report["median"].items():
-        inner = (
-            f", {m['in_process_images_per_s']:6.0f}/s inside crawl()"
-            if "in_process_images_per_s" in m
-            else ""
-        )
         print(
-            f"  {name:<26} {m['images_per_s']:6.0f} images/s (median wall {m['wall_seconds']:.2f} s"
-            f"{inner}); cpu {m['cpu_ms_per_image']:.1f} ms/image + server "
-            f"{m['server_cpu_ms_per_image']:.1f} ms/image"
+            f"  {name:<26} {m['images_per_s']:5.0f} images/s (median wall "
+            f"{m['wall_seconds']:.2f} s; cpu {m['cpu_ms_per_image']:.1f} ms/image + server "
+            f"{m['server_cpu_ms_per_image']:.1f})"
         )
+        if "startup_seconds" not in m:
+            print(
+                f"  {'':<26} {m['in_process_images_per_s']:5.0f} images/s from first shard start "
+                "to last shard end"
+            )
+        else:
+            print(
+                f"  {'':<26} {m['in_process_images_per_s']:5.0f} images/s inside crawl(); "
+                f"{m['startup_seconds']:.2f} s spawn-to-crawl ({m['import_seconds']:.2f} s import);"
+                f" cpu main {m['main_cpu_ms_per_image']:.1f} + decoders "
+                f"{m['decoder_cpu_ms_per_image']:.1f} ms/image"
+            )
+    for line in report["wrong_sizes"]:
+        print(f"  WARNING: output sizes other than {MAX_SIDE}x{MAX_SIDE}: {line}")
     if "ratio_slip_over_img2dataset" in report:
         print(
             f"  ratio slip-data / img2dataset {report['img2dataset_version']}: "
@@ -631,7 +697,9 @@ def print_report(report: dict) -> None:
             f"{FAULT_HOSTS} hosts): {fault['wall_seconds']:.1f} s wall, "
             f"{fault['urls'] / fault['wall_seconds']:.0f} URLs/s\n  {counts}\n"
             f"  duplicates: {fault['dup_urls_ok']} URLs -> {fault['dup_distinct_sha256']} distinct "
-            f"sha256; unexpected statuses: {sum(fault['unexpected'].values())}"
+            f"sha256; {fault['images_stored']} images stored for "
+            f"{fault['counts'].get('ok', 0)} ok; "
+            f"unexpected statuses: {sum(fault['unexpected'].values())}"
         )
         for what, n in fault["unexpected"].items():
             print(f"    {n:4d} x {what}")
@@ -642,8 +710,13 @@ def print_report(report: dict) -> None:
             f"{prof['decode_image_ms']:.2f} ms/image; stages {prof['stages_ms']}; "
             f"size after draft {prof['size_after_draft']}; full decode without draft "
             f"{prof['full_decode_no_draft_ms']:.2f} ms (+lanczos "
-            f"{prof['full_decode_plus_lanczos_ms']:.2f} ms); reducing_gap variant "
-            f"{prof['fast_decode_ms']:.2f} ms\n"
+            f"{prof['full_decode_plus_lanczos_ms']:.2f} ms)\n"
+            f"  decode_image with other resize filters (ms/image, mean |diff| vs Lanczos): "
+            + ", ".join(
+                f"{k} {v['ms']:.2f} ({v['mean_abs_diff_vs_lanczos']:.2f})"
+                for k, v in prof["variant_decode_ms"].items()
+            )
+            + "\n"
             f"  fetch only (slip-data Fetcher, no decode): {prof['fetch_only']['images_per_s']:.0f}"
             f"/s; decode only (2-process pool): {prof['decode_pool_only']['images_per_s']:.0f}/s"
         )

@@ -356,6 +356,23 @@ def test_memory_stays_bounded_while_bytes_flow_through(server: Server, tmp_path:
     assert peak < fetched / 5, (peak, fetched)  # results go to disk part by part
 
 
+def test_process_decoder_and_filters(server: Server, tmp_path: Path) -> None:
+    urls = [server.url("/good.jpg"), server.url("/good.png"), server.url("/truncated.jpg")]
+    results = {}
+    for decoder, resample in (("threads", "bilinear"), ("processes", "bilinear"),
+                              ("threads", "lanczos")):  # fmt: skip
+        options = replace(FAST, decoder=decoder, resample=resample)
+        crawl(urls, tmp_path / f"{decoder}-{resample}", options, host_map=server.host_map,
+              quiet=True)  # fmt: skip
+        frame = load_results(tmp_path / f"{decoder}-{resample}").sort("url")
+        results[decoder, resample] = frame.select("url", "status", "image").rows()
+    assert results["threads", "bilinear"] == results["processes", "bilinear"]
+    assert [r[1] for r in results["threads", "lanczos"]] == ["ok", "ok", "decode_error"]
+    assert results["threads", "lanczos"] != results["threads", "bilinear"]
+    with pytest.raises(ValueError, match="crawl resample 'nearest'"):
+        replace(FAST, resample="nearest")
+
+
 def test_robots_can_be_ignored(server: Server, tmp_path: Path) -> None:
     options = replace(FAST, respect_robots=False)
     crawl([server.url("/noai.jpg")], tmp_path, options, host_map=server.host_map, quiet=True)
@@ -447,7 +464,7 @@ def alive(pid: int) -> bool:
 
 def test_kill_9_loses_only_unwritten_results(server: Server, tmp_path: Path) -> None:
     urls = [server.url(f"/slow.jpg?k={n}") for n in range(40)]
-    options = replace(FAST, concurrency=2)
+    options = replace(FAST, concurrency=2, decoder="processes")  # its workers must die too
     script = textwrap.dedent(f"""
         from pathlib import Path
         from slip_data.crawl import CrawlOptions, crawl

@@ -200,7 +200,7 @@ def test_decode_rejects_bad_input() -> None:
 
 def test_decoder_replaces_a_dead_pool() -> None:
     photo = encoded(Image.new("RGB", (300, 300), "blue"), "JPEG")
-    decoder = Decoder(CrawlOptions(workers=1))
+    decoder = Decoder(CrawlOptions(workers=1, decoder="processes"))
     try:
 
         async def decode() -> str:

@@ -70,7 +70,9 @@ RespectRobots = Annotated[
     ),
 ]
 JpegQuality = Annotated[int, typer.Option(help="JPEG quality of the stored images.")]
-Workers = Annotated[int, typer.Option(help="Image decoding processes (0: one per core).")]
+Workers = Annotated[int, typer.Option(help="Image decoding threads or processes (0: per core).")]
+Decoder = Annotated[str, typer.Option(help="Decode in 'threads' (faster) or 'processes'.")]
+Resample = Annotated[str, typer.Option(help="Resize filter: bilinear, bicubic or lanczos.")]
 # shard
 RowsPerShard = Annotated[int, typer.Option(help="Products per node shard file.")]
 KeepMissing = Annotated[bool, typer.Option(help="Keep products whose image failed (image null).")]
@@ -158,6 +160,8 @@ def build(
     respect_robots: RespectRobots = CRAWL_DEFAULTS.respect_robots,
     jpeg_quality: JpegQuality = CRAWL_DEFAULTS.jpeg_quality,
     workers: Workers = CRAWL_DEFAULTS.workers,
+    decoder: Decoder = CRAWL_DEFAULTS.decoder,
+    resample: Resample = CRAWL_DEFAULTS.resample,
     rows_per_shard: RowsPerShard = 10_000,
     keep_missing_images: KeepMissing = False,
     quiet: Quiet = False,
@@ -227,6 +231,8 @@ def crawl(
     respect_robots: RespectRobots = CRAWL_DEFAULTS.respect_robots,
     jpeg_quality: JpegQuality = CRAWL_DEFAULTS.jpeg_quality,
     workers: Workers = CRAWL_DEFAULTS.workers,
+    decoder: Decoder = CRAWL_DEFAULTS.decoder,
+    resample: Resample = CRAWL_DEFAULTS.resample,
     quiet: Quiet = False,
 ) -> None:
     """Stage 3: fetch and resize each product's main image; a rerun retries only failures."""

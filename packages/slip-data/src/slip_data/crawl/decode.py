@@ -1,4 +1,4 @@
-"""Image checks and re-encoding; `decode_image` runs in worker processes, one pool per crawl."""
+"""Image checks and re-encoding; `decode_image` runs in a thread or process pool per crawl."""
 
 import hashlib
 import io
@@ -55,28 +55,39 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return canvas
 
 
-def decode_image(data: bytes, max_side: int, quality: int, max_pixels: int) -> DecodedImage:
+# Sizes are checked against max_pixels from the header (below) before any pixel is decoded, so
+# Pillow's own warning for large images is noise; its error (at twice its limit) is still caught.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+RESAMPLING = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def decode_image(
+    data: bytes, max_side: int, quality: int, max_pixels: int, resample: str = "bilinear"
+) -> DecodedImage:
     """Check the header size, decode (JPEG scaled while decoding), resize and re-encode as JPEG.
 
     The output depends only on the input bytes and the arguments, so reruns and duplicate
-    images store identical bytes.
+    images store identical bytes. Thread-safe: Pillow releases the GIL while it decodes,
+    resizes and encodes, so threads use every core.
     """
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-                if width * height > max_pixels:
-                    return DecodedImage("bomb", f"{width}x{height} exceeds {max_pixels} pixels")
-                if img.format == "JPEG":
-                    img.draft("RGB", (max_side, max_side))
-                img.load()
-                out = _to_rgb(ImageOps.exif_transpose(img))
-        out.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                return DecodedImage("bomb", f"{width}x{height} exceeds {max_pixels} pixels")
+            if img.format == "JPEG":
+                img.draft("RGB", (max_side, max_side))
+            img.load()
+            out = _to_rgb(ImageOps.exif_transpose(img))
+        out.thumbnail((max_side, max_side), RESAMPLING[resample])
         buffer = io.BytesIO()
         out.save(buffer, "JPEG", quality=quality)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         return DecodedImage("bomb", str(exc))
     except Exception as exc:  # Pillow raises many types on hostile input; none may stop a crawl
         return DecodedImage("decode_error", f"{type(exc).__name__}: {exc}")

@@ -8,7 +8,7 @@ import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import replace
@@ -28,14 +28,20 @@ log = logging.getLogger(__name__)
 
 
 class Decoder:
-    """Runs `decode_image` in a process pool and replaces the pool if a worker dies."""
+    """Runs `decode_image` on every core: in threads (Pillow releases the GIL), or in processes
+    (a crash in a decoder costs one pool, replaced, not the crawl; 0.8 ms per image more)."""
 
     def __init__(self, options: CrawlOptions) -> None:
         self._options = options
         self._size = options.workers or os.cpu_count() or 1
         self._pool = self._new_pool()
 
-    def _new_pool(self) -> ProcessPoolExecutor:
+    def _new_pool(self) -> Executor:
+        if self._options.decoder == "threads":
+            return ThreadPoolExecutor(self._size, thread_name_prefix="decode")
+        return self._new_process_pool()
+
+    def _new_process_pool(self) -> ProcessPoolExecutor:
         """Forked workers: instant start and no `if __name__ == "__main__"` demand on callers.
 
         A fork pool starts all its workers on the first job, so the first pool is started here,
@@ -52,7 +58,7 @@ class Decoder:
 
     async def decode(self, data: bytes) -> DecodedImage:
         options = self._options
-        args = (data, options.max_side, options.jpeg_quality, options.max_pixels)
+        args = (data, options.max_side, options.jpeg_quality, options.max_pixels, options.resample)
         loop = asyncio.get_running_loop()
         for _ in range(2):
             pool = self._pool
