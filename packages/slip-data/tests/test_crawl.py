@@ -11,7 +11,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import tracemalloc
 import zlib
@@ -24,6 +23,7 @@ import polars as pl
 import pytest
 from aiohttp import web
 from PIL import Image
+from servers import ThreadedServer
 
 from slip_data.crawl import RETRYABLE, CrawlOptions, crawl, load_results
 from slip_data.crawl.decode import decode_image
@@ -187,28 +187,9 @@ class Server:
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     state = Server()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(state.app(), shutdown_timeout=1.0, access_log=None)
-    started = threading.Event()
-
-    async def start() -> None:
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        state.port = runner.addresses[0][1]
-        started.set()
-
-    def serve() -> None:
-        loop.run_until_complete(start())
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    yield state
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=5)
+    with ThreadedServer(state.app) as running:
+        state.port = running.port
+        yield state
 
 
 EXPECTED = {
