@@ -1,14 +1,38 @@
-"""Command line of slip-train. The training loop lands with the slip-train issue."""
+"""`slip-train`: structure-aware CLIP training from a TOML config."""
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Train CLIP plus a graph head on slip-data shards.", no_args_is_help=True)
+from slip_train.config import load_config, to_dict
+
+app = typer.Typer(
+    help="Train CLIP plus a graph head on slip-data shards.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+ConfigPath = Annotated[Path, typer.Argument(help="A TOML training config (docs/config.md).")]
+Overrides = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a key, e.g. --set optim.lr=3e-4.")
+]
 
 
 @app.command()
-def run(config: str = typer.Argument(..., help="Path to a TOML training config.")) -> None:
-    """Train from a TOML config (not implemented yet: see the slip-train issue)."""
-    typer.echo(f"error: slip-train run is not implemented yet (config {config})", err=True)
+def config(path: ConfigPath, overrides: Overrides = None) -> None:
+    """Print the config as the run would use it: defaults, the file, then the overrides."""
+    typer.echo(json.dumps(to_dict(load_config(path, overrides or [])), indent=2))
+
+
+@app.command()
+def run(path: ConfigPath, overrides: Overrides = None) -> None:
+    """Train from a config (the training loop lands with the rest of the slip-train issue)."""
+    load_config(path, overrides or [])
+    typer.echo("error: the training loop is not implemented yet (the config is valid)", err=True)
     raise typer.Exit(2)
 
 
@@ -18,3 +42,14 @@ def version() -> None:
     from slip_train import __version__
 
     typer.echo(__version__)
+
+
+def main() -> None:
+    """Entry point: an error becomes one line on stderr and exit status 2, never a traceback."""
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("SLIP_DEBUG"):
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)

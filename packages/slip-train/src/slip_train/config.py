@@ -1,0 +1,195 @@
+"""Training config: TOML parsed into typed dataclasses, with `--set a.b=value` overrides.
+
+Every key is documented with its default in docs/config.md. An unknown key, a wrong type or a bad
+value is a ConfigError whose one-line message names the key path.
+"""
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key path."""
+
+
+@dataclass
+class DataConfig:
+    shards: str = "out/demo/shards"  # a slip-data build folder or its shards/ folder
+    split: str = "train"
+    num_workers: int = 2  # DataLoader worker processes that decode and augment images
+    pin_memory: bool = True
+
+
+@dataclass
+class SamplerConfig:
+    batch_size: int = 64  # seed nodes per batch; neighbours come on top
+    fanouts: list[int] = field(default_factory=lambda: [5, 3])
+
+
+@dataclass
+class ModelConfig:
+    name: str = "slip-tiny"  # an open_clip model name or a config in slip_train/model_configs
+    pretrained: str = ""  # "", an open_clip tag such as "openai", or a local file
+    gat_layers: int = 1
+    gat_heads: int = 4
+    fusion: str = "gated_residual"  # gated_residual or replace
+
+
+@dataclass
+class LossConfig:
+    mode: str = "slip"  # slip, or clip: the baseline through the same code, without structure
+    structural_weight: float = 0.5
+    structural_temperature: float = 0.07
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4
+    weight_decay: float = 0.2
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-6
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 500
+    seed: int = 0
+    device: str = "auto"  # auto (CUDA when present), cuda or cpu
+    precision: str = "fp32"  # fp32 or bf16 (autocast, CUDA only)
+    compile: bool = False
+    grad_checkpointing: bool = False
+    out_dir: str = "out/train"
+    log_every: int = 10
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    tensorboard: bool = False
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "loss.mode": ("slip", "clip"),
+    "model.fusion": ("gated_residual", "replace"),
+    "train.device": ("auto", "cuda", "cpu"),
+    "train.precision": ("fp32", "bf16"),
+    "data.split": ("train", "val", "test"),
+}
+POSITIVE = {
+    "sampler.batch_size", "model.gat_layers", "model.gat_heads",
+    "optim.lr", "optim.grad_accum", "train.steps", "train.log_every", "train.checkpoint_every",
+    "train.keep_checkpoints", "loss.structural_temperature",
+}  # fmt: skip
+
+
+def _check_type(path: str, value: Any, annotation: Any) -> Any:
+    """The value as the annotation's type, or a ConfigError naming `path`."""
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        (inner,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return [_check_type(f"{path}[{i}]", item, inner) for i, item in enumerate(value)]
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool and not isinstance(value, bool):
+        raise ConfigError(f"{path}: expected true or false, got {value!r}")
+    if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{path}: expected an integer, got {value!r}")
+    if not isinstance(value, annotation):
+        raise ConfigError(f"{path}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict, prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.')}: expected a table, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {prefix}{unknown[0]}; valid keys here: {', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(f"{prefix}{name}", value, hint)
+    return cls(**kwargs)
+
+
+def _validate(config: Config) -> None:
+    for path, choices in CHOICES.items():
+        section, key = path.split(".")
+        value = getattr(getattr(config, section), key)
+        if value not in choices:
+            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(choices)}")
+    for path in POSITIVE:
+        section, key = path.split(".")
+        if getattr(getattr(config, section), key) <= 0:
+            raise ConfigError(f"{path}: must be greater than 0")
+    if not config.sampler.fanouts or min(config.sampler.fanouts) < 1:
+        raise ConfigError("sampler.fanouts: needs at least one hop, each at least 1")
+    if len(config.optim.betas) != 2 or not all(0 <= b < 1 for b in config.optim.betas):
+        raise ConfigError("optim.betas: expected two numbers in [0, 1)")
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML value (`3e-4`, `true`, `[10, 10]`, `"x"`); anything else is taken as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """`optim.lr=3e-4` into the raw TOML table."""
+    path, sep, text = assignment.partition("=")
+    if not sep or not path.strip():
+        raise ConfigError(f"override {assignment!r} is not KEY.PATH=VALUE")
+    *tables, key = path.strip().split(".")
+    node = raw
+    for table in tables:
+        node = node.setdefault(table, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {path}: {table} is not a table")
+    node[key] = _parse_value(text.strip())
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults, then the TOML file, then each override; validated."""
+    raw: dict = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    config = _build(Config, raw, "")
+    _validate(config)
+    return config
+
+
+def to_dict(config: Config) -> dict:
+    """Plain nested dict, as stored in checkpoints."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,55 @@
+import pytest
+
+from slip_train.config import ConfigError, load_config, to_dict
+
+
+def write(tmp_path, text):
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_file_and_overrides_in_that_order(tmp_path):
+    assert load_config().optim.lr == 5e-4
+    path = write(tmp_path, '[optim]\nlr = 1e-3\nwarmup_steps = 7\n[loss]\nmode = "clip"\n')
+    config = load_config(path, ["optim.lr=3e-4", "sampler.fanouts=[10, 10]", "train.device=cpu"])
+    assert config.optim.lr == 3e-4 and config.optim.warmup_steps == 7
+    assert config.loss.mode == "clip"
+    assert config.sampler.fanouts == [10, 10]
+    assert config.train.device == "cpu"  # a bare word is taken as a string
+    assert to_dict(config)["optim"]["lr"] == 3e-4
+
+
+def test_integers_are_accepted_where_floats_belong(tmp_path):
+    config = load_config(write(tmp_path, "[loss]\nstructural_weight = 1\n"))
+    assert config.loss.structural_weight == 1.0
+    assert isinstance(config.loss.structural_weight, float)
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        ("[optim]\nlrr = 1\n", [], "unknown key optim.lrr; valid keys here: betas, eps"),
+        ("[optimizer]\nlr = 1\n", [], "unknown key optimizer; valid keys here: data"),
+        ('[optim]\nlr = "fast"\n', [], "optim.lr: expected float, got 'fast'"),
+        ("[train]\nsteps = 1.5\n", [], "train.steps: expected an integer, got 1.5"),
+        ("[train]\ncompile = 1\n", [], "train.compile: expected true or false, got 1"),
+        ('[sampler]\nfanouts = [10, "x"]\n', [], "sampler.fanouts[1]: expected an integer"),
+        ("", ["loss.mode=contrastive"], "loss.mode: 'contrastive' is not one of slip, clip"),
+        ("", ["optim.lr=0"], "optim.lr: must be greater than 0"),
+        ("", ["sampler.fanouts=[]"], "sampler.fanouts: needs at least one hop"),
+        ("", ["optim.betas=[0.9]"], "optim.betas: expected two numbers"),
+        ("", ["optim"], "override 'optim' is not KEY.PATH=VALUE"),
+        ("optim = 3\n", [], "optim: expected a table, got 3"),
+        ("[optim\n", [], "not valid TOML"),
+    ],
+)
+def test_bad_configs_are_one_line_errors_naming_the_key(tmp_path, text, overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), overrides)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
