@@ -59,16 +59,19 @@ class SampledBatch:
 def _sample_offsets(degree: Tensor, fanout: int, generator: torch.Generator) -> Tensor:
     """(n, fanout) distinct offsets in [0, degree) per row, uniform (Floyd's algorithm, by rows).
 
-    Each row needs degree > fanout. The work is n * fanout^2, independent of the degrees.
+    Each row needs degree > fanout. The work is n * fanout^2, independent of the degrees; all
+    random draws are made at once, so each step is three tensor ops.
     """
     n = degree.numel()
-    chosen = torch.empty(n, fanout, dtype=torch.long, device=degree.device)
+    device = degree.device
+    tops = degree[:, None] - fanout + torch.arange(fanout, device=device)  # step i: [0, top_i]
+    draws = (torch.rand(n, fanout, generator=generator, device=device) * (tops + 1)).long()
+    draws = torch.minimum(draws, tops)
+    chosen = torch.empty(n, fanout, dtype=torch.long, device=device)
     for step in range(fanout):
-        top = degree - fanout + step  # draw from [0, top]; if taken, take top itself
-        draw = (torch.rand(n, generator=generator, device=degree.device) * (top + 1)).long()
-        draw = torch.minimum(draw, top)
+        draw = draws[:, step]
         taken = (chosen[:, :step] == draw[:, None]).any(1)
-        chosen[:, step] = torch.where(taken, top, draw)
+        chosen[:, step] = torch.where(taken, tops[:, step], draw)
     return chosen
 
 
@@ -125,8 +128,7 @@ def sample_batch(
         if frontier.numel() == 0:
             break
         src, dst = sample_neighbors(graph, frontier, fanout, generator)
-        outside = src[local.index_select(0, src) < 0]
-        new = torch.unique(outside)  # sorted: the same batch for the same draw
+        new = torch.unique(src[local.index_select(0, src) < 0])  # sorted: deterministic
         local[new] = torch.arange(count, count + new.numel(), device=device)
         count += new.numel()
         nodes.append(new)
