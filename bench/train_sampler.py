@@ -48,6 +48,7 @@ DGL_PINS = (
     "pydantic>=2",
 )
 TARGET = 2.0  # slip-train's seeds/s over DGL's
+NOISY = 1.3  # slowest over fastest timed epoch past which a side's figure is flagged as noisy
 
 
 # ---------------------------------------------------------------------------- graph
@@ -101,6 +102,8 @@ def _summary(times: list[float], warmup: float, nodes: int, sizes: dict) -> dict
         "epoch_s": times,
         "median_epoch_s": median,
         "seeds_per_s": nodes / median,
+        "best_seeds_per_s": nodes / min(times),
+        "noisy": max(times) > NOISY * min(times),
         **sizes,
     }
 
@@ -404,15 +407,28 @@ def main() -> None:
         label = f"DGL {dgl_result['dgl']} (torch {dgl_result['torch']})"
         print(_line(label, dgl_result))
         verdict = "meets" if ratio >= TARGET else "misses"
-        print(f"  ratio slip-train / DGL: {ratio:.2f}x ({verdict} the {TARGET:g}x target)")
+        best = ours["best_seeds_per_s"] / dgl_result["best_seeds_per_s"]
+        print(
+            f"  ratio slip-train / DGL: {ratio:.2f}x ({verdict} the {TARGET:g}x target); "
+            f"{best:.2f}x on each side's fastest epoch"
+        )
         report["dgl"] = dgl_result
         report["ratio"] = ratio
+        report["ratio_best_epochs"] = best
         report["meets_target"] = ratio >= TARGET
     print(
         "  note: DGL samples hop 2 for every source node of hop 1's block, the seeds again "
         "included,\n  and counts edges per block (hop); slip-train samples hop 2 only for the "
         "nodes hop 1 added,\n  each node once, so its hop-2 frontier and edge count are smaller."
     )
+    sides = (("slip-train", ours), ("DGL", dgl_result))
+    noisy = [name for name, side in sides if side and side["noisy"]]
+    if noisy:
+        print(
+            f"  NOISY: {' and '.join(noisy)} epoch times vary by more than {NOISY:g}x "
+            "(something else is using the cores?): run again"
+        )
+    report["noisy"] = bool(noisy)
     report["target"] = TARGET
     (WORK / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"report: {(WORK / 'report.json').relative_to(ROOT)}")
