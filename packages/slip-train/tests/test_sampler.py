@@ -102,3 +102,13 @@ def test_sampler_is_deterministic_covers_every_seed_and_never_leaves_train():
     sampler.set_epoch(1)
     assert [b.nodes.tolist() for b in sampler] != first  # reshuffled per epoch
     assert len(NeighborSampler(graph, train, [5], batch_size=32)) == len(train) // 32
+
+
+def test_distinct_by_bitmap_and_by_sort_agree(monkeypatch):
+    from slip_train import sampler
+
+    values = torch.tensor([9, 3, 3, 7, 0, 9, 1])
+    by_bitmap = sampler._distinct(values, 10)
+    monkeypatch.setattr(sampler, "BITMAP_RATIO", 0)
+    by_sort = sampler._distinct(values, 10)
+    assert by_bitmap.tolist() == by_sort.tolist() == [0, 1, 3, 7, 9]
