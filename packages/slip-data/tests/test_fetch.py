@@ -6,8 +6,9 @@ from aiohttp import web
 from rawfiles import product, review, write_jsonl_gz
 from servers import ThreadedServer
 
+from slip_data.categories import raw_relpaths
 from slip_data.fetch.download import DownloadOptions
-from slip_data.fetch.stage import FetchError, raw_relpaths, run_fetch
+from slip_data.fetch.stage import FetchError, run_fetch
 
 FAST = DownloadOptions(attempts=4, backoff_base=0.01, backoff_max=0.05)
 

@@ -12,6 +12,11 @@ CATEGORIES: tuple[str, ...] = (
 )  # fmt: skip
 
 
+def raw_relpaths(category: str) -> tuple[str, str]:
+    """Where a category's meta and review files sit under the dataset's raw folder."""
+    return f"meta_categories/meta_{category}.jsonl.gz", f"review_categories/{category}.jsonl.gz"
+
+
 class UnknownCategoryError(ValueError):
     """A `--categories` entry that is not one of the published names."""
 

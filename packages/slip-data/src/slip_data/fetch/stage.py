@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
+from slip_data.categories import raw_relpaths
 from slip_data.fetch.download import DownloadError, DownloadOptions, download, make_session
 from slip_data.graph.stage import RawCategory
 from slip_data.progress import byte_progress
@@ -15,11 +16,6 @@ PARALLEL_FILES = 4
 
 class FetchError(RuntimeError):
     """A raw file that is missing or could not be downloaded; the message is one line."""
-
-
-def raw_relpaths(category: str) -> tuple[str, str]:
-    """Where a category's meta and review files sit under the dataset's raw folder."""
-    return f"meta_categories/meta_{category}.jsonl.gz", f"review_categories/{category}.jsonl.gz"
 
 
 def is_remote(base: str) -> bool:

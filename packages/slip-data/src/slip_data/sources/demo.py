@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from slip_data.atomic import atomic_path, remove_stale_temps, write_json
-from slip_data.categories import CATEGORIES
+from slip_data.categories import CATEGORIES, raw_relpaths
 from slip_data.progress import item_progress
 from slip_data.sources.demo_images import (
     N_COMMUNITIES,
@@ -333,11 +333,8 @@ def demo_label_names(category: str) -> list[str]:
 
 def demo_files(root: Path, category: str) -> tuple[Path, Path]:
     """(meta, reviews) paths of a category, laid out as on the dataset's raw host."""
-    root = Path(root)
-    return (
-        root / "meta_categories" / f"meta_{category}.jsonl.gz",
-        root / "review_categories" / f"{category}.jsonl.gz",
-    )
+    meta, reviews = raw_relpaths(category)
+    return Path(root) / meta, Path(root) / reviews
 
 
 class _Catalogue:
