@@ -1,0 +1,89 @@
+import math
+
+import pytest
+import torch
+
+from slip_train.loss import clip_loss, positive_mask, structural_loss
+
+
+def unit(rows):
+    t = torch.tensor(rows, dtype=torch.float64)
+    return t / t.norm(dim=1, keepdim=True)
+
+
+def test_clip_loss_by_hand():
+    image = unit([[1.0, 0.0], [0.0, 1.0]])
+    text = unit([[1.0, 0.0], [1.0, 1.0]])
+    scale = 2.0
+    # similarities: row 0 = [1, 1/sqrt2], row 1 = [0, 1/sqrt2]
+    s = 1 / math.sqrt(2)
+    logits = [[scale * 1, scale * s], [0.0, scale * s]]
+
+    def ce(row, target):
+        return -(row[target] - math.log(sum(math.exp(v) for v in row)))
+
+    image_to_text = (ce(logits[0], 0) + ce(logits[1], 1)) / 2
+    columns = [[logits[0][0], logits[1][0]], [logits[0][1], logits[1][1]]]
+    text_to_image = (ce(columns[0], 0) + ce(columns[1], 1)) / 2
+    expected = (image_to_text + text_to_image) / 2
+    got = clip_loss(image, text, torch.tensor(math.log(scale), dtype=torch.float64))
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_logit_scale_is_clamped_at_ln_100():
+    image = unit([[1.0, 0.2], [0.1, 1.0]])
+    text = unit([[0.9, 0.3], [0.2, 1.0]])
+    at_cap = clip_loss(image, text, torch.tensor(math.log(100.0), dtype=torch.float64))
+    above = clip_loss(image, text, torch.tensor(10.0, dtype=torch.float64))
+    assert above.item() == pytest.approx(at_cap.item(), rel=1e-12)
+
+
+def test_positive_mask_is_symmetric_with_the_diagonal():
+    mask = positive_mask(4, torch.tensor([[0, 2], [1, 3]]))
+    assert mask.tolist() == [
+        [True, True, False, False],
+        [True, True, False, False],
+        [False, False, True, True],
+        [False, False, True, True],
+    ]
+
+
+def test_structural_loss_by_hand():
+    image = unit([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    text = unit([[1.0, 0.1], [0.1, 1.0], [1.0, 0.9]])
+    edges = torch.tensor([[0], [2]])  # 0 and 2 are co-purchased
+    temperature = 0.5
+    sim = (image @ text.T / temperature).tolist()
+    positives = {0: [0, 2], 1: [1], 2: [2, 0]}
+
+    def direction(rows):
+        total = 0.0
+        for i, row in enumerate(rows):
+            log_z = math.log(sum(math.exp(v) for v in row))
+            total += -sum(row[p] - log_z for p in positives[i]) / len(positives[i])
+        return total / len(rows)
+
+    columns = [list(col) for col in zip(*sim, strict=True)]
+    expected = (direction(sim) + direction(columns)) / 2
+    got = structural_loss(image, text, edges, temperature)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_without_edges_the_structural_loss_is_plain_infonce():
+    image = unit([[1.0, 0.3], [0.2, 1.0], [0.7, 0.7]])
+    text = unit([[0.9, 0.1], [0.3, 0.8], [0.6, 0.6]])
+    none = torch.empty(2, 0, dtype=torch.long)
+    got = structural_loss(image, text, none, temperature=0.25)
+    expected = clip_loss(image, text, torch.tensor(math.log(4.0), dtype=torch.float64))
+    assert got.item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_neighbours_as_positives_lower_the_loss_when_they_are_close():
+    torch.manual_seed(0)
+    image = torch.nn.functional.normalize(torch.randn(6, 8, dtype=torch.float64), dim=1)
+    text = image.clone()
+    text[1] = image[0]  # product 1's caption looks like product 0's image
+    linked = torch.tensor([[0], [1]])
+    assert structural_loss(image, text, linked, 0.1) < structural_loss(
+        image, text, torch.empty(2, 0, dtype=torch.long), 0.1
+    )
