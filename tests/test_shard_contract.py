@@ -79,3 +79,16 @@ def test_images_decode_and_match_their_hash(shards):
         image = Image.open(io.BytesIO(row["image"]))
         assert image.format == "JPEG" and image.size == (row["width"], row["height"])
         assert max(image.size) <= 256
+
+
+def test_slip_train_reads_what_slip_data_writes(shards, tmp_path):
+    from slip_train.shards import image_cache, open_shards
+
+    opened = open_shards(shards)
+    manifest = json.loads((shards / "manifest.json").read_text())
+    assert opened.num_nodes == manifest["counts"]["nodes"]
+    images = image_cache(opened, tmp_path)
+    table = pq.read_table(shards / manifest["files"][0]["path"], columns=["node_id", "image"])
+    for node_id, image in zip(table["node_id"].to_pylist()[:20], table["image"].to_pylist()[:20],
+                              strict=True):  # fmt: skip
+        assert images[node_id].as_py() == image

@@ -1,0 +1,149 @@
+"""Reading slip-data shards through their contract (docs/shard-format.md), never slip-data's code.
+
+Images need random access in any order, for datasets larger than RAM: the image column is copied
+once into an Arrow IPC file (`images.arrow`, written atomically beside a stamp of the manifest it
+came from) and memory-mapped, so a DataLoader worker reads one image without loading a shard.
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+FORMAT_VERSION = 1
+NODE_COLUMNS = {
+    "node_id": pa.int64(),
+    "parent_asin": pa.string(),
+    "main_category": pa.string(),
+    "label": pa.string(),
+    "label_id": pa.int32(),
+    "title": pa.string(),
+    "text": pa.string(),
+    "reviews": pa.list_(pa.string()),
+    "image": pa.binary(),
+    "image_sha256": pa.string(),
+    "width": pa.int32(),
+    "height": pa.int32(),
+    "split": pa.string(),
+}
+EDGE_COLUMNS = {"src": pa.int64(), "dst": pa.int64(), "weight": pa.int32()}
+IMAGE_CACHE = "images.arrow"
+
+
+class ShardError(ValueError):
+    """Shards that are missing, of another format version, or not as documented; one line."""
+
+
+def _same_kind(actual: pa.DataType, expected: pa.DataType) -> bool:
+    """string/large_string, binary/large_binary and list/large_list count as the same type."""
+
+    def plain(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_large_string(t):
+            return pa.string()
+        if pa.types.is_large_binary(t):
+            return pa.binary()
+        if pa.types.is_large_list(t) or pa.types.is_list(t):
+            return pa.list_(plain(t.value_type))
+        return t
+
+    return plain(actual) == plain(expected)
+
+
+def _check_columns(path: Path, schema: pa.Schema, expected: dict[str, pa.DataType]) -> None:
+    for name, dtype in expected.items():
+        index = schema.get_field_index(name)
+        if index < 0:
+            raise ShardError(f"{path}: missing column {name} (docs/shard-format.md)")
+        if not _same_kind(schema.field(index).type, dtype):
+            raise ShardError(f"{path}: column {name} is {schema.field(index).type}, not {dtype}")
+
+
+@dataclass(frozen=True)
+class Shards:
+    """A checked shard folder: its manifest and the paths of its files."""
+
+    folder: Path
+    manifest: dict
+
+    @property
+    def node_files(self) -> list[Path]:
+        return [self.folder / f["path"] for f in self.manifest["files"] if f["kind"] == "nodes"]
+
+    @property
+    def num_nodes(self) -> int:
+        return self.manifest["counts"]["nodes"]
+
+    def nodes(self, columns: list[str]) -> pa.Table:
+        """Node columns in node_id order (shards are contiguous ranges, read in name order)."""
+        return ds.dataset(self.node_files, format="parquet").to_table(columns=columns)
+
+    def edges(self) -> pa.Table:
+        return pq.read_table(self.folder / "edges.parquet")
+
+
+def open_shards(path: str | Path) -> Shards:
+    """A shard folder (or a build folder holding shards/), its version and columns checked."""
+    path = Path(path)
+    for folder in (path, path / "shards"):
+        if (folder / "manifest.json").is_file():
+            break
+    else:
+        raise ShardError(f"no manifest.json in {path} or {path / 'shards'}: not slip-data shards")
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ShardError(f"{folder / 'manifest.json'}: unreadable ({exc})") from None
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ShardError(
+            f"{folder}: shard format version {version!r}; this slip-train reads {FORMAT_VERSION}"
+        )
+    shards = Shards(folder, manifest)
+    for entry in manifest.get("files", []):
+        file = folder / entry["path"]
+        if not file.is_file():
+            raise ShardError(f"{file}: listed in the manifest but missing")
+        try:
+            schema = pq.read_schema(file)
+        except (OSError, pa.ArrowException) as exc:
+            raise ShardError(f"{file}: not a readable Parquet file ({exc})") from None
+        if entry["kind"] == "nodes":
+            _check_columns(file, schema, NODE_COLUMNS)
+        elif entry["kind"] == "edges":
+            _check_columns(file, schema, EDGE_COLUMNS)
+    if not shards.node_files:
+        raise ShardError(f"{folder}: the manifest lists no node shards")
+    return shards
+
+
+def image_cache(shards: Shards, cache_dir: Path) -> pa.ChunkedArray:
+    """The image column, memory-mapped and indexed by node_id (`images[i].as_py()`), built on
+    first use; reading one image touches only its pages.
+
+    The cache is rebuilt when the manifest changed (its sha256 list is the stamp); it is written
+    to a temp file and renamed, so a killed build leaves no half cache.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / IMAGE_CACHE
+    stamp_file = cache_dir / (IMAGE_CACHE + ".stamp")
+    stamp = json.dumps([f["sha256"] for f in shards.manifest["files"]])
+    if not (target.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp):
+        fd, tmp = tempfile.mkstemp(prefix=f".{IMAGE_CACHE}.", dir=cache_dir)
+        os.close(fd)
+        try:
+            schema = pa.schema([("image", pa.large_binary())])
+            with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, schema) as writer:
+                for path in shards.node_files:
+                    column = pq.read_table(path, columns=["image"])["image"]
+                    writer.write_table(pa.table({"image": column.cast(pa.large_binary())}))
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        stamp_file.write_text(stamp)
+    return ipc.open_file(pa.memory_map(str(target))).read_all()["image"]
