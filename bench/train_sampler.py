@@ -95,16 +95,23 @@ def _load(where: Path):
     return src, dst
 
 
-def _summary(times: list[float], warmup: float, nodes: int, sizes: dict) -> dict:
+def _summary(times: list[float], warmup: float, nodes: int, sizes: list[tuple]) -> dict:
+    """Epoch times and seeds/s; per-batch means of (nodes, edges, edges per hop, hop-2 frontier)."""
     median = statistics.median(times)
+    per = list(zip(*sizes, strict=True))
+    hops = len(per[2][0])
     return {
+        "batches": len(sizes),
         "warmup_epoch_s": warmup,
         "epoch_s": times,
         "median_epoch_s": median,
         "seeds_per_s": nodes / median,
         "best_seeds_per_s": nodes / min(times),
         "noisy": max(times) > NOISY * min(times),
-        **sizes,
+        "mean_nodes_per_batch": statistics.fmean(per[0]),
+        "mean_edges_per_batch": statistics.fmean(per[1]),
+        "mean_edges_per_hop": [statistics.fmean(h[i] for h in per[2]) for i in range(hops)],
+        "mean_hop2_frontier": statistics.fmean(per[3]),
     }
 
 
@@ -130,39 +137,19 @@ def child_ours(where: Path, nodes: int, fanouts: list[int], batch_size: int, epo
                 hop1 = dst_local < batch.num_seeds
                 first = batch.edge_index[0][hop1]
                 added = torch.unique(first[first >= batch.num_seeds]).numel()
-                sizes.append(
-                    (
-                        batch.nodes.numel(),
-                        batch.edge_index.shape[1],
-                        int(hop1.sum()),
-                        added,
-                    )
-                )
+                edges = batch.edge_index.shape[1]
+                hops = [int(hop1.sum()), edges - int(hop1.sum())]
+                sizes.append((batch.nodes.numel(), edges, hops, added))
         return time.perf_counter() - start
 
     sizes: list = []
     warmup = epoch(0, sizes)
     times = [epoch(number, None) for number in range(1, epochs + 1)]
-    per = list(zip(*sizes, strict=True))
     return {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "build_s": build,
-        "batches": len(sizes),
-        **_summary(
-            times,
-            warmup,
-            nodes,
-            {
-                "mean_nodes_per_batch": statistics.fmean(per[0]),
-                "mean_edges_per_batch": statistics.fmean(per[1]),
-                "mean_edges_per_hop": [
-                    statistics.fmean(per[2]),
-                    statistics.fmean(e - h for e, h in zip(per[1], per[2], strict=True)),
-                ],
-                "mean_hop2_frontier": statistics.fmean(per[3]),
-            },
-        ),
+        **_summary(times, warmup, nodes, sizes),
     }
 
 
@@ -204,26 +191,12 @@ def child_dgl(where: Path, nodes: int, fanouts: list[int], batch_size: int, epoc
     sizes: list = []
     warmup = epoch(sizes)
     times = [epoch(None) for _ in range(epochs)]
-    per = list(zip(*sizes, strict=True))
     return {
         "torch": torch.__version__,
         "dgl": dgl.__version__,
         "threads": torch.get_num_threads(),
         "build_s": build,
-        "batches": len(sizes),
-        **_summary(
-            times,
-            warmup,
-            nodes,
-            {
-                "mean_nodes_per_batch": statistics.fmean(per[0]),
-                "mean_edges_per_batch": statistics.fmean(per[1]),
-                "mean_edges_per_hop": [
-                    statistics.fmean(hop[i] for hop in per[2]) for i in range(len(fanouts))
-                ],
-                "mean_hop2_frontier": statistics.fmean(per[3]),
-            },
-        ),
+        **_summary(times, warmup, nodes, sizes),
     }
 
 
