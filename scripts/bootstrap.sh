@@ -14,4 +14,6 @@ else
     fi
     UV=("$PYTHON" -m uv)
 fi
-"${UV[@]}" sync --frozen --quiet
+# bytecode compiled once at install: this machine sets PYTHONDONTWRITEBYTECODE, and without .pyc
+# files every start recompiles torch, open_clip and polars (13 s instead of 5 s for slip-train)
+"${UV[@]}" sync --frozen --quiet --compile-bytecode

@@ -82,12 +82,12 @@ def test_images_decode_and_match_their_hash(shards):
 
 
 def test_slip_train_reads_what_slip_data_writes(shards, tmp_path):
-    from slip_train.shards import image_cache, open_shards
+    from slip_train.shards import build_node_cache, open_shards, read_node_cache
 
     opened = open_shards(shards)
     manifest = json.loads((shards / "manifest.json").read_text())
     assert opened.num_nodes == manifest["counts"]["nodes"]
-    images = image_cache(opened, tmp_path)
+    images = read_node_cache(build_node_cache(opened, tmp_path))["image"]
     table = pq.read_table(shards / manifest["files"][0]["path"], columns=["node_id", "image"])
     for node_id, image in zip(table["node_id"].to_pylist()[:20], table["image"].to_pylist()[:20],
                               strict=True):  # fmt: skip

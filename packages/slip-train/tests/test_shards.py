@@ -1,55 +1,9 @@
 """slip-train reads shards by their documented format: these tests write tiny ones by hand."""
 
-import hashlib
-import json
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from train_shards import write_shards
 
-from slip_train.shards import ShardError, image_cache, open_shards
-
-
-def write_shards(folder, n=5, per_shard=2, drop_column=None, version=1):
-    folder.mkdir(parents=True, exist_ok=True)
-    files = []
-
-    def add(name, table, kind):
-        pq.write_table(table, folder / name)
-        data = (folder / name).read_bytes()
-        entry = {"path": name, "kind": kind, "rows": table.num_rows, "bytes": len(data)}
-        files.append(entry | {"sha256": hashlib.sha256(data).hexdigest()})
-
-    for index, start in enumerate(range(0, n, per_shard)):
-        ids = list(range(start, min(n, start + per_shard)))
-        columns = {
-            "node_id": pa.array(ids, pa.int64()),
-            "parent_asin": [f"A{i}" for i in ids],
-            "main_category": ["Books"] * len(ids),
-            "label": ["Fiction"] * len(ids),
-            "label_id": pa.array([0] * len(ids), pa.int32()),
-            "title": [f"title {i}" for i in ids],
-            "text": [""] * len(ids),
-            "reviews": pa.array([["a review"] for _ in ids], pa.list_(pa.string())),
-            "image": [f"jpeg-bytes-{i}".encode() for i in ids],
-            "image_sha256": ["0" * 64] * len(ids),
-            "width": pa.array([8] * len(ids), pa.int32()),
-            "height": pa.array([8] * len(ids), pa.int32()),
-            "split": ["train"] * len(ids),
-        }
-        columns.pop(drop_column, None)
-        add(f"nodes-{index:05d}.parquet", pa.table(columns), "nodes")
-    edges = pa.table(
-        {
-            "src": pa.array([0, 1], pa.int64()),
-            "dst": pa.array([1, 4], pa.int64()),
-            "weight": pa.array([2, 1], pa.int32()),
-        }
-    )
-    add("edges.parquet", edges, "edges")
-    manifest = {"format_version": version, "counts": {"nodes": n, "edges": 2}, "files": files}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
+from slip_train.shards import ShardError, build_node_cache, open_shards, read_node_cache
 
 
 def test_open_reads_nodes_in_id_order_and_edges(tmp_path):
@@ -60,16 +14,18 @@ def test_open_reads_nodes_in_id_order_and_edges(tmp_path):
     assert shards.edges()["dst"].to_pylist() == [1, 4]
 
 
-def test_image_cache_is_indexed_by_node_id_and_rebuilt_when_shards_change(tmp_path):
+def test_node_cache_is_indexed_by_node_id_and_rebuilt_when_shards_change(tmp_path):
     folder = write_shards(tmp_path / "shards")
-    images = image_cache(open_shards(folder), tmp_path / "cache")
-    assert [images[i].as_py() for i in (4, 0, 2)] == [b"jpeg-bytes-%d" % i for i in (4, 0, 2)]
-    built = (tmp_path / "cache" / "images.arrow").stat().st_mtime_ns
-    image_cache(open_shards(folder), tmp_path / "cache")
-    assert (tmp_path / "cache" / "images.arrow").stat().st_mtime_ns == built  # reused
+    path = build_node_cache(open_shards(folder), tmp_path / "cache")
+    rows = read_node_cache(path).take([4, 0, 2])
+    assert rows["image"].to_pylist() == [b"jpeg-bytes-%d" % i for i in (4, 0, 2)]
+    assert rows["title"].to_pylist() == [f"title {i}" for i in (4, 0, 2)]
+    built = path.stat().st_mtime_ns
+    build_node_cache(open_shards(folder), tmp_path / "cache")
+    assert path.stat().st_mtime_ns == built  # reused
     write_shards(folder, n=3)
-    images = image_cache(open_shards(folder), tmp_path / "cache")
-    assert len(images) == 3 and images[2].as_py() == b"jpeg-bytes-2"
+    table = read_node_cache(build_node_cache(open_shards(folder), tmp_path / "cache"))
+    assert table.num_rows == 3 and table["image"][2].as_py() == b"jpeg-bytes-2"
     assert not list((tmp_path / "cache").glob(".*"))  # no temp file left
 
 

@@ -29,11 +29,32 @@ def config(path: ConfigPath, overrides: Overrides = None) -> None:
 
 
 @app.command()
-def run(path: ConfigPath, overrides: Overrides = None) -> None:
-    """Train from a config (the training loop lands with the rest of the slip-train issue)."""
-    load_config(path, overrides or [])
-    typer.echo("error: the training loop is not implemented yet (the config is valid)", err=True)
-    raise typer.Exit(2)
+def run(
+    path: ConfigPath,
+    overrides: Overrides = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(help="Continue from a checkpoint file, or `latest` in train.out_dir."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Train from a config: checkpoints and log.jsonl go to train.out_dir."""
+    from slip_train.train import train
+
+    result = train(load_config(path, overrides or []), resume=resume, show_progress=not quiet)
+    typer.echo(f"step {result.step}: loss {result.last_loss:.4f}; checkpoint {result.checkpoint}")
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A slip-train checkpoint (step-*.pt).")],
+    out: Annotated[Path, typer.Option(help="Folder for the open_clip export.")],
+) -> None:
+    """Write a checkpoint's CLIP encoders as open_clip loads them (docs/checkpoint-format.md)."""
+    from slip_train.checkpoint import export_open_clip, load_checkpoint
+
+    weights = export_open_clip(load_checkpoint(checkpoint), out)
+    typer.echo(f"wrote {weights}: open_clip.create_model('local-dir:{out}')")
 
 
 @app.command()

@@ -22,12 +22,14 @@ class DataConfig:
     split: str = "train"
     num_workers: int = 2  # DataLoader worker processes that decode and augment images
     pin_memory: bool = True
+    cache_dir: str = "out/cache"  # the memory-mapped node cache, one subfolder per shard set
 
 
 @dataclass
 class SamplerConfig:
-    batch_size: int = 64  # seed nodes per batch; neighbours come on top
-    fanouts: list[int] = field(default_factory=lambda: [5, 3])
+    batch_size: int = 128  # nodes per batch in both modes: seeds, neighbours, random fill
+    fanouts: list[int] = field(default_factory=lambda: [3])
+    edges: str = "induced"  # induced (every edge among batch nodes) or sampled
 
 
 @dataclass
@@ -37,6 +39,7 @@ class ModelConfig:
     gat_layers: int = 1
     gat_heads: int = 4
     fusion: str = "gated_residual"  # gated_residual or replace
+    gat_dropout: float = 0.0
 
 
 @dataclass
@@ -66,7 +69,7 @@ class TrainConfig:
     compile: bool = False
     grad_checkpointing: bool = False
     out_dir: str = "out/train"
-    log_every: int = 10
+    log_every: int = 1
     checkpoint_every: int = 100
     keep_checkpoints: int = 3
     tensorboard: bool = False
@@ -88,11 +91,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.device": ("auto", "cuda", "cpu"),
     "train.precision": ("fp32", "bf16"),
     "data.split": ("train", "val", "test"),
+    "sampler.edges": ("induced", "sampled"),
 }
 POSITIVE = {
     "sampler.batch_size", "model.gat_layers", "model.gat_heads",
     "optim.lr", "optim.grad_accum", "train.steps", "train.log_every", "train.checkpoint_every",
-    "train.keep_checkpoints", "loss.structural_temperature",
+    "train.keep_checkpoints", "loss.structural_temperature", "optim.grad_clip", "optim.eps",
+}  # fmt: skip
+NON_NEGATIVE = {
+    "data.num_workers", "optim.warmup_steps", "optim.weight_decay", "loss.structural_weight",
 }  # fmt: skip
 
 
@@ -141,12 +148,17 @@ def _validate(config: Config) -> None:
         value = getattr(getattr(config, section), key)
         if value not in choices:
             raise ConfigError(f"{path}: {value!r} is not one of {', '.join(choices)}")
-    for path in POSITIVE:
-        section, key = path.split(".")
-        if getattr(getattr(config, section), key) <= 0:
-            raise ConfigError(f"{path}: must be greater than 0")
+    for paths, zero_allowed in ((POSITIVE, False), (NON_NEGATIVE, True)):
+        for path in sorted(paths):
+            section, key = path.split(".")
+            value = getattr(getattr(config, section), key)
+            if value < 0 or (value == 0 and not zero_allowed):
+                rule = "at least" if zero_allowed else "greater than"
+                raise ConfigError(f"{path}: must be {rule} 0")
     if not config.sampler.fanouts or min(config.sampler.fanouts) < 1:
         raise ConfigError("sampler.fanouts: needs at least one hop, each at least 1")
+    if not 0 <= config.model.gat_dropout < 1:
+        raise ConfigError("model.gat_dropout: expected a number in [0, 1)")
     if len(config.optim.betas) != 2 or not all(0 <= b < 1 for b in config.optim.betas):
         raise ConfigError("optim.betas: expected two numbers in [0, 1)")
 

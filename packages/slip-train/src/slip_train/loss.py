@@ -45,3 +45,22 @@ def structural_loss(image: Tensor, text: Tensor, edge_index: Tensor, temperature
         mean_positive = (log_prob * positives).sum(1) / positives.sum(1)
         per_direction.append(-mean_positive.mean())
     return (per_direction[0] + per_direction[1]) / 2
+
+
+def training_loss(
+    out: dict[str, Tensor],
+    edge_index: Tensor,
+    logit_scale: Tensor,
+    structural_weight: float,
+    structural_temperature: float,
+) -> dict[str, Tensor]:
+    """CLIP's loss on the encoders' embeddings, plus (when the model has graph heads) the weighted
+    structural loss on the graph-refined ones; `loss` is what is minimised."""
+    losses = {"clip_loss": clip_loss(out["image"], out["text"], logit_scale)}
+    losses["loss"] = losses["clip_loss"]
+    if "image_graph" in out:
+        losses["structural_loss"] = structural_loss(
+            out["image_graph"], out["text_graph"], edge_index, structural_temperature
+        )
+        losses["loss"] = losses["loss"] + structural_weight * losses["structural_loss"]
+    return losses

@@ -1,8 +1,9 @@
 """Reading slip-data shards through their contract (docs/shard-format.md), never slip-data's code.
 
-Images need random access in any order, for datasets larger than RAM: the image column is copied
-once into an Arrow IPC file (`images.arrow`, written atomically beside a stamp of the manifest it
-came from) and memory-mapped, so a DataLoader worker reads one image without loading a shard.
+Images need random access in any order, for datasets larger than RAM: the image and title columns
+are copied once into an Arrow IPC file (`nodes.arrow`, written atomically beside a stamp of the
+manifest it came from) and memory-mapped, so a DataLoader worker reads one image without loading a
+shard.
 """
 
 import json
@@ -33,7 +34,7 @@ NODE_COLUMNS = {
     "split": pa.string(),
 }
 EDGE_COLUMNS = {"src": pa.int64(), "dst": pa.int64(), "weight": pa.int32()}
-IMAGE_CACHE = "images.arrow"
+NODE_CACHE = "nodes.arrow"
 
 
 class ShardError(ValueError):
@@ -122,28 +123,35 @@ def open_shards(path: str | Path) -> Shards:
     return shards
 
 
-def image_cache(shards: Shards, cache_dir: Path) -> pa.ChunkedArray:
-    """The image column, memory-mapped and indexed by node_id (`images[i].as_py()`), built on
-    first use; reading one image touches only its pages.
+def build_node_cache(shards: Shards, cache_dir: Path) -> Path:
+    """The columns a training step reads at random (image, title) in one Arrow IPC file, indexed
+    by node_id, built on first use; `read_node_cache` memory-maps it, so reading one image touches
+    only its pages.
 
     The cache is rebuilt when the manifest changed (its sha256 list is the stamp); it is written
     to a temp file and renamed, so a killed build leaves no half cache.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / IMAGE_CACHE
-    stamp_file = cache_dir / (IMAGE_CACHE + ".stamp")
+    target = cache_dir / NODE_CACHE
+    stamp_file = cache_dir / (NODE_CACHE + ".stamp")
     stamp = json.dumps([f["sha256"] for f in shards.manifest["files"]])
-    if not (target.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp):
-        fd, tmp = tempfile.mkstemp(prefix=f".{IMAGE_CACHE}.", dir=cache_dir)
-        os.close(fd)
-        try:
-            schema = pa.schema([("image", pa.large_binary())])
-            with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, schema) as writer:
-                for path in shards.node_files:
-                    column = pq.read_table(path, columns=["image"])["image"]
-                    writer.write_table(pa.table({"image": column.cast(pa.large_binary())}))
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        stamp_file.write_text(stamp)
-    return ipc.open_file(pa.memory_map(str(target))).read_all()["image"]
+    if target.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
+        return target
+    fd, tmp = tempfile.mkstemp(prefix=f".{NODE_CACHE}.", dir=cache_dir)
+    os.close(fd)
+    try:
+        schema = pa.schema([("image", pa.large_binary()), ("title", pa.large_string())])
+        with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, schema) as writer:
+            for path in shards.node_files:
+                table = pq.read_table(path, columns=["image", "title"])
+                writer.write_table(table.cast(schema))
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    stamp_file.write_text(stamp)
+    return target
+
+
+def read_node_cache(path: Path) -> pa.Table:
+    """The node cache, memory-mapped: `table.take(node_ids)` reads just those rows."""
+    return ipc.open_file(pa.memory_map(str(path))).read_all()

@@ -1,0 +1,156 @@
+"""Benchmark: SLIP's step time against CLIP's, and the loader against what the step consumes.
+
+    uv run python bench/train_step.py                      # demo config (slip-tiny, batch 128)
+    uv run python bench/train_step.py --products 20000 --steps 30
+
+On demo shards (built once into bench/_work/train-step/ with `slip-data build`):
+1. **Step time**, `mode = "slip"` against `mode = "clip"` (the anchor), on the same model config,
+   the same batch size and the same image and token tensors: forward, loss, backward and AdamW
+   step, median over `--steps` after 3 warm-up steps. SLIP's edges are those of real planned
+   batches. The planner's own time per batch (sampling plus the induced edges, done in the main
+   process ahead of the step) is measured apart and added to SLIP's step for the overhead.
+2. **Loader**, images/s decoded, augmented and tokenized by the DataLoader workers alone, against
+   the samples/s the SLIP step consumes; then the whole training loop (`slip-train run`'s code)
+   whose samples/s, against the step alone, says whether the loader holds the step back.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+WORK = Path(__file__).resolve().parent / "_work" / "train-step"
+
+
+def demo_shards(products: int) -> Path:
+    out = WORK / f"demo-{products}"
+    if not (out / "shards" / "manifest.json").is_file():
+        subprocess.run(
+            [sys.executable, "-m", "slip_data", "build", "--source", "demo", "--categories", "all",
+             "--demo-products", str(products), "--out", str(out), "--quiet"],
+            check=True,
+        )  # fmt: skip
+    return out / "shards"
+
+
+def config_for(shards: Path, mode: str, batch: int, workers: int, steps: int):
+    from slip_train.config import load_config
+
+    return load_config(
+        Path(__file__).resolve().parents[1] / "configs" / "demo-cpu.toml",
+        [f'data.shards="{shards}"', f'data.cache_dir="{WORK / "cache"}"',
+         f"data.num_workers={workers}", f"sampler.batch_size={batch}", f'loss.mode="{mode}"',
+         f"train.steps={steps}", f'train.out_dir="{WORK / ("run-" + mode)}"',
+         "train.checkpoint_every=100000"],
+    )  # fmt: skip
+
+
+def step_times(config, batches: list[dict], steps: int) -> list[float]:
+    """Seconds per optimizer step on the given batches, after 3 warm-up steps."""
+    from slip_train.factory import build_model, param_groups
+    from slip_train.loss import training_loss
+
+    torch.manual_seed(0)
+    model = build_model(config.model, with_graph=config.loss.mode == "slip").model
+    optimizer = torch.optim.AdamW(param_groups(model, 0.2), lr=1e-4)
+    times = []
+    for i in range(steps + 3):
+        batch = batches[i % len(batches)]
+        edges = batch["edge_index"] if config.loss.mode == "slip" else torch.empty(2, 0).long()
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        out = model(batch["images"], batch["tokens"], edges)
+        losses = training_loss(out, edges, model.logit_scale, 0.5, 0.07)
+        losses["loss"].backward()
+        optimizer.step()
+        if i >= 3:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    from slip_train.batches import BatchPlanner
+    from slip_train.data import BatchDataset, epoch_loader, load_train_data
+    from slip_train.factory import build_model
+    from slip_train.train import train
+
+    shards = demo_shards(args.products)
+    slip = config_for(shards, "slip", args.batch, args.workers, args.steps)
+    clip = config_for(shards, "clip", args.batch, args.workers, args.steps)
+    data = load_train_data(slip.data.shards, "train", slip.data.cache_dir)
+    built = build_model(slip.model, with_graph=True)
+    dataset = BatchDataset(data.cache, built.train_transform, built.tokenizer, 64)
+    planner = BatchPlanner(data.graph, data.split_nodes, args.batch, slip.sampler.fanouts, "slip")
+
+    # the planner alone: sampling and induced edges, per batch
+    plan_times = []
+    planner.make(data.split_nodes[: planner.seeds_per_batch], 0, 0)  # warm-up (numba compile)
+    for index in range(min(len(planner), 50)):
+        seeds = torch.arange(index, index + planner.seeds_per_batch) % data.split_nodes.numel()
+        start = time.perf_counter()
+        planner.make(data.split_nodes[seeds], 1, index)
+        plan_times.append(time.perf_counter() - start)
+    plan = statistics.median(plan_times)
+
+    # the loader alone: images/s with the workers
+    loader = epoch_loader(dataset, planner, 0, 0, args.workers, pin=False)
+    batches, start, images = [], time.perf_counter(), 0
+    for batch in loader:
+        batches.append(batch)
+        images += batch["images"].shape[0]
+        if len(batches) == max(8, args.steps):
+            break
+    loader_rate = images / (time.perf_counter() - start)
+    del loader
+
+    # the step alone, both modes, same tensors
+    slip_step = statistics.median(step_times(slip, batches, args.steps))
+    clip_step = statistics.median(step_times(clip, batches, args.steps))
+    step_rate = args.batch / (slip_step + plan)
+
+    # the whole loop, loader included
+    train(slip, show_progress=False)
+    log = [json.loads(line) for line in (WORK / "run-slip" / "log.jsonl").read_text().splitlines()]
+    loop_rate = statistics.median(r["samples_per_s"] for r in log[3:])
+    waiting = sum(r["data_wait_s"] for r in log[3:]) / sum(r["step_s"] for r in log[3:])
+
+    edges = statistics.mean(b["edge_index"].shape[1] for b in batches)
+    print(f"demo {args.products} products, slip-tiny, batch {args.batch}, {edges:.0f} edges/batch")
+    overhead = (slip_step + plan) / clip_step
+    print(
+        f"step  clip {clip_step * 1000:.1f} ms, slip {slip_step * 1000:.1f} ms + planner "
+        f"{plan * 1000:.2f} ms: ratio slip/clip {overhead:.3f}"
+    )
+    print(
+        f"loader {loader_rate:.0f} images/s ({args.workers} workers) against {step_rate:.0f} "
+        f"samples/s the step consumes: ratio {loader_rate / step_rate:.2f}"
+    )
+    print(
+        f"loop  {loop_rate:.0f} samples/s (ratio to the step alone {loop_rate / step_rate:.2f}), "
+        f"{waiting:.1%} of its time waiting for the loader"
+    )
+    WORK.mkdir(parents=True, exist_ok=True)
+    result = {
+        "products": args.products, "batch": args.batch, "edges_per_batch": edges,
+        "clip_step_s": clip_step, "slip_step_s": slip_step, "planner_s": plan,
+        "loader_images_per_s": loader_rate, "step_samples_per_s": step_rate,
+        "loop_samples_per_s": loop_rate, "loop_data_wait_share": waiting,
+    }  # fmt: skip
+    (WORK / "result.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Training batches: which nodes each step sees, and the in-batch graph between them.
+
+Both modes fill every batch with exactly `batch_size` nodes, so SLIP and the CLIP baseline spend
+the same encoder compute per step. In `slip` mode a batch is `seeds_per_batch` seeds (every
+training node once per epoch, shuffled per epoch), their sampled neighbours, then uniformly random
+training nodes up to `batch_size`; in `clip` mode it is `batch_size` shuffled training nodes and no
+edges. Each batch draws its randomness from a generator seeded by (seed, epoch, index) alone, so
+any batch can be made again without the ones before it: resuming skips to it for free.
+"""
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from slip_train.sampler import CSRGraph, sample_batch
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    epoch: int
+    index: int
+    seed: int  # seeds this batch's augmentation
+    nodes: Tensor  # global node ids, the sampled seeds first
+    edge_index: Tensor  # (2, E) batch-local, each undirected pair at least once
+
+
+def batch_seed(seed: int, epoch: int, index: int) -> int:
+    """One 63-bit seed per batch, stable across runs and platforms."""
+    return (seed * 1_000_003 + epoch) * 1_000_033 + index & (2**63 - 1)
+
+
+def induced_edges(graph: CSRGraph, nodes: Tensor, local: Tensor) -> Tensor:
+    """Every training edge between two batch nodes (each direction once), batch-local.
+
+    `local` is scratch (num_nodes entries, all -1), left as found. Cost: the batch's degrees."""
+    local[nodes] = torch.arange(nodes.numel(), device=nodes.device)
+    start = graph.indptr.index_select(0, nodes)
+    degree = graph.indptr.index_select(0, nodes + 1) - start
+    owner = torch.repeat_interleave(torch.arange(nodes.numel(), device=nodes.device), degree)
+    first = torch.repeat_interleave(torch.cumsum(degree, 0) - degree, degree)
+    slots = start.index_select(0, owner) + torch.arange(owner.numel(), device=nodes.device) - first
+    other = local.index_select(0, graph.indices.index_select(0, slots))
+    local[nodes] = -1
+    inside = other >= 0
+    return torch.stack([other[inside], owner[inside]])
+
+
+class BatchPlanner:
+    """The batches of each epoch, in `slip` (neighbour-sampled) or `clip` (uniform) mode."""
+
+    def __init__(
+        self,
+        graph: CSRGraph,
+        train_nodes: Tensor,
+        batch_size: int,
+        fanouts: Sequence[int],
+        mode: str,
+        edges: str = "induced",
+        seed: int = 0,
+    ) -> None:
+        if train_nodes.numel() < 2:
+            raise ValueError("the training split has fewer than 2 nodes: nothing to contrast")
+        self.graph = graph
+        self.train_nodes = train_nodes.to(graph.indptr.device)
+        self.batch_size = min(batch_size, self.train_nodes.numel())
+        self.fanouts = list(fanouts) if mode == "slip" else []
+        self.edges = edges
+        self.seed = seed
+        per_seed = 1 + sum(math.prod(self.fanouts[: hop + 1]) for hop in range(len(self.fanouts)))
+        self.seeds_per_batch = max(1, self.batch_size // per_seed)
+        self._local = torch.full(
+            (graph.num_nodes,), -1, dtype=torch.long, device=graph.indptr.device
+        )
+
+    def __len__(self) -> int:
+        """Batches per epoch (the last partial one is dropped)."""
+        return max(1, self.train_nodes.numel() // self.seeds_per_batch)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[PlannedBatch]:
+        """The batches of `epoch` from index `start` on."""
+        device = self.train_nodes.device
+        shuffle = torch.Generator(device=device).manual_seed(batch_seed(self.seed, epoch, -1))
+        order = self.train_nodes[
+            torch.randperm(self.train_nodes.numel(), generator=shuffle, device=device)
+        ]
+        for index in range(start, len(self)):
+            seeds = order[index * self.seeds_per_batch : (index + 1) * self.seeds_per_batch]
+            yield self.make(seeds, epoch, index)
+
+    def make(self, seeds: Tensor, epoch: int, index: int) -> PlannedBatch:
+        seed = batch_seed(self.seed, epoch, index)
+        generator = torch.Generator(device=seeds.device).manual_seed(seed)
+        sampled = sample_batch(self.graph, seeds, self.fanouts, generator, self._local)
+        nodes = self._top_up(sampled.nodes, generator)
+        if not self.fanouts:
+            edge_index = torch.empty(2, 0, dtype=torch.long, device=nodes.device)
+        elif self.edges == "induced":
+            edge_index = induced_edges(self.graph, nodes, self._local)
+        else:
+            edge_index = sampled.edge_index
+        return PlannedBatch(epoch, index, seed, nodes, edge_index)
+
+    def _top_up(self, nodes: Tensor, generator: torch.Generator) -> Tensor:
+        """`nodes` plus distinct uniformly random training nodes up to `batch_size`."""
+        while (need := self.batch_size - nodes.numel()) > 0:
+            draw = self.train_nodes[
+                torch.randint(
+                    self.train_nodes.numel(), (2 * need + 16,), generator=generator,
+                    device=nodes.device,
+                )
+            ]  # fmt: skip
+            draw = draw[~torch.isin(draw, nodes)]
+            keep = torch.unique(draw)
+            keep = keep[torch.randperm(keep.numel(), generator=generator, device=nodes.device)]
+            nodes = torch.cat([nodes, keep[:need]])
+        return nodes

@@ -1,0 +1,74 @@
+"""Builds the model, its image transforms and tokenizer from the `[model]` config, as open_clip's
+factory does; slip-train's own JSON model configs (`model_configs/`) are registered with open_clip
+so that any name open_clip knows, or one of ours, works the same way."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+
+from slip_train.config import ModelConfig
+from slip_train.model import GraphHead, SlipModel
+
+MODEL_CONFIGS = Path(__file__).parent / "model_configs"
+open_clip.add_model_config(MODEL_CONFIGS)
+
+
+@dataclass
+class Built:
+    model: SlipModel
+    train_transform: Callable
+    eval_transform: Callable
+    tokenizer: Callable
+    model_cfg: dict  # the open_clip architecture config, stored in checkpoints and exports
+    preprocess_cfg: dict
+
+
+def build_model(config: ModelConfig, with_graph: bool) -> Built:
+    """open_clip model by name (`pretrained`: none, a tag, or a local weights file) and, when
+    `with_graph`, a GAT head per modality. Errors are one line naming the key."""
+    if config.name not in open_clip.list_models():
+        raise ValueError(
+            f"model.name: open_clip knows no model {config.name!r} "
+            f"(see open_clip.list_models() or {MODEL_CONFIGS})"
+        )
+    pretrained = config.pretrained or None
+    try:
+        clip, train_transform, eval_transform = open_clip.create_model_and_transforms(
+            config.name, pretrained=pretrained, weights_only=True
+        )
+    except RuntimeError as exc:  # open_clip's message for an unknown tag or a bad file
+        raise ValueError(f"model.pretrained: {pretrained!r}: {str(exc).splitlines()[0]}") from None
+    model_cfg = open_clip.get_model_config(config.name)
+    dim = model_cfg["embed_dim"]
+    image_graph = text_graph = None
+    if with_graph:
+        image_graph, text_graph = (
+            GraphHead(dim, config.gat_layers, config.gat_heads, config.fusion, config.gat_dropout)
+            for _ in range(2)
+        )
+    return Built(
+        model=SlipModel(clip, image_graph, text_graph),
+        train_transform=train_transform,
+        eval_transform=eval_transform,
+        tokenizer=open_clip.get_tokenizer(config.name),
+        model_cfg=model_cfg,
+        preprocess_cfg=dict(clip.visual.preprocess_cfg),
+    )
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """open_clip's rule: no weight decay on norms, biases, gains, embeddings' scale and the logit
+    scale (every parameter of fewer than 2 dimensions), decay on the rest."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        exclude = param.ndim < 2 or "bn" in name or "ln" in name or "bias" in name
+        (no_decay if exclude or "logit_scale" in name else decay).append(param)
+    return [
+        {"params": no_decay, "weight_decay": 0.0},
+        {"params": decay, "weight_decay": weight_decay},
+    ]

@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from slip_train.batches import BatchPlanner, induced_edges
+from slip_train.sampler import build_csr
+
+
+def random_graph(num_nodes=300, num_edges=1500, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    src = torch.randint(num_nodes, (num_edges,), generator=generator)
+    dst = torch.randint(num_nodes, (num_edges,), generator=generator)
+    keep = src < dst
+    return src[keep], dst[keep]
+
+
+@pytest.fixture
+def graph_and_train():
+    src, dst = random_graph()
+    train = torch.arange(300) % 5 != 0
+    return build_csr(src, dst, 300, keep=train), torch.nonzero(train).squeeze(1), (src, dst)
+
+
+@pytest.mark.parametrize("mode", ["slip", "clip"])
+def test_every_batch_has_batch_size_distinct_train_nodes(graph_and_train, mode):
+    graph, train, _ = graph_and_train
+    planner = BatchPlanner(graph, train, batch_size=40, fanouts=[3, 2], mode=mode)
+    assert planner.seeds_per_batch == (40 // (1 + 3 + 6) if mode == "slip" else 40)
+    batches = list(planner.epoch(0))
+    assert len(batches) == len(planner) == train.numel() // planner.seeds_per_batch
+    allowed = set(train.tolist())
+    for batch in batches:
+        assert batch.nodes.numel() == 40 == batch.nodes.unique().numel()
+        assert set(batch.nodes.tolist()) <= allowed  # no val or test node reaches training
+    seeds = torch.cat([b.nodes[: planner.seeds_per_batch] for b in batches])
+    assert seeds.unique().numel() == seeds.numel()  # every seed once per epoch
+    if mode == "clip":
+        assert all(b.edge_index.numel() == 0 for b in batches)
+
+
+def test_induced_edges_are_every_train_edge_inside_the_batch(graph_and_train):
+    graph, train, (src, dst) = graph_and_train
+    planner = BatchPlanner(graph, train, batch_size=60, fanouts=[4], mode="slip")
+    batch = next(planner.epoch(0))
+    nodes = batch.nodes.tolist()
+    found = {(nodes[a], nodes[b]) for a, b in batch.edge_index.T.tolist()}
+    train_set, node_set = set(train.tolist()), set(nodes)
+    expected = set()
+    for a, b in zip(src.tolist(), dst.tolist(), strict=True):
+        if a in node_set and b in node_set and a in train_set and b in train_set:
+            expected |= {(a, b), (b, a)}
+    assert found == expected and len(expected) > 0
+
+
+def test_sampled_edges_are_a_subset_of_the_induced_ones(graph_and_train):
+    graph, train, _ = graph_and_train
+    sampled = BatchPlanner(graph, train, 60, [4], "slip", edges="sampled", seed=1)
+    induced = BatchPlanner(graph, train, 60, [4], "slip", edges="induced", seed=1)
+    a, b = next(sampled.epoch(2)), next(induced.epoch(2))
+    assert torch.equal(a.nodes, b.nodes)
+    assert set(map(tuple, a.edge_index.T.tolist())) < set(map(tuple, b.edge_index.T.tolist()))
+
+
+def test_batches_are_deterministic_and_any_one_can_be_made_alone(graph_and_train):
+    graph, train, _ = graph_and_train
+    planner = BatchPlanner(graph, train, 32, [3], "slip", seed=7)
+    first = list(planner.epoch(1))
+    again = list(BatchPlanner(graph, train, 32, [3], "slip", seed=7).epoch(1, start=5))
+    assert len(again) == len(first) - 5
+    for a, b in zip(first[5:], again, strict=True):
+        assert torch.equal(a.nodes, b.nodes) and torch.equal(a.edge_index, b.edge_index)
+        assert a.seed == b.seed
+    other_epoch = next(planner.epoch(2))
+    assert not torch.equal(other_epoch.nodes, first[0].nodes)
+
+
+def test_induced_edges_leave_the_scratch_as_found(graph_and_train):
+    graph, _, _ = graph_and_train
+    local = torch.full((graph.num_nodes,), -1, dtype=torch.long)
+    induced_edges(graph, torch.tensor([4, 9, 11]), local)
+    assert (local == -1).all()
+
+
+def test_too_small_a_split_is_an_error(graph_and_train):
+    graph, _, _ = graph_and_train
+    with pytest.raises(ValueError, match="fewer than 2 nodes"):
+        BatchPlanner(graph, torch.tensor([3]), 8, [2], "slip")

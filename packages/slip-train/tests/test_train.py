@@ -1,0 +1,190 @@
+"""Training on tiny colour shards on the CPU: the loss goes down, a resumed run equals the
+uninterrupted one, the export loads in open_clip, bad states stop with one line."""
+
+import json
+import subprocess
+import sys
+
+import open_clip
+import pytest
+import torch
+from train_shards import write_colour_shards
+
+from slip_train import train as train_module
+from slip_train.checkpoint import CheckpointError, export_open_clip, load_checkpoint
+from slip_train.config import ConfigError, load_config
+from slip_train.factory import build_model
+from slip_train.train import TrainingError, train
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return write_colour_shards(tmp_path_factory.mktemp("colours") / "shards")
+
+
+def make_config(shards, out, *overrides):
+    return load_config(
+        None,
+        [
+            f"data.shards={json.dumps(str(shards))}",
+            f"data.cache_dir={json.dumps(str(out / 'cache'))}",
+            f"train.out_dir={json.dumps(str(out / 'run'))}",
+            "data.num_workers=0",
+            "sampler.batch_size=48",
+            "sampler.fanouts=[3]",
+            "optim.warmup_steps=3",
+            "optim.lr=2e-3",
+            'train.device="cpu"',
+            *overrides,
+        ],
+    )
+
+
+def read_log(out):
+    return [json.loads(line) for line in (out / "run" / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("mode", ["slip", "clip"])
+def test_loss_goes_down(shards, tmp_path, mode):
+    config = make_config(shards, tmp_path, "train.steps=30", f'loss.mode="{mode}"')
+    result = train(config, show_progress=False)
+    log = read_log(tmp_path)
+    assert [r["step"] for r in log] == list(range(1, 31)) and result.step == 30
+    first = sum(r["loss"] for r in log[:5]) / 5
+    last = sum(r["loss"] for r in log[-5:]) / 5
+    assert last < 0.8 * first, (first, last)
+    assert all(r["samples"] == 48 for r in log)
+    if mode == "slip":
+        assert all(r["edges"] > 0 for r in log) and "structural_loss" in log[0]
+    else:
+        assert all(r["edges"] == 0 for r in log) and "structural_loss" not in log[0]
+
+
+def test_resume_continues_exactly(shards, tmp_path):
+    # 10 steps of 2 micro-batches cross an epoch (108 train nodes, 12 seeds a batch: 9 batches)
+    overrides = ["train.steps=10", "train.checkpoint_every=4", "optim.grad_accum=2"]
+    train(make_config(shards, tmp_path, *overrides), show_progress=False)
+    uninterrupted = read_log(tmp_path)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == [
+        "step-00000004.pt", "step-00000008.pt", "step-00000010.pt",
+    ]  # fmt: skip
+    for name in ("step-00000008.pt", "step-00000010.pt"):  # as if killed after step 7
+        (checkpoints / name).unlink()
+    # resumed with worker processes: augmentation does not depend on who decodes
+    resumed = make_config(shards, tmp_path, *overrides, "data.num_workers=2")
+    train(resumed, resume="latest", show_progress=False)
+    log = read_log(tmp_path)
+    assert [r["step"] for r in log] == list(range(1, 11))
+    for a, b in zip(uninterrupted, log, strict=True):
+        assert a["loss"] == b["loss"] and a["epoch"] == b["epoch"], (a, b)
+    assert uninterrupted[-1]["epoch"] == 1
+
+
+def test_export_loads_in_open_clip(shards, tmp_path):
+    result = train(make_config(shards, tmp_path, "train.steps=2"), show_progress=False)
+    state = load_checkpoint(result.checkpoint)
+    assert state["step"] == 2 and state["mode"] == "slip" and state["graph_state_dict"]
+    folder = tmp_path / "export"
+    weights = export_open_clip(state, folder)
+    ours = build_model(make_config(shards, tmp_path).model, with_graph=False).model.clip
+    ours.load_state_dict(state["clip_state_dict"])
+    by_dir = open_clip.create_model(f"local-dir:{folder}")
+    open_clip.add_model_config(folder)
+    by_name = open_clip.create_model("slip-tiny", pretrained=str(weights))
+    images = torch.randn(3, 3, 64, 64)
+    tokens = open_clip.get_tokenizer("slip-tiny")(["red product", "blue", "a green thing"])
+    expected = ours.eval().encode_image(images), ours.encode_text(tokens)
+    model_config = make_config(shards, tmp_path, f"model.pretrained={json.dumps(str(weights))}")
+    by_config = build_model(model_config.model, with_graph=True).model.clip
+    for model in (by_dir, by_name, by_config):
+        model.eval()
+        assert torch.allclose(model.encode_image(images), expected[0])
+        assert torch.allclose(model.encode_text(tokens), expected[1])
+
+
+def test_a_loss_that_is_not_finite_stops_the_run_keeping_the_last_checkpoint(
+    shards, tmp_path, monkeypatch
+):
+    real = train_module.training_loss
+    calls = []
+
+    def failing(*args, **kwargs):
+        losses = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            losses["loss"] = losses["loss"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(train_module, "training_loss", failing)
+    config = make_config(shards, tmp_path, "train.steps=5", "train.checkpoint_every=2")
+    with pytest.raises(TrainingError) as error:
+        train(config, show_progress=False)
+    message = str(error.value)
+    assert message.startswith("step 3: loss is nan, not finite") and "\n" not in message
+    assert message.endswith("step-00000002.pt")
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "step-00000002.pt")["step"] == 2
+
+
+def test_bad_checkpoints_are_one_line_errors(tmp_path):
+    truncated = tmp_path / "truncated.pt"
+    torch.save({"format": "slip-checkpoint"}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:20])
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    newer = tmp_path / "newer.pt"
+    torch.save({"format": "slip-checkpoint", "format_version": 99}, newer)
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"format": "slip-checkpoint", "obj": CheckpointError("x")}, unsafe)
+    cases = {
+        tmp_path / "missing.pt": "no such checkpoint",
+        truncated: "not a readable checkpoint",
+        foreign: "not a slip-train checkpoint",
+        newer: "checkpoint format version 99; this slip-train reads 1",
+        unsafe: "not a readable checkpoint",  # weights_only refuses arbitrary objects
+    }
+    for path, message in cases.items():
+        with pytest.raises(CheckpointError) as error:
+            load_checkpoint(path)
+        assert message in str(error.value) and "\n" not in str(error.value), path
+
+
+def test_bf16_on_cpu_a_missing_split_and_unknown_models_are_one_line_errors(shards, tmp_path):
+    with pytest.raises(ConfigError, match="bf16 autocast needs CUDA"):
+        train(make_config(shards, tmp_path, 'train.precision="bf16"'), show_progress=False)
+    with pytest.raises(ValueError, match="the 'val' split has no nodes"):
+        train(make_config(shards, tmp_path, 'data.split="val"'), show_progress=False)
+    with pytest.raises(ValueError, match=r"model\.name: open_clip knows no model 'ViT-Q-99'"):
+        build_model(make_config(shards, tmp_path, 'model.name="ViT-Q-99"').model, True)
+    missing = make_config(shards, tmp_path, f'model.pretrained="{tmp_path / "none.bin"}"')
+    with pytest.raises(ValueError, match=r"model\.pretrained: .*not a known tag or valid"):
+        build_model(missing.model, True)
+
+
+def test_cli_runs_resumes_and_exports(shards, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'[data]\nshards = "{shards}"\ncache_dir = "{tmp_path / "cache"}"\nnum_workers = 0\n'
+        f'[sampler]\nbatch_size = 32\n[train]\nsteps = 2\ndevice = "cpu"\n'
+        f'out_dir = "{tmp_path / "run"}"\n'
+    )
+    cli = [sys.executable, "-c", "from slip_train.cli import main; main()"]
+    ran = subprocess.run([*cli, "run", str(config), "--quiet"], capture_output=True, text=True)
+    assert ran.returncode == 0 and "step 2: loss" in ran.stdout, ran.stderr
+    more = subprocess.run(
+        [*cli, "run", str(config), "--quiet", "--resume", "latest", "--set", "train.steps=3"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert more.returncode == 0 and "step 3: loss" in more.stdout, more.stderr
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-00000003.pt"
+    exported = subprocess.run(
+        [*cli, "export", str(checkpoint), "--out", str(tmp_path / "export")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert exported.returncode == 0 and (tmp_path / "export" / "open_clip_config.json").is_file()
+    bad = subprocess.run(
+        [*cli, "run", str(config), "--quiet", "--set", f'data.shards="{tmp_path / "none"}"'],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: no manifest.json in")
