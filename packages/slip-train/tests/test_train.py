@@ -126,6 +126,16 @@ def test_a_loss_that_is_not_finite_stops_the_run_keeping_the_last_checkpoint(
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "step-00000002.pt")["step"] == 2
 
 
+def test_grad_checkpointing_and_tensorboard_and_no_silent_overwrite(shards, tmp_path):
+    overrides = ["train.steps=2", "train.grad_checkpointing=true", "train.tensorboard=true"]
+    plain = train(make_config(shards, tmp_path / "plain", "train.steps=2"), show_progress=False)
+    checkpointed = train(make_config(shards, tmp_path, *overrides), show_progress=False)
+    assert checkpointed.last_loss == pytest.approx(plain.last_loss, rel=1e-5)
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    with pytest.raises(ConfigError, match="already holds checkpoints; continue with --resume"):
+        train(make_config(shards, tmp_path, "train.steps=2"), show_progress=False)
+
+
 def test_bad_checkpoints_are_one_line_errors(tmp_path):
     truncated = tmp_path / "truncated.pt"
     torch.save({"format": "slip-checkpoint"}, truncated)

@@ -17,7 +17,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from slip_train import __version__
 from slip_train.batches import BatchPlanner
-from slip_train.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
+from slip_train.checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    resolve_resume,
+    save_checkpoint,
+)
 from slip_train.config import Config, ConfigError, to_dict
 from slip_train.data import BatchDataset, epoch_loader, load_train_data
 from slip_train.factory import build_model, param_groups
@@ -127,6 +132,11 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
         optimizer, warmup_cosine(cfg_optim.warmup_steps, cfg_train.steps)
     )
     step, epoch, index = 0, 0, 0
+    if not resume and list_checkpoints(checkpoints):
+        raise ConfigError(
+            f"train.out_dir: {out_dir} already holds checkpoints; continue with --resume latest "
+            "or train into another out_dir"
+        )
     if resume:
         state = load_checkpoint(resolve_resume(resume, checkpoints))
         model.clip.load_state_dict(state["clip_state_dict"])
