@@ -21,7 +21,7 @@ def write_shards(
     per_shard: int = 2,
     drop_column: str | None = None,
     version: int = 1,
-    images: list[bytes] | None = None,
+    images: list[bytes | None] | None = None,
     titles: list[str] | None = None,
     labels: list[int] | None = None,
     splits: list[str] | None = None,
@@ -52,8 +52,11 @@ def write_shards(
             "title": [titles[i] for i in ids],
             "text": [""] * len(ids),
             "reviews": pa.array([["a review"] for _ in ids], pa.list_(pa.string())),
-            "image": [images[i] for i in ids],
-            "image_sha256": [hashlib.sha256(images[i]).hexdigest() for i in ids],
+            "image": pa.array([images[i] for i in ids], pa.binary()),
+            "image_sha256": [
+                hashlib.sha256(images[i]).hexdigest() if images[i] is not None else None
+                for i in ids
+            ],
             "width": pa.array([8] * len(ids), pa.int32()),
             "height": pa.array([8] * len(ids), pa.int32()),
             "split": [splits[i] for i in ids],
@@ -80,9 +83,12 @@ def write_shards(
     return folder
 
 
-def write_colour_shards(folder: Path, n: int = 192, seed: int = 0) -> Path:
+def write_colour_shards(
+    folder: Path, n: int = 192, seed: int = 0, replace: dict[int, bytes | None] | None = None
+) -> Path:
     """Products of 8 colours: a noisy image of the colour, a title naming it, co-purchase edges
-    mostly within a colour; 3 in 4 nodes in train. Learnable in a few CPU steps."""
+    mostly within a colour; 3 in 4 nodes in train. Learnable in a few CPU steps. `replace` swaps
+    some nodes' image bytes (None: no image)."""
     rng = np.random.default_rng(seed)
     labels = [i % len(COLOURS) for i in range(n)]
     images = []
@@ -91,6 +97,8 @@ def write_colour_shards(folder: Path, n: int = 192, seed: int = 0) -> Path:
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="JPEG", quality=85)
         images.append(buffer.getvalue())
+    for node, data in (replace or {}).items():
+        images[node] = data
     titles = [f"{COLOURS[label]} product {i}" for i, label in enumerate(labels)]
     splits = ["train" if i % 4 else "test" for i in range(n)]
     edges = set()

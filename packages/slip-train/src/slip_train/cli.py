@@ -72,5 +72,7 @@ def main() -> None:
     except Exception as exc:
         if os.environ.get("SLIP_DEBUG"):
             raise
-        typer.echo(f"error: {exc}", err=True)
+        # a DataLoader worker's error arrives with its traceback: its last line is the error
+        lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        typer.echo(f"error: {lines[-1] if len(lines) > 1 else lines[0]}", err=True)
         sys.exit(2)

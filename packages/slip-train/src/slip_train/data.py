@@ -22,7 +22,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from slip_train.batches import BatchPlanner, PlannedBatch
 from slip_train.sampler import CSRGraph, build_csr
-from slip_train.shards import Shards, build_node_cache, open_shards, read_node_cache
+from slip_train.shards import (
+    ShardError,
+    Shards,
+    build_node_cache,
+    open_shards,
+    read_node_cache,
+)
 
 
 @dataclass
@@ -36,10 +42,13 @@ class TrainData:
 def load_train_data(shards_path: str | Path, split: str, cache_dir: str | Path) -> TrainData:
     """Open and check the shards, build the split's graph and the node cache (once per shards)."""
     shards = open_shards(shards_path)
-    split_column = shards.nodes(["split"])["split"].to_numpy(zero_copy_only=False)
-    in_split = torch.from_numpy(split_column == split)
+    columns = shards.nodes(["split", "image_sha256"])
+    in_split = torch.from_numpy(columns["split"].to_numpy(zero_copy_only=False) == split)
     if not bool(in_split.any()):
         raise ValueError(f"{shards.folder}: the {split!r} split has no nodes")
+    # products kept without an image (slip-data --keep-missing-images) are not trained on
+    has_image = torch.from_numpy(columns["image_sha256"].is_valid().to_numpy(zero_copy_only=False))
+    in_split &= has_image
     edges = shards.edges()
     graph = build_csr(
         torch.tensor(edges["src"].to_numpy()),
@@ -74,7 +83,14 @@ class BatchDataset(Dataset):
         rows = self._table.take(pa.array(batch.nodes.cpu().numpy()))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(batch.seed)
-            images = torch.stack([self._image(data) for data in rows["image"].to_pylist()])
+            images = torch.stack(
+                [
+                    self._image(node, data)
+                    for node, data in zip(
+                        batch.nodes.tolist(), rows["image"].to_pylist(), strict=True
+                    )
+                ]
+            )
         return {
             "images": images,
             "tokens": self.tokenizer(rows["title"].to_pylist()),
@@ -84,10 +100,13 @@ class BatchDataset(Dataset):
             "index": batch.index,
         }
 
-    def _image(self, data: bytes) -> Tensor:
-        image = Image.open(io.BytesIO(data))
-        image.draft("RGB", (self.image_size, self.image_size))  # JPEG: decode no larger than needed
-        return self.transform(image.convert("RGB"))
+    def _image(self, node: int, data: bytes) -> Tensor:
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.draft("RGB", (self.image_size, self.image_size))  # JPEG: decode no larger
+            return self.transform(image.convert("RGB"))
+        except (OSError, ValueError, SyntaxError) as exc:  # Pillow's ways of saying "not an image"
+            raise ShardError(f"node {node}: its image does not decode ({exc})") from None
 
 
 class _EpochBatches:
