@@ -6,8 +6,6 @@ Nothing from slip_data is imported here: the shards are built by the `slip-data`
 import hashlib
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -16,18 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-SLIP_DATA = [sys.executable, "-m", "slip_data"]
-
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("contract")
-    subprocess.run(
-        [*SLIP_DATA, "build", "--source", "demo", "--categories", "all", "--demo-products",
-         "600", "--out", str(out), "--quiet"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return out / "shards"
+def shards(demo_build) -> Path:
+    return demo_build / "shards"
 
 
 def test_manifest_lists_whole_files(shards):

@@ -1,30 +1,14 @@
 """slip-train on shards that slip-data built: each package through its command only."""
 
 import json
-import subprocess
-import sys
 
-SLIP_DATA = [sys.executable, "-m", "slip_data"]
-SLIP_TRAIN = [sys.executable, "-c", "from slip_train.cli import main; main()"]
+from commands import train_run
 
 
-def test_a_short_cpu_run_on_demo_shards_lowers_the_loss(tmp_path):
-    subprocess.run(
-        [*SLIP_DATA, "build", "--source", "demo", "--categories", "all", "--demo-products",
-         "600", "--out", str(tmp_path / "demo"), "--quiet"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    run = tmp_path / "run"
-    trained = subprocess.run(
-        [*SLIP_TRAIN, "run", "configs/demo-cpu.toml", "--quiet",
-         "--set", f'data.shards="{tmp_path / "demo"}"', "--set", f'data.cache_dir="{tmp_path}"',
-         "--set", f'train.out_dir="{run}"', "--set", "train.steps=40",
-         "--set", "sampler.batch_size=64", "--set", "optim.warmup_steps=5",
-         "--set", "optim.lr=1e-3"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+def test_a_short_cpu_run_on_demo_shards_lowers_the_loss(demo_build, tmp_path):
+    trained = train_run(demo_build, tmp_path, "slip", steps=40)
     assert trained.returncode == 0, trained.stderr
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "slip" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 40 and all(r["edges"] > 0 for r in log)
     first = sum(r["loss"] for r in log[:5]) / 5
     last = sum(r["loss"] for r in log[-5:]) / 5

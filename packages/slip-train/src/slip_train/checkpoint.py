@@ -100,7 +100,11 @@ def export_open_clip(state: dict, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / EXPORT_WEIGHTS
     _atomic_write(weights, lambda tmp: torch.save(state["clip_state_dict"], tmp))
-    config = {"model_cfg": state["model_cfg"], "preprocess_cfg": state["preprocess_cfg"]}
+    config = {
+        "model_name": state["model_name"],
+        "model_cfg": state["model_cfg"],
+        "preprocess_cfg": state["preprocess_cfg"],
+    }
     for target, content in (
         (folder / EXPORT_CONFIG, config),
         (folder / f"{state['model_name']}.json", state["model_cfg"]),

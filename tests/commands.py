@@ -1,0 +1,25 @@
+"""The three packages' commands, run as a user would, for the cross-package tests."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SLIP_DATA = [sys.executable, "-m", "slip_data"]
+SLIP_TRAIN = [sys.executable, "-c", "from slip_train.cli import main; main()"]
+SLIP_EVAL = [sys.executable, "-c", "from slip_eval.cli import main; main()"]
+
+
+def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, **kwargs)
+
+
+def train_run(demo_build: Path, out: Path, mode: str, steps: int) -> subprocess.CompletedProcess:
+    """A short `slip-train run` of configs/demo-cpu.toml on the demo build."""
+    return run(
+        [*SLIP_TRAIN, "run", "configs/demo-cpu.toml", "--quiet",
+         "--set", f'data.shards="{demo_build}"', "--set", f'data.cache_dir="{out / "cache"}"',
+         "--set", f'train.out_dir="{out / mode}"', "--set", f"train.steps={steps}",
+         "--set", f'loss.mode="{mode}"', "--set", "sampler.batch_size=64",
+         "--set", "optim.warmup_steps=5", "--set", "optim.lr=1e-3"]
+    )  # fmt: skip
