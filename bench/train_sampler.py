@@ -2,6 +2,7 @@
 
     uv run python bench/train_sampler.py                 # 100k nodes, 2M edges, fanout [10, 10]
     uv run python bench/train_sampler.py --skip-dgl      # ours only
+    uv run python bench/train_sampler.py --skip-torch-path  # not our torch path (the GPU's) too
     uv run python bench/train_sampler.py --rebuild-venv  # make the DGL venv again from scratch
 
 A random graph (numpy seed; no self loops, no repeated edge, each undirected edge stored once) is
@@ -13,6 +14,8 @@ and reuses it on later runs.
 Each side runs in its own child process, on the same graph (both directions), all nodes as seeds,
 batch 1024, drop_last off, the same torch thread count: one warm-up epoch, then the median of
 `--epochs` timed ones; seeds/s = nodes / epoch time. Per-batch sizes come from the warm-up epoch.
+Ours runs twice: on its CPU path (numba kernels, what the ratio is of; the warm-up epoch includes
+loading or compiling them) and on its torch path (the GPU's, forced onto the CPU) for comparison.
 The JSON report goes to bench/_work/sampler/report.json.
 
 The two sizes are not the same thing: DGL's NeighborSampler samples hop 2 for every source node
@@ -115,11 +118,16 @@ def _summary(times: list[float], warmup: float, nodes: int, sizes: list[tuple]) 
     }
 
 
-def child_ours(where: Path, nodes: int, fanouts: list[int], batch_size: int, epochs: int) -> dict:
+def child_ours(
+    where: Path, nodes: int, fanouts: list[int], batch_size: int, epochs: int, numba_path: bool
+) -> dict:
+    import numba
     import torch
 
+    from slip_train import sampler as ours
     from slip_train.sampler import NeighborSampler, build_csr
 
+    ours.NUMBA_ON_CPU = numba_path
     src, dst = _load(where)
     start = time.perf_counter()
     graph = build_csr(src, dst, nodes)
@@ -147,6 +155,9 @@ def child_ours(where: Path, nodes: int, fanouts: list[int], batch_size: int, epo
     times = [epoch(number, None) for number in range(1, epochs + 1)]
     return {
         "torch": torch.__version__,
+        "path": "numba" if numba_path else "torch",
+        "numba": numba.__version__,
+        "numba_threads": numba.get_num_threads(),
         "threads": torch.get_num_threads(),
         "build_s": build,
         **_summary(times, warmup, nodes, sizes),
@@ -205,8 +216,11 @@ def run_child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     where, fanouts = Path(args.graph), [int(f) for f in args.fanouts.split(",")]
-    child = child_ours if args.child == "ours" else child_dgl
-    result = child(where, args.nodes, fanouts, args.batch_size, args.epochs)
+    setup = (where, args.nodes, fanouts, args.batch_size, args.epochs)
+    if args.child == "dgl":
+        result = child_dgl(*setup)
+    else:
+        result = child_ours(*setup, numba_path=args.child == "ours")
     Path(args.out).write_text(json.dumps(result))
 
 
@@ -329,8 +343,11 @@ def main() -> None:
         help="torch.set_num_threads (and OMP_NUM_THREADS) on both sides",
     )
     parser.add_argument("--skip-dgl", action="store_true", help="time ours only")
+    parser.add_argument(
+        "--skip-torch-path", action="store_true", help="do not time our torch path on the CPU"
+    )
     parser.add_argument("--rebuild-venv", action="store_true", help="make venv-dgl anew")
-    parser.add_argument("--child", choices=["ours", "dgl"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["ours", "ours-torch", "dgl"], help=argparse.SUPPRESS)
     parser.add_argument("--graph", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -369,9 +386,15 @@ def main() -> None:
             except RuntimeError as error:
                 skip = str(error)
     ours = _measure(sys.executable, args, "ours", where)
+    torch_path = None
+    if not args.skip_torch_path:
+        torch_path = _measure(sys.executable, args, "ours-torch", where)
 
-    print(_line(f"slip-train (torch {ours['torch']})", ours))
+    print(_line(f"slip-train (numba {ours['numba']})", ours))
+    if torch_path is not None:
+        print(_line("slip-train, torch path", torch_path))
     report["slip_train"] = ours
+    report["slip_train_torch_path"] = torch_path
     if dgl_result is None:
         print(f"  DGL: skipped: {skip}")
         report["dgl"] = {"skipped": skip}
@@ -385,6 +408,9 @@ def main() -> None:
             f"  ratio slip-train / DGL: {ratio:.2f}x ({verdict} the {TARGET:g}x target); "
             f"{best:.2f}x on each side's fastest epoch"
         )
+        if torch_path is not None:
+            report["ratio_torch_path"] = torch_path["seeds_per_s"] / dgl_result["seeds_per_s"]
+            print(f"  ratio slip-train's torch path / DGL: {report['ratio_torch_path']:.2f}x")
         report["dgl"] = dgl_result
         report["ratio"] = ratio
         report["ratio_best_epochs"] = best
@@ -394,7 +420,7 @@ def main() -> None:
         "included,\n  and counts edges per block (hop); slip-train samples hop 2 only for the "
         "nodes hop 1 added,\n  each node once, so its hop-2 frontier and edge count are smaller."
     )
-    sides = (("slip-train", ours), ("DGL", dgl_result))
+    sides = (("slip-train", ours), ("slip-train's torch path", torch_path), ("DGL", dgl_result))
     noisy = [name for name, side in sides if side and side["noisy"]]
     if noisy:
         print(

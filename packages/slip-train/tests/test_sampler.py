@@ -1,6 +1,19 @@
+import subprocess
+import sys
+
+import numba
+import pytest
 import torch
 
+from slip_train import sampler
 from slip_train.sampler import NeighborSampler, build_csr, sample_batch, sample_neighbors
+
+
+@pytest.fixture(params=["numba", "torch"])
+def path(request, monkeypatch):
+    """Run a test on the CPU's numba kernels and on the torch path (the GPU's, forced here)."""
+    monkeypatch.setattr(sampler, "NUMBA_ON_CPU", request.param == "numba")
+    return request.param
 
 
 def random_graph(n=400, m=3000, seed=0):
@@ -35,7 +48,7 @@ def test_csr_holds_both_directions_and_only_kept_nodes():
         assert row == ({u for u in table[v] if u % 3 != 0} if v % 3 else set())
 
 
-def test_fanout_without_replacement_and_all_when_few():
+def test_fanout_without_replacement_and_all_when_few(path):
     src, dst, n = random_graph()
     table = neighbours(src, dst, n)
     graph = build_csr(src, dst, n)
@@ -52,7 +65,7 @@ def test_fanout_without_replacement_and_all_when_few():
             assert set(drawn[v]) == table[v]
 
 
-def test_draws_are_uniform():
+def test_draws_are_uniform(path):
     # a star: node 0 has 20 neighbours; draw 5 of them many times
     src = torch.zeros(20, dtype=torch.long)
     dst = torch.arange(1, 21)
@@ -68,7 +81,7 @@ def test_draws_are_uniform():
     assert ((counts[1:] - expected).abs() < 0.1 * expected).all(), counts
 
 
-def test_batch_holds_seeds_first_and_edges_in_local_ids():
+def test_batch_holds_seeds_first_and_edges_in_local_ids(path):
     src, dst, n = random_graph()
     table = neighbours(src, dst, n)
     graph = build_csr(src, dst, n)
@@ -87,7 +100,7 @@ def test_batch_holds_seeds_first_and_edges_in_local_ids():
     assert set(batch.edge_index[0].tolist()) >= set(range(4, batch.nodes.numel()))
 
 
-def test_sampler_is_deterministic_covers_every_seed_and_never_leaves_train():
+def test_sampler_is_deterministic_covers_every_seed_and_never_leaves_train(path):
     src, dst, n = random_graph()
     keep = torch.arange(n) % 4 != 0
     graph = build_csr(src, dst, n, keep)
@@ -105,10 +118,105 @@ def test_sampler_is_deterministic_covers_every_seed_and_never_leaves_train():
 
 
 def test_distinct_by_bitmap_and_by_sort_agree(monkeypatch):
-    from slip_train import sampler
-
     values = torch.tensor([9, 3, 3, 7, 0, 9, 1])
     by_bitmap = sampler._distinct(values, 10)
     monkeypatch.setattr(sampler, "BITMAP_RATIO", 0)
     by_sort = sampler._distinct(values, 10)
     assert by_bitmap.tolist() == by_sort.tolist() == [0, 1, 3, 7, 9]
+
+
+def test_batch_edges_and_new_nodes_in_id_order(path):
+    src, dst, n = random_graph()
+    graph = build_csr(src, dst, n)
+    seeds = torch.tensor([250, 7, 3])
+    batch = sample_batch(graph, seeds, [3, 2], torch.Generator().manual_seed(4))
+    # hop 1 added the nodes drawn for the seeds, in id order; hop 2 those drawn for hop 1's
+    hop1 = batch.edge_index[1] < 3
+    first = sorted(set(batch.edge_index[0][hop1].tolist()) - {0, 1, 2})
+    assert first == list(range(3, 3 + len(first)))
+    added = batch.nodes[3 : 3 + len(first)]
+    assert added.tolist() == sorted(added.tolist())
+    rest = batch.nodes[3 + len(first) :]
+    assert rest.tolist() == sorted(rest.tolist())
+    served = batch.edge_index[1][~hop1]  # hop 2 serves only the nodes hop 1 added
+    assert ((served >= 3) & (served < 3 + len(first))).all()
+
+
+def test_paths_agree_when_every_neighbour_is_taken(monkeypatch):
+    src, dst, n = random_graph()
+    graph = build_csr(src, dst, n)
+    seeds = torch.tensor([7, 3, 99, 250])
+    batches = []
+    for numba_on in (True, False):
+        monkeypatch.setattr(sampler, "NUMBA_ON_CPU", numba_on)
+        batch = sample_batch(graph, seeds, [1000, 1000], torch.Generator().manual_seed(0))
+        edges = set(zip(*batch.nodes[batch.edge_index].tolist(), strict=True))
+        batches.append((batch.nodes.tolist(), edges))
+    assert batches[0] == batches[1]
+
+
+def test_scratch_is_left_as_found_and_isolated_seeds_stop_early(path):
+    src, dst, n = random_graph()
+    graph = build_csr(src, dst, n + 2)  # nodes n and n + 1 have no neighbour
+    local = torch.full((n + 2,), -1, dtype=torch.long)
+    batch = sample_batch(graph, torch.tensor([5, 9]), [4, 4], torch.Generator(), local)
+    assert (local == -1).all()
+    lonely = sample_batch(graph, torch.tensor([n + 1, n]), [4, 4], torch.Generator(), local)
+    assert lonely.nodes.tolist() == [n + 1, n] and lonely.edge_index.shape == (2, 0)
+    assert batch.edge_index.dtype == lonely.edge_index.dtype == torch.long
+
+
+def test_numba_batch_depends_on_the_generator_only():
+    src, dst, n = random_graph(n=3000, m=60000)
+    graph = build_csr(src, dst, n)
+    seeds = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:200]
+
+    def batch(seed: int) -> tuple[list, list]:
+        got = sample_batch(graph, seeds, [5, 5], torch.Generator().manual_seed(seed))
+        return got.nodes.tolist(), got.edge_index.tolist()
+
+    assert batch(1) == batch(1)
+    assert batch(1) != batch(2)
+    threads = torch.get_num_threads()
+    try:
+        by_threads = []
+        for count in (1, 2):
+            torch.set_num_threads(count)  # numba's thread count follows torch's
+            by_threads.append(batch(1))
+            assert numba.get_num_threads() == min(count, numba.config.NUMBA_NUM_THREADS)
+    finally:
+        torch.set_num_threads(threads)
+    assert by_threads[0] == by_threads[1]
+
+
+def test_new_nodes_by_scan_and_by_sort_agree(monkeypatch):
+    src, dst, n = random_graph()
+    graph = build_csr(src, dst, n)
+    seeds = torch.tensor([7, 3, 99, 250])
+    got = []
+    for ratio in (10**9, 0):  # scan every node's mark; sort the marked ones
+        monkeypatch.setattr(sampler, "SCAN_RATIO", ratio)
+        batch = sample_batch(graph, seeds, [4, 3], torch.Generator().manual_seed(2))
+        got.append((batch.nodes.tolist(), batch.edge_index.tolist()))
+    assert got[0] == got[1]
+
+
+def test_kernels_compile_without_a_cache_directory(monkeypatch):
+    monkeypatch.setattr(numba.core.caching.CacheImpl, "_locator_classes", [])
+    with pytest.warns(UserWarning, match="compiled per process"):
+        add_one = sampler._jit(parallel=False)(lambda x: x + 1)
+    assert add_one(2) == 3
+
+
+def test_numba_keeps_torch_thread_count():
+    # a fresh process: numba starts its OpenMP pool on the first call, which resets OpenMP's count
+    code = (
+        "import numba, torch\n"
+        "from slip_train.sampler import build_csr, sample_batch\n"
+        "torch.set_num_threads(1)\n"
+        "graph = build_csr(torch.tensor([0, 1]), torch.tensor([1, 2]), 3)\n"
+        "sample_batch(graph, torch.tensor([0]), [2], torch.Generator())\n"
+        "print(torch.get_num_threads(), numba.get_num_threads())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["1", "1"]
