@@ -6,9 +6,10 @@
 On demo shards (built once into bench/_work/train-step/ with `slip-data build`):
 1. **Step time**, `mode = "slip"` against `mode = "clip"` (the anchor), on the same model config,
    the same batch size and the same image and token tensors: forward, loss, backward and AdamW
-   step, median over `--steps` after 3 warm-up steps. SLIP's edges are those of real planned
-   batches. The planner's own time per batch (sampling plus the induced edges, done in the main
-   process ahead of the step) is measured apart and added to SLIP's step for the overhead.
+   step, the two modes' steps interleaved, median over `--steps` after 3 warm-up rounds. SLIP's
+   edges are those of real planned batches. The planner's own time per batch (sampling plus the
+   induced edges, done in the main process ahead of the step) is measured apart and added to
+   SLIP's step for the overhead.
 2. **Loader**, images/s decoded, augmented and tokenized by the DataLoader workers alone, against
    the samples/s the SLIP step consumes; then the whole training loop (`slip-train run`'s code)
    whose samples/s, against the step alone, says whether the loader holds the step back.
@@ -16,6 +17,7 @@ On demo shards (built once into bench/_work/train-step/ with `slip-data build`):
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,26 +52,31 @@ def config_for(shards: Path, mode: str, batch: int, workers: int, steps: int):
     )  # fmt: skip
 
 
-def step_times(config, batches: list[dict], steps: int) -> list[float]:
-    """Seconds per optimizer step on the given batches, after 3 warm-up steps."""
+def step_times(configs: list, batches: list[dict], steps: int) -> list[list[float]]:
+    """Seconds per optimizer step for each config on the same batches, the configs' steps
+    interleaved so that drift in the machine's speed hits them alike; 3 warm-up rounds."""
     from slip_train.factory import build_model, param_groups
     from slip_train.loss import training_loss
 
-    torch.manual_seed(0)
-    model = build_model(config.model, with_graph=config.loss.mode == "slip").model
-    optimizer = torch.optim.AdamW(param_groups(model, 0.2), lr=1e-4)
-    times = []
+    runs = []
+    for config in configs:
+        torch.manual_seed(0)
+        model = build_model(config.model, with_graph=config.loss.mode == "slip").model
+        runs.append((config, model, torch.optim.AdamW(param_groups(model, 0.2), lr=1e-4)))
+    times: list[list[float]] = [[] for _ in configs]
     for i in range(steps + 3):
         batch = batches[i % len(batches)]
-        edges = batch["edge_index"] if config.loss.mode == "slip" else torch.empty(2, 0).long()
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        out = model(batch["images"], batch["tokens"], edges)
-        losses = training_loss(out, edges, model.logit_scale, 0.5, 0.07)
-        losses["loss"].backward()
-        optimizer.step()
-        if i >= 3:
-            times.append(time.perf_counter() - start)
+        for (config, model, optimizer), spent in zip(runs, times, strict=True):
+            slip = config.loss.mode == "slip"
+            edges = batch["edge_index"] if slip else torch.empty(2, 0, dtype=torch.long)
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            out = model(batch["images"], batch["tokens"], edges)
+            losses = training_loss(out, edges, model.logit_scale, 0.5, 0.07)
+            losses["loss"].backward()
+            optimizer.step()
+            if i >= 3:
+                spent.append(time.perf_counter() - start)
     return times
 
 
@@ -77,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -117,11 +124,12 @@ def main() -> None:
     del loader
 
     # the step alone, both modes, same tensors
-    slip_step = statistics.median(step_times(slip, batches, args.steps))
-    clip_step = statistics.median(step_times(clip, batches, args.steps))
+    slip_times, clip_times = step_times([slip, clip], batches, args.steps)
+    slip_step, clip_step = statistics.median(slip_times), statistics.median(clip_times)
     step_rate = args.batch / (slip_step + plan)
 
-    # the whole loop, loader included
+    # the whole loop, loader included (a fresh run each time)
+    shutil.rmtree(WORK / "run-slip", ignore_errors=True)
     train(slip, show_progress=False)
     log = [json.loads(line) for line in (WORK / "run-slip" / "log.jsonl").read_text().splitlines()]
     loop_rate = statistics.median(r["samples_per_s"] for r in log[3:])
