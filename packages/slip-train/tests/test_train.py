@@ -218,3 +218,34 @@ def test_cli_runs_resumes_and_exports(shards, tmp_path):
     )  # fmt: skip
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("error: no manifest.json in")
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    from slip_train.train import warmup_cosine
+
+    factor = warmup_cosine(warmup=4, total=12)
+    assert [factor(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert factor(8) == pytest.approx(0.5) and factor(12) == pytest.approx(0.0)
+    assert all(factor(s) >= factor(s + 1) for s in range(4, 12))
+
+
+def test_no_weight_decay_on_norms_biases_gates_and_the_logit_scale(shards, tmp_path):
+    from slip_train.factory import param_groups
+
+    model = build_model(make_config(shards, tmp_path).model, with_graph=True).model
+    no_decay, decay = param_groups(model, 0.2)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0
+    undecayed = {names[id(p)] for p in no_decay["params"]}
+    assert {"clip.logit_scale", "image_graph.gates", "text_graph.norms.0.weight"} <= undecayed
+    assert all(p.ndim >= 2 for p in decay["params"])
+    assert "clip.visual.conv1.weight" in {names[id(p)] for p in decay["params"]}
+
+
+def test_torch_compile_trains_as_eager(shards, tmp_path):
+    eager = train(make_config(shards, tmp_path / "eager", "train.steps=2"), show_progress=False)
+    compiled = train(
+        make_config(shards, tmp_path / "compiled", "train.steps=2", "train.compile=true"),
+        show_progress=False,
+    )
+    assert compiled.last_loss == pytest.approx(eager.last_loss, rel=1e-4)
