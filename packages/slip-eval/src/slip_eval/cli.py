@@ -1,17 +1,129 @@
-"""Command line of slip-eval. The benchmarks land with the slip-eval issue."""
+"""`slip-eval`: retrieval and zero/few-shot classification of SLIP and CLIP models on slip-data
+shards, results as CLIP_benchmark-shaped JSON, side-by-side tables and a chart."""
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 app = typer.Typer(
-    help="Evaluate SLIP and CLIP checkpoints on slip-data shards.", no_args_is_help=True
+    help="Evaluate SLIP checkpoints and open_clip models on slip-data shards.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
 )
+
+Ckpt = Annotated[
+    str | None,
+    typer.Option(help="A slip-train checkpoint (step-*.pt) or an open_clip export folder."),
+]
+Model = Annotated[str | None, typer.Option(help="An open_clip model name, instead of --ckpt.")]
+Pretrained = Annotated[
+    str | None, typer.Option(help="With --model: an open_clip tag (openai, ...) or weights file.")
+]
+ModelConfig = Annotated[
+    Path | None,
+    typer.Option(help="With --model: an open_clip model config JSON (or a folder of them)."),
+]
+Shards = Annotated[Path, typer.Option(help="A slip-data build folder or its shards/ folder.")]
+Split = Annotated[str, typer.Option(help="train, val or test.")]
+Structure = Annotated[
+    bool,
+    typer.Option(
+        "--structure/--no-structure",
+        help="Also report numbers with embeddings refined by the checkpoint's graph heads.",
+    ),
+]
+Out = Annotated[Path | None, typer.Option(help="Write the result JSON here.")]
+CacheDir = Annotated[
+    Path, typer.Option(help="Embedding cache, keyed by weights, shards and split.")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
+
+
+def _finish(result: dict, out: Path | None) -> None:
+    from slip_eval.results import markdown_table, write_result
+
+    if out is not None:
+        write_result(result, out)
+    typer.echo(markdown_table([result]))
+    for k, classes in result.get("short_classes", {}).items():
+        listed = ", ".join(f"{name} ({n})" for name, n in classes.items())
+        typer.echo(f"note: {k}-shot: fewer than {k} train examples, all taken: {listed}", err=True)
 
 
 @app.command()
-def retrieval(ckpt: str = typer.Option(..., help="Checkpoint to evaluate.")) -> None:
-    """Image-text retrieval (not implemented yet: see the slip-eval issue)."""
-    typer.echo(f"error: slip-eval retrieval is not implemented yet (ckpt {ckpt})", err=True)
-    raise typer.Exit(2)
+def retrieval(
+    ckpt: Ckpt = None, model: Model = None, pretrained: Pretrained = None,
+    model_config: ModelConfig = None, shards: Shards = Path("out/demo"), split: Split = "test",
+    structure: Structure = False,
+    out: Out = None, cache_dir: CacheDir = Path("out/eval-cache"),
+    chunk_size: Annotated[int, typer.Option(help="Query rows scored at once.")] = 1024,
+    quiet: Quiet = False,
+) -> None:  # fmt: skip
+    """Image→text and text→image Recall@1/5/10, MRR and median rank over a split."""
+    from slip_eval.models import load_model
+    from slip_eval.tasks import retrieval as run_retrieval
+
+    loaded = load_model(ckpt, model, pretrained, model_config)
+    _finish(run_retrieval(loaded, shards, split, cache_dir, structure, chunk_size, quiet), out)
+
+
+@app.command()
+def classify(
+    ckpt: Ckpt = None, model: Model = None, pretrained: Pretrained = None,
+    model_config: ModelConfig = None, shards: Shards = Path("out/demo"), split: Split = "test",
+    structure: Structure = False,
+    shots: Annotated[str, typer.Option(help="Comma-separated k; 0 is zero-shot.")] = "0,1,2,4,8,16",
+    seeds: Annotated[int, typer.Option(help="Few-shot draws averaged (mean and std).")] = 3,
+    templates: Annotated[
+        Path | None, typer.Option(help="A JSON list of prompt templates with {c}.")
+    ] = None,
+    out: Out = None, cache_dir: CacheDir = Path("out/eval-cache"), quiet: Quiet = False,
+) -> None:  # fmt: skip
+    """Zero-shot (prompts over label names) and few-shot (prototype, linear probe) accuracy."""
+    from slip_eval.models import load_model
+    from slip_eval.tasks import DEFAULT_TEMPLATES, classification
+
+    try:
+        ks = sorted({int(k) for k in shots.split(",")})
+    except ValueError:
+        raise ValueError(f"--shots: {shots!r} is not a comma-separated list of integers") from None
+    if not ks or ks[0] < 0:
+        raise ValueError(f"--shots: {shots!r}: each k must be 0 or more")
+    if seeds < 1:
+        raise ValueError("--seeds: must be at least 1")
+    prompts = DEFAULT_TEMPLATES
+    if templates is not None:
+        try:
+            prompts = json.loads(templates.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--templates {templates}: not a readable JSON list ({exc})") from None
+        if not (isinstance(prompts, list) and prompts and all("{c}" in str(t) for t in prompts)):
+            raise ValueError(f"--templates {templates}: expected a list of strings with {{c}}")
+    loaded = load_model(ckpt, model, pretrained, model_config)
+    result = classification(
+        loaded, shards, split, cache_dir, ks, seeds, prompts, structure=structure, quiet=quiet
+    )
+    _finish(result, out)
+
+
+@app.command()
+def compare(
+    results: Annotated[list[Path], typer.Argument(help="Result JSON files, side by side.")],
+    chart: Annotated[Path | None, typer.Option(help="Write a bar chart PNG here.")] = None,
+) -> None:
+    """A side-by-side table of result files, and optionally a bar chart."""
+    from slip_eval.results import bar_chart, markdown_table, read_result
+
+    loaded = [read_result(path) for path in results]
+    labels = [f"{r['model']} ({Path(p).stem})" for r, p in zip(loaded, results, strict=True)]
+    typer.echo(markdown_table(loaded, labels))
+    if chart is not None:
+        bar_chart(loaded, labels, chart)
+        typer.echo(f"wrote {chart}")
 
 
 @app.command()
@@ -20,3 +132,15 @@ def version() -> None:
     from slip_eval import __version__
 
     typer.echo(__version__)
+
+
+def main() -> None:
+    """Entry point: an error becomes one line on stderr and exit status 2, never a traceback."""
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("SLIP_DEBUG"):
+            raise
+        lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        typer.echo(f"error: {lines[-1] if len(lines) > 1 else lines[0]}", err=True)
+        sys.exit(2)

@@ -1,0 +1,142 @@
+"""Models to evaluate, read by their documented formats only (docs/checkpoint-format.md): a
+slip-train checkpoint, its open_clip export folder, or any open_clip model by name and pretrained
+tag or file. slip-eval never imports slip-train."""
+
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+from torch import nn
+
+from slip_eval.graph import GraphHead
+
+CHECKPOINT_FORMAT = "slip-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class ModelError(ValueError):
+    """A model that cannot be loaded; one line."""
+
+
+@dataclass
+class LoadedModel:
+    clip: nn.Module
+    transform: Callable  # open_clip's eval transform: PIL image -> tensor
+    tokenizer: Callable
+    name: str  # CLIP_benchmark's "model"
+    pretrained: str  # CLIP_benchmark's "pretrained": the checkpoint path or the tag
+    fingerprint: str  # changes whenever the weights do: the embedding cache key
+    graph_heads: tuple[GraphHead, GraphHead] | None  # (image, text), slip checkpoints only
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _quietly(build: Callable):
+    """open_clip logs a warning when it builds without weights; ours are loaded right after."""
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return build()
+    finally:
+        logger.setLevel(level)
+
+
+def _from_checkpoint(path: Path) -> LoadedModel:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a truncated or foreign file
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelError(f"{path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(f"{path}: not a slip-train checkpoint (docs/checkpoint-format.md)")
+    if state.get("format_version") != CHECKPOINT_VERSION:
+        raise ModelError(
+            f"{path}: checkpoint format version {state.get('format_version')!r}; "
+            f"this slip-eval reads {CHECKPOINT_VERSION}"
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        config = {"model_cfg": state["model_cfg"], "preprocess_cfg": state["preprocess_cfg"]}
+        (Path(folder) / "open_clip_config.json").write_text(json.dumps(config))
+        clip, _, transform = _quietly(
+            lambda: open_clip.create_model_and_transforms(f"local-dir:{folder}", load_weights=False)
+        )
+        tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
+    clip.load_state_dict(state["clip_state_dict"])
+    heads = None
+    if state.get("mode") == "slip" and state.get("graph_state_dict"):
+        spec = state["graph_head"]
+        heads = tuple(
+            GraphHead.from_state(spec, state["graph_state_dict"][name])
+            for name in ("image_graph", "text_graph")
+        )
+    return LoadedModel(
+        clip.eval(), transform, tokenizer, state["model_name"], str(path), _file_digest(path), heads
+    )
+
+
+def _from_export(folder: Path) -> LoadedModel:
+    try:
+        clip, _, transform = open_clip.create_model_and_transforms(f"local-dir:{folder}")
+        tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        raise ModelError(
+            f"{folder}: not an open_clip export ({str(exc).splitlines()[0]})"
+        ) from None
+    name = json.loads((folder / "open_clip_config.json").read_text()).get("model_name", folder.name)
+    weights = sorted(p for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".safetensors"))
+    fingerprint = hashlib.sha256("".join(_file_digest(p) for p in weights).encode()).hexdigest()
+    return LoadedModel(clip.eval(), transform, tokenizer, name, str(folder), fingerprint, None)
+
+
+def _from_open_clip(name: str, pretrained: str) -> LoadedModel:
+    if name not in open_clip.list_models():
+        raise ModelError(f"--model: open_clip knows no model {name!r} (open_clip.list_models())")
+    try:
+        clip, _, transform = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained or None, weights_only=True
+        )
+    except RuntimeError as exc:  # open_clip's message for an unknown tag, a bad file, no network
+        raise ModelError(f"--pretrained {pretrained!r}: {str(exc).splitlines()[0]}") from None
+    source = Path(pretrained)
+    fingerprint = f"{name}:{_file_digest(source) if source.is_file() else pretrained}"
+    return LoadedModel(
+        clip.eval(), transform, open_clip.get_tokenizer(name), name, pretrained,
+        hashlib.sha256(fingerprint.encode()).hexdigest(), None,
+    )  # fmt: skip
+
+
+def load_model(
+    ckpt: str | None, model: str | None, pretrained: str | None, model_config: Path | None = None
+) -> LoadedModel:
+    """`ckpt` (a slip-train checkpoint file or an open_clip export folder), or `model` with an
+    optional `pretrained` tag or file; `model_config` (a JSON file or a folder of them) registers
+    architectures open_clip does not ship, as `open_clip.add_model_config` does."""
+    if model_config is not None:
+        if not model_config.exists():
+            raise ModelError(f"--model-config {model_config}: no such file or folder")
+        open_clip.add_model_config(model_config)
+    if ckpt:
+        path = Path(ckpt)
+        if path.is_dir():
+            if not (path / "open_clip_config.json").is_file():
+                raise ModelError(f"{path}: a folder without open_clip_config.json is no export")
+            return _from_export(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such checkpoint")
+        return _from_checkpoint(path)
+    if model:
+        return _from_open_clip(model, pretrained or "")
+    raise ModelError("give --ckpt (a checkpoint or export) or --model (an open_clip name)")

@@ -1,0 +1,112 @@
+"""Result files (plain JSON, CLIP_benchmark's shape) and their tables and chart."""
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+HEADLINE = {  # the metrics a side-by-side table shows, per task
+    "zeroshot_retrieval": (
+        "image_retrieval_recall@1", "image_retrieval_recall@5", "image_retrieval_mrr",
+        "text_retrieval_recall@1", "text_retrieval_recall@5", "text_retrieval_mrr",
+    ),
+    "zeroshot_classification": ("acc1", "acc5", "mean_per_class_recall"),
+}  # fmt: skip
+
+
+def write_result(result: dict, path: Path) -> None:
+    """The result as JSON, written to a temp file and renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(tmp, path)
+
+
+def read_result(path: Path) -> dict:
+    try:
+        result = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable result file ({exc})") from None
+    if not isinstance(result, dict) or not {"model", "task", "metrics"} <= set(result):
+        raise ValueError(f"{path}: not a slip-eval result (needs model, task, metrics)")
+    return result
+
+
+def flat_metrics(result: dict) -> dict[str, float]:
+    """Every number of a result under one name: plain, `graph:` refined, `k-shot` few-shot."""
+    flat = {}
+    for variant, prefix in (("metrics", ""), ("graph_metrics", "graph: ")):
+        flat |= {prefix + k: v for k, v in result.get(variant, {}).items()}
+        for method, by_k in result.get("fewshot", {}).get(variant, {}).items():
+            for k, metrics in by_k.items():
+                for name, value in metrics.items():
+                    flat[f"{prefix}{k}-shot {method} {name}"] = value
+    return flat
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return "nan" if math.isnan(value) else f"{value:.4f}"
+
+
+def markdown_table(results: list[dict], labels: list[str] | None = None) -> str:
+    """Metrics as rows, one column per result (a result alone is a two-column table)."""
+    labels = labels or [r["model"] + ("" if len(results) == 1 else f" [{i}]") for i, r in
+                        enumerate(results)]  # fmt: skip
+    flats = [flat_metrics(r) for r in results]
+    names = list(
+        dict.fromkeys(name for flat in flats for name in flat if not name.endswith("_std"))
+    )
+    lines = [
+        "| metric | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    for name in names:
+        cells = []
+        for flat in flats:
+            value = flat.get(name)
+            std = flat.get(name[: -len("_mean")] + "_std") if name.endswith("_mean") else None
+            cells.append(
+                _cell(value) + (f" ± {std:.4f}" if std is not None and not math.isnan(std) else "")
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bar_chart(results: list[dict], labels: list[str], path: Path) -> None:
+    """Grouped bars of the headline metrics (plain and graph-refined where present), one colour
+    per result; a PNG, written to a temp file and renamed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    flats = [flat_metrics(r) for r in results]
+    headline = [m for r in results for m in HEADLINE.get(r["task"], ())]
+    names = [n for n in dict.fromkeys(headline + ["graph: " + m for m in headline])
+             if any(n in flat for flat in flats)]  # fmt: skip
+    if not names:
+        raise ValueError("the results have no metric in common to chart")
+    width = 0.8 / len(results)
+    figure, axes = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4), dpi=120)
+    for i, (label, flat) in enumerate(zip(labels, flats, strict=True)):
+        values = [flat.get(name, math.nan) for name in names]
+        axes.bar([x + i * width for x in range(len(names))], values, width, label=label)
+    axes.set_xticks([x + width * (len(results) - 1) / 2 for x in range(len(names))])
+    axes.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+    axes.set_ylim(0, 1)
+    axes.legend(fontsize=8)
+    axes.set_title(" vs ".join(labels), fontsize=9)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        figure.savefig(tmp)
+        os.replace(tmp, path)
+    finally:
+        plt.close(figure)
+        Path(tmp).unlink(missing_ok=True)

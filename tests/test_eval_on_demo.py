@@ -1,0 +1,143 @@
+"""slip-eval on what slip-train and slip-data wrote, through the commands only: checkpoints and
+exports of both modes, structure-aware inference, the embedding cache, compare, bad input."""
+
+import json
+
+import pytest
+import torch
+from commands import SLIP_EVAL, SLIP_TRAIN, run, train_run
+
+
+@pytest.fixture(scope="module")
+def runs(demo_build, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    for mode in ("slip", "clip"):
+        trained = train_run(demo_build, out, mode, steps=6)
+        assert trained.returncode == 0, trained.stderr
+    return out
+
+
+def evaluate(*args: str) -> dict:
+    done = run([*SLIP_EVAL, *args, "--quiet"])
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_retrieval_of_a_slip_checkpoint_with_structure(demo_build, runs, tmp_path):
+    ckpt = runs / "slip" / "checkpoints" / "step-00000006.pt"
+    out, cache = tmp_path / "slip.json", tmp_path / "cache"
+    done = evaluate("retrieval", "--ckpt", str(ckpt), "--shards", str(demo_build), "--structure",
+                    "--out", str(out), "--cache-dir", str(cache))  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["task"] == "zeroshot_retrieval" and result["model"] == "slip-tiny"
+    assert result["split"] == "test" and result["n"] > 30 and result["edges"] > 0
+    for metrics in (result["metrics"], result["graph_metrics"]):
+        assert 0 <= metrics["image_retrieval_recall@1"] <= metrics["image_retrieval_recall@5"] <= 1
+        assert 1 <= metrics["text_retrieval_median_rank"] <= result["n"]
+    assert "| image_retrieval_recall@1 |" in done.stdout and "graph: " in done.stdout
+    # the cache holds the encoders' output; a second run reads it, and agrees
+    (cached,) = cache.glob("*.pt")
+    embeddings = torch.load(cached, weights_only=True)
+    assert embeddings["image"].shape == (result["n"], 64)
+    evaluate("retrieval", "--ckpt", str(ckpt), "--shards", str(demo_build), "--structure",
+             "--out", str(tmp_path / "again.json"), "--cache-dir", str(cache))  # fmt: skip
+    assert json.loads((tmp_path / "again.json").read_text()) == result
+
+
+def test_parity_with_clip_benchmark_on_real_embeddings(demo_build, runs, tmp_path):
+    from clip_benchmark.metrics.zeroshot_retrieval import dataloader_with_indices, recall_at_k
+
+    del dataloader_with_indices  # imported to pin the module that defines recall_at_k
+    ckpt = runs / "clip" / "checkpoints" / "step-00000006.pt"
+    out, cache = tmp_path / "clip.json", tmp_path / "cache"
+    evaluate("retrieval", "--ckpt", str(ckpt), "--shards", str(demo_build), "--out", str(out),
+             "--cache-dir", str(cache))  # fmt: skip
+    result = json.loads(out.read_text())
+    (cached,) = cache.glob("*.pt")
+    embeddings = torch.load(cached, weights_only=True)
+    image = torch.nn.functional.normalize(embeddings["image"], dim=-1)
+    text = torch.nn.functional.normalize(embeddings["text"], dim=-1)
+    scores = text @ image.T
+    positives = torch.eye(len(image), dtype=torch.bool)
+    for k in (1, 5, 10):
+        theirs = recall_at_k(scores, positives, k).float().mean().item()
+        assert result["metrics"][f"image_retrieval_recall@{k}"] == pytest.approx(theirs)
+        theirs = recall_at_k(scores.T, positives.T, k).float().mean().item()
+        assert result["metrics"][f"text_retrieval_recall@{k}"] == pytest.approx(theirs)
+
+
+def test_classify_zero_and_few_shot_and_compare(demo_build, runs, tmp_path):
+    results = []
+    for mode in ("slip", "clip"):
+        out = tmp_path / f"{mode}.json"
+        done = evaluate("classify", "--ckpt", str(runs / mode / "checkpoints" / "step-00000006.pt"),
+                        "--shards", str(demo_build), "--shots", "0,2,16", "--seeds", "2",
+                        "--out", str(out), "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+        result = json.loads(out.read_text())
+        assert set(result["metrics"]) == {"acc1", "acc5", "mean_per_class_recall"}
+        assert set(result["fewshot"]["metrics"]) == {"prototype", "linear_probe"}
+        two = result["fewshot"]["metrics"]["linear_probe"]["2"]
+        assert 0 <= two["acc1_mean"] <= 1 and two["acc1_std"] >= 0
+        # 600 products over 132 labels: some have fewer than 16 train examples, and it is said
+        assert result["short_classes"]["16"] and "note: 16-shot: fewer than 16" in done.stderr
+        results.append(out)
+    chart = tmp_path / "chart.png"
+    compared = run([*SLIP_EVAL, "compare", *map(str, results), "--chart", str(chart)])
+    assert compared.returncode == 0, compared.stderr
+    assert "| acc1 |" in compared.stdout and "slip-tiny (slip)" in compared.stdout
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # one cache entry per (model, split): two checkpoints, three splits each
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 6
+
+
+def test_the_export_and_the_named_model_give_the_checkpoints_numbers(demo_build, runs, tmp_path):
+    ckpt = runs / "clip" / "checkpoints" / "step-00000006.pt"
+    export = tmp_path / "export"
+    exported = run([*SLIP_TRAIN, "export", str(ckpt), "--out", str(export)])
+    assert exported.returncode == 0, exported.stderr
+    numbers = []
+    named = ["--model", "slip-tiny", "--model-config", str(export / "slip-tiny.json"),
+             "--pretrained", str(export / "open_clip_pytorch_model.bin")]  # fmt: skip
+    for source in (["--ckpt", str(ckpt)], ["--ckpt", str(export)], named):
+        out = tmp_path / f"{len(numbers)}.json"
+        evaluate("retrieval", *source, "--shards", str(demo_build), "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+        numbers.append(json.loads(out.read_text())["metrics"])
+    assert numbers[1] == pytest.approx(numbers[0]) and numbers[2] == pytest.approx(numbers[0])
+
+
+def slip_eval_in_process(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
+    """`slip-eval ARGS` through its entry point, in this process (torch is imported once)."""
+    from slip_eval.cli import main
+
+    monkeypatch.setattr("sys.argv", ["slip-eval", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    return exit_.value.code, capsys.readouterr().err
+
+
+def test_bad_input_is_one_line(demo_build, runs, tmp_path, monkeypatch, capsys):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 not really")
+    clip = str(runs / "clip" / "checkpoints" / "step-00000006.pt")
+    slip = str(runs / "slip" / "checkpoints" / "step-00000006.pt")
+    shards = ["--shards", str(demo_build), "--cache-dir", str(tmp_path), "--quiet"]
+    cases = [
+        (["retrieval", "--ckpt", "missing.pt", *shards], "missing.pt: no such checkpoint"),
+        (["retrieval", "--model", "ViT-Q-99", *shards], "--model: open_clip knows no model"),
+        (["retrieval", "--model", "x", "--model-config", "none.json", *shards], "no such file"),
+        (["retrieval", *shards], "give --ckpt (a checkpoint or export) or --model"),
+        (["retrieval", "--ckpt", clip, "--structure", *shards], "the model has no graph head"),
+        (["retrieval", "--ckpt", slip, "--split", "dev", *shards], "--split: 'dev' is not one of"),
+        (["retrieval", "--ckpt", str(corrupt), *shards], "not a readable checkpoint"),
+        (["retrieval", "--ckpt", str(tmp_path), *shards], "without open_clip_config.json"),
+        (["retrieval", "--ckpt", slip, "--shards", "nowhere"], "no manifest.json in nowhere"),
+        (["classify", "--ckpt", slip, "--shots", "1,x", *shards], "--shots: '1,x' is not"),
+        (["classify", "--ckpt", slip, "--seeds", "0", *shards], "--seeds: must be at least 1"),
+        (["compare", str(corrupt)], "not a readable result file"),
+    ]
+    for args, message in cases:
+        code, err = slip_eval_in_process(args, monkeypatch, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and lines[-1].startswith("error: ") and message in lines[-1], (args, err)
+        assert "Traceback" not in err
