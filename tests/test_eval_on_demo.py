@@ -116,6 +116,56 @@ def slip_eval_in_process(args: list[str], monkeypatch, capsys) -> tuple[int, str
     return exit_.value.code, capsys.readouterr().err
 
 
+def shards_without(demo_build, folder, split=None, labels=True):
+    """A copy of the demo shards with one split's products moved to train, or no label names."""
+    import shutil
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    shutil.copytree(demo_build / "shards", folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if split:
+        for entry in manifest["files"]:
+            if entry["kind"] == "nodes":
+                table = pq.read_table(folder / entry["path"])
+                moved = pc.replace_substring(table["split"], split, "train")
+                pq.write_table(table.set_column(table.schema.get_field_index("split"), "split",
+                                                moved), folder / entry["path"])  # fmt: skip
+    if not labels:
+        manifest["label_names"] = []
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_a_missing_split_and_missing_labels(demo_build, runs, tmp_path, monkeypatch, capsys):
+    slip = str(runs / "slip" / "checkpoints" / "step-00000006.pt")
+    no_val = shards_without(demo_build, tmp_path / "no-val", split="val")
+    out = tmp_path / "r.json"
+    code, err = slip_eval_in_process(
+        ["retrieval", "--ckpt", slip, "--shards", str(no_val), "--split", "val", "--quiet"],
+        monkeypatch, capsys,
+    )  # fmt: skip
+    assert code == 2 and "the 'val' split has no product with an image" in err.splitlines()[-1]
+    # few-shot without val: the documented fallback, said on stderr and in the result
+    from typer.testing import CliRunner
+
+    from slip_eval.cli import app
+
+    done = CliRunner().invoke(app, ["classify", "--ckpt", slip, "--shards", str(no_val), "--shots",
+                                    "0,2", "--seeds", "1", "--out", str(out), "--quiet",
+                                    "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    result = json.loads(out.read_text())
+    assert result["notes"] == ["no val split: weight decay chosen on a second draw from train"]
+    assert "2" in result["fewshot"]["metrics"]["linear_probe"]
+    no_labels = shards_without(demo_build, tmp_path / "no-labels", labels=False)
+    code, err = slip_eval_in_process(
+        ["classify", "--ckpt", slip, "--shards", str(no_labels), "--quiet"], monkeypatch, capsys
+    )
+    assert code == 2 and "the manifest has no label_names" in err.splitlines()[-1]
+
+
 def test_bad_input_is_one_line(demo_build, runs, tmp_path, monkeypatch, capsys):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04 not really")

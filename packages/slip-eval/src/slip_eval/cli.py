@@ -49,6 +49,8 @@ def _finish(result: dict, out: Path | None) -> None:
     if out is not None:
         write_result(result, out)
     typer.echo(markdown_table([result]))
+    for note in result.get("notes", []):
+        typer.echo(f"note: {note}", err=True)
     for k, classes in result.get("short_classes", {}).items():
         listed = ", ".join(f"{name} ({n})" for name, n in classes.items())
         typer.echo(f"note: {k}-shot: fewer than {k} train examples, all taken: {listed}", err=True)

@@ -104,7 +104,7 @@ def open_split(path: str | Path, split: str) -> Split:
         name=split,
         node_ids=node_ids,
         titles=table["title"].to_pylist(),
-        label_ids=table["label_id"].to_numpy(zero_copy_only=False),
+        label_ids=np.array(table["label_id"].to_numpy(zero_copy_only=False)),  # writable copy
         label_names=list(manifest.get("label_names", [])),
         edge_index=torch.from_numpy(np.stack([src[inside], dst[inside]])),
     )
