@@ -1,6 +1,35 @@
 #!/usr/bin/env bash
-# The main job on the embedded demo catalogue: build demo shards over the real HTTP code paths
-# (an in-process server on 127.0.0.1) and print their summary. Extra arguments go to the build.
+# The whole pipeline on the embedded demo catalogue, CPU only: build demo shards over the real HTTP
+# code paths (an in-process server on 127.0.0.1), train SLIP and the CLIP baseline with the same
+# budget (configs/demo-cpu.toml), evaluate both, print the side-by-side table. Every stage resumes:
+# a second run reuses what the first finished. Extra arguments go to the shard build.
 source "$(dirname "$0")/bootstrap.sh"
 OUT="${SLIP_DEMO_OUT:-out/demo}"
-"${UV[@]}" run slip-data build --source demo --categories all --out "$OUT" "$@"
+RUN="$(dirname "$OUT")"
+STEPS="${SLIP_DEMO_STEPS:-500}"
+if [ ! -f "$OUT/shards/manifest.json" ]; then
+    "${UV[@]}" run slip-data build --source demo --categories all --out "$OUT" "$@"
+fi
+for mode in slip clip; do
+    out_dir="$RUN/train/demo-$mode"
+    resume=()
+    [ -d "$out_dir/checkpoints" ] && resume=(--resume latest)
+    echo "== train $mode: $STEPS steps of 128 ($out_dir)"
+    "${UV[@]}" run slip-train run configs/demo-cpu.toml "${resume[@]}" \
+        --set "data.shards=\"$OUT\"" --set "loss.mode=\"$mode\"" --set "train.steps=$STEPS" \
+        --set "train.out_dir=\"$out_dir\"" --set "data.cache_dir=\"$RUN/cache\""
+    ckpt="$(ls "$out_dir"/checkpoints/step-*.pt | tail -1)"
+    structure=()
+    [ "$mode" = slip ] && structure=(--structure)
+    echo "== evaluate $mode"
+    "${UV[@]}" run slip-eval retrieval --ckpt "$ckpt" --shards "$OUT" "${structure[@]}" --quiet \
+        --cache-dir "$RUN/eval-cache" --out "$RUN/eval/$mode-retrieval.json" >/dev/null
+    "${UV[@]}" run slip-eval classify --ckpt "$ckpt" --shards "$OUT" "${structure[@]}" --quiet \
+        --shots 0,1,4,16 --cache-dir "$RUN/eval-cache" --out "$RUN/eval/$mode-classify.json" \
+        >/dev/null 2>&1
+done
+echo "== SLIP against CLIP on the demo test split"
+for task in retrieval classify; do
+    "${UV[@]}" run slip-eval compare "$RUN/eval/slip-$task.json" "$RUN/eval/clip-$task.json" \
+        --chart "$RUN/eval/$task.png"
+done

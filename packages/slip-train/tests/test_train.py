@@ -212,6 +212,11 @@ def test_cli_runs_resumes_and_exports(shards, tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert exported.returncode == 0 and (tmp_path / "export" / "open_clip_config.json").is_file()
+    again = subprocess.run(
+        [*cli, "run", str(config), "--quiet", "--resume", "latest", "--set", "train.steps=3"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert again.returncode == 0 and "step 3: train.steps already reached" in again.stdout
     bad = subprocess.run(
         [*cli, "run", str(config), "--quiet", "--set", f'data.shards="{tmp_path / "none"}"'],
         capture_output=True, text=True,

@@ -1,6 +1,7 @@
 """`slip-train`: structure-aware CLIP training from a TOML config."""
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -42,7 +43,14 @@ def run(
     from slip_train.train import train
 
     result = train(load_config(path, overrides or []), resume=resume, show_progress=not quiet)
-    typer.echo(f"step {result.step}: loss {result.last_loss:.4f}; checkpoint {result.checkpoint}")
+    if math.isnan(result.last_loss):
+        typer.echo(
+            f"step {result.step}: train.steps already reached; checkpoint {result.checkpoint}"
+        )
+    else:
+        typer.echo(
+            f"step {result.step}: loss {result.last_loss:.4f}; checkpoint {result.checkpoint}"
+        )
 
 
 @app.command()

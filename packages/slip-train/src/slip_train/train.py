@@ -137,8 +137,10 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
             f"train.out_dir: {out_dir} already holds checkpoints; continue with --resume latest "
             "or train into another out_dir"
         )
+    saved: Path | None = None  # the last whole checkpoint: the resumed one until a new one
     if resume:
-        state = load_checkpoint(resolve_resume(resume, checkpoints))
+        saved = resolve_resume(resume, checkpoints)
+        state = load_checkpoint(saved)
         model.clip.load_state_dict(state["clip_state_dict"])
         for name in ("image_graph", "text_graph"):
             head = getattr(model, name)
@@ -173,7 +175,6 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
         dataset, planner, epoch, index, config.data.num_workers,
         config.data.pin_memory and device.type == "cuda",
     )  # fmt: skip
-    saved: Path | None = None
     last_loss = math.nan
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
