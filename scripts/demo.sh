@@ -33,3 +33,6 @@ for task in retrieval classify; do
     "${UV[@]}" run slip-eval compare "$RUN/eval/slip-$task.json" "$RUN/eval/clip-$task.json" \
         --chart "$RUN/eval/$task.png"
 done
+"${UV[@]}" run slip-eval report "$RUN"/eval/{slip,clip}-{retrieval,classify}.json --shards "$OUT" \
+    --cache-dir "$RUN/eval-cache" --out "$RUN/report"
+echo "== open $RUN/report/index.html for the tables, plots, retrieval gallery and a neighbourhood"

@@ -129,6 +129,28 @@ def compare(
 
 
 @app.command()
+def report(
+    results: Annotated[list[Path], typer.Argument(help="Result JSON files of retrieval/classify.")],
+    out: Annotated[Path, typer.Option(help="The report folder: index.html and its images.")],
+    shards: Annotated[
+        Path | None,
+        typer.Option(help="The evaluated shards: for the retrieval gallery and neighbourhood."),
+    ] = None,
+    cache_dir: CacheDir = Path("out/eval-cache"),
+    queries: Annotated[int, typer.Option(help="Title queries in the retrieval gallery.")] = 6,
+    seed: Annotated[int, typer.Option(help="Picks the queries and the neighbourhood.")] = 0,
+    quiet: Quiet = False,
+) -> None:
+    """A static HTML report comparing models: tables, plots, a retrieval gallery, a co-purchase
+    neighbourhood."""
+    from slip_eval.report import build_report
+
+    if queries < 1:
+        raise ValueError("--queries: must be at least 1")
+    typer.echo(f"wrote {build_report(results, out, shards, cache_dir, queries, seed, quiet)}")
+
+
+@app.command()
 def version() -> None:
     """Print the package version."""
     from slip_eval import __version__

@@ -1,0 +1,139 @@
+"""`slip-eval report` on two tiny runs (SLIP and CLIP) of the demo build, opened in a real
+headless Chromium: every image the page shows loads, and its tables are there."""
+
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from commands import train_run
+from typer.testing import CliRunner
+
+from slip_eval.cli import app, main
+from slip_eval.models import load_model
+from slip_eval.results import write_result
+from slip_eval.tasks import classification
+
+STEPS = 3
+QUERIES = 6
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The chromium binary; installed with apt-get once when missing and this is root."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("chromium is missing and cannot be installed here (needs root and apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env, check=False)
+    done = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True,
+                          text=True, env=env, check=False)  # fmt: skip
+    found = shutil.which("chromium")
+    if not found:
+        pytest.skip(f"apt-get install chromium failed: {done.stderr.strip()[-300:]}")
+    return found
+
+
+def invoke(*args: str) -> str:
+    done = CliRunner().invoke(app, [*args, "--quiet"])
+    assert done.exit_code == 0, done.output
+    return done.output
+
+
+@pytest.fixture(scope="module")
+def evaluated(demo_build, tmp_path_factory) -> tuple[list[Path], Path]:
+    """Retrieval (SLIP with --structure) and 0/2-shot classification results of both runs; the
+    few-shot through the prototype alone, since the probe's weight-decay sweep takes minutes."""
+    out = tmp_path_factory.mktemp("report-runs")
+    cache, results = out / "ecache", []
+    for mode in ("slip", "clip"):
+        trained = train_run(demo_build, out, mode, steps=STEPS)
+        assert trained.returncode == 0, trained.stderr
+        ckpt = str(out / mode / "checkpoints" / f"step-{STEPS:08d}.pt")
+        results.append(out / f"{mode}-retrieval.json")
+        invoke("retrieval", "--ckpt", ckpt, "--shards", str(demo_build), "--cache-dir", str(cache),
+               *(["--structure"] if mode == "slip" else []), "--out", str(results[-1]))  # fmt: skip
+        results.append(out / f"{mode}-classify.json")
+        model = load_model(ckpt, None, None)
+        classified = classification(model, demo_build, "test", cache, [0, 2], seeds=2,
+                                    methods=("prototype",), quiet=True)  # fmt: skip
+        write_result(classified, results[-1])
+    return results, cache
+
+
+class Sources(HTMLParser):
+    """Every src and href of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.links += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+def test_report_opens_in_chromium(demo_build, evaluated, chromium, tmp_path):
+    results, cache = evaluated
+    out = tmp_path / "report"
+    said = invoke("report", *map(str, results), "--out", str(out), "--shards", str(demo_build),
+                  "--cache-dir", str(cache), "--queries", str(QUERIES))  # fmt: skip
+    index = out / "index.html"
+    assert f"wrote {index}" in said
+    for name in ("loss.png", "recall.png", "fewshot.png", "neighbourhood.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    page = index.read_text()
+    parser = Sources()
+    parser.feed(page)
+    assert parser.links and all((out / link).is_file() for link in parser.links)
+    assert "slip-tiny · slip" in page and "slip-tiny · clip" in page and "Left out" not in page
+    # a second report replaces the first whole; a folder of other files is never replaced
+    invoke("report", *map(str, results), "--out", str(out))
+    assert not (out / "thumbs").exists() and "no --shards given" in index.read_text()
+    invoke("report", *map(str, results), "--out", str(out), "--shards", str(demo_build),
+           "--cache-dir", str(cache), "--queries", str(QUERIES))  # fmt: skip
+
+    browse = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+              "--virtual-time-budget=10000"]  # fmt: skip
+    dom = subprocess.run([*browse, "--dump-dom", index.as_uri()], capture_output=True, text=True,
+                         timeout=120, check=False)  # fmt: skip
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body([^>]*)>", dom.stdout)
+    assert body, dom.stdout[:2000]
+    probe = dict(re.findall(r'data-([a-z-]+)="(\d+)"', body.group(1)))
+    # four plots, and per query the right image plus each of the two models' top five
+    assert probe == {"images": str(4 + QUERIES * 11), "images-loaded": str(4 + QUERIES * 11),
+                     "tables": "2"}, probe  # fmt: skip
+    shot = tmp_path / "report.png"
+    subprocess.run([*browse, f"--screenshot={shot}", "--window-size=1280,2400", index.as_uri()],
+                   capture_output=True, timeout=120, check=False)  # fmt: skip
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("SLIP_REPORT_SCREENSHOT"):  # for a person to look at
+        shutil.copy(shot, os.environ["SLIP_REPORT_SCREENSHOT"])
+
+
+def test_bad_input_is_one_line(demo_build, evaluated, tmp_path, monkeypatch, capsys):
+    results, _ = evaluated
+    unreadable = tmp_path / "broken.json"
+    unreadable.write_text("{not json")
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    report = tmp_path / "report"
+    cases = [
+        ([str(unreadable)], report, "broken.json: not a readable result file"),
+        ([str(results[0]), "--shards", str(tmp_path / "nowhere")], report, "no manifest.json in"),
+        ([str(results[0])], taken, "taken: exists and is not a report folder"),
+    ]
+    for args, out, message in cases:
+        monkeypatch.setattr("sys.argv", ["slip-eval", "report", *args, "--out", str(out)])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and lines[-1].startswith("error: "), lines
+        assert message in lines[-1] and len(lines) == 1, lines
+    assert (taken / "notes.txt").read_text() == "mine" and not report.exists()
