@@ -361,8 +361,11 @@ def test_class_prototypes_by_hand():
     features = torch.tensor([[1.0, 0], [3, 0], [0, 2], [0, -1]])
     w = class_prototypes(features, torch.tensor([0, 0, 1, 2]), num_classes=3)
     assert torch.equal(w, torch.tensor([[1.0, 0, 0], [0, 1, -1]]))
-    with pytest.raises(ValueError, match="without examples: \\[1\\]"):
-        class_prototypes(features, torch.tensor([0, 0, 2, 2]), num_classes=3)
+    # a class without examples: a zero column (few_shot_evaluate never predicts it)
+    w = class_prototypes(features, torch.tensor([0, 0, 2, 2]), num_classes=3)
+    assert torch.equal(w[:, 1], torch.zeros(2))
+    with pytest.raises(ValueError, match=r"labels must be in 0\.\.2, got 3"):
+        class_prototypes(features, torch.tensor([0, 0, 2, 3]), num_classes=3)
 
 
 def clusters(per_class: int, seed: int, n_classes: int = 4, d: int = 8, noise: float = 0.3):
@@ -433,3 +436,18 @@ def test_few_shot_evaluate_mean_and_std_of_a_hard_task():
     assert result.metrics["acc1_std"] == pytest.approx(torch.tensor(acc).std().item())
     one = few_shot_evaluate(train_x, train_y, test_x, test_y, k=2, method="prototype", seeds=(0,))
     assert math.isnan(one.metrics["acc1_std"])
+
+
+@pytest.mark.parametrize("method", ["prototype", "linear_probe"])
+def test_a_class_without_training_examples_is_reported_and_never_predicted(method):
+    train_x, train_y = clusters(12, seed=17)
+    keep = train_y != 2  # class 2 has no training example at all
+    test_x, test_y = clusters(10, seed=18)
+    assert few_shot_indices(train_y[keep], 4, seed=0, num_classes=5).short_classes == {2: 0, 4: 0}
+    result = few_shot_evaluate(
+        train_x[keep], train_y[keep], test_x, test_y, k=4, method=method, num_classes=4
+    )
+    assert result.short_classes == {2: 0}
+    # the other three classes are right, class 2's ten test images all wrong
+    assert result.metrics["acc1_mean"] == 0.75
+    assert result.metrics["mean_per_class_recall_mean"] == 0.75

@@ -223,15 +223,17 @@ def zero_shot_weights(class_text_emb: torch.Tensor | Sequence[torch.Tensor]) -> 
 class FewShotSample:
     """Indices of a k-shot training set and the classes that had fewer than k examples.
 
-    `short_classes` maps such a class to its number of examples, all of which were taken
-    (CLIP_benchmark gives up on the whole evaluation instead).
+    `short_classes` maps such a class to its number of examples, all of which were taken, 0 for a
+    class of `num_classes` with none (CLIP_benchmark gives up on the whole evaluation instead).
     """
 
     indices: torch.Tensor
     short_classes: dict[int, int]
 
 
-def few_shot_indices(labels: torch.Tensor, k: int, seed: int) -> FewShotSample:
+def few_shot_indices(
+    labels: torch.Tensor, k: int, seed: int, num_classes: int | None = None
+) -> FewShotSample:
     """Draw k examples of every class in `labels`, uniformly without replacement, from `seed`.
 
     As CLIP_benchmark: a seeded permutation, then the first k of each class in that order.
@@ -248,27 +250,25 @@ def few_shot_indices(labels: torch.Tensor, k: int, seed: int) -> FewShotSample:
     class_start = (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
     first_k = torch.arange(len(labels)) - class_start < k
     short = counts < k
-    return FewShotSample(
-        indices=permutation[order[first_k]],
-        short_classes=dict(zip(classes[short].tolist(), counts[short].tolist(), strict=True)),
-    )
+    short_classes = dict(zip(classes[short].tolist(), counts[short].tolist(), strict=True))
+    if num_classes is not None:
+        present = torch.bincount(labels, minlength=num_classes)[:num_classes] > 0
+        short_classes |= dict.fromkeys((~present).nonzero().flatten().tolist(), 0)
+    return FewShotSample(permutation[order[first_k]], dict(sorted(short_classes.items())))
 
 
 def class_prototypes(
     features: torch.Tensor, labels: torch.Tensor, num_classes: int
 ) -> torch.Tensor:
-    """Nearest-class-mean classifier (d, num_classes): the renormalised mean normalised feature.
+    """Nearest-class-mean classifier (d, num_classes): the renormalised mean normalised feature,
+    a zero column for a class without examples.
 
     The same construction as `zero_shot_weights`, with labelled images in place of prompts.
     """
     _check_matrix("features", features)
     labels = torch.as_tensor(labels, device=features.device).long()
-    counts = torch.bincount(labels, minlength=num_classes)
-    if len(counts) > num_classes or bool((counts == 0).any()):
-        missing = (counts[:num_classes] == 0).nonzero().flatten()[:5].tolist()
-        raise ValueError(
-            f"labels must cover exactly classes 0..{num_classes - 1}; without examples: {missing}"
-        )
+    if len(labels) and int(labels.max()) >= num_classes:
+        raise ValueError(f"labels must be in 0..{num_classes - 1}, got {int(labels.max())}")
     sums = torch.zeros(num_classes, features.shape[1], dtype=features.dtype, device=features.device)
     sums.index_add_(0, labels, F.normalize(features, dim=-1))
     return F.normalize(sums, dim=-1).T
@@ -361,12 +361,15 @@ def few_shot_evaluate(
     val_features: torch.Tensor | None = None,
     val_labels: torch.Tensor | None = None,
     weight_decays: Sequence[float] = WEIGHT_DECAYS,
+    num_classes: int | None = None,
 ) -> FewShotResult:
     """k-shot classification, a fresh k-per-class draw from the training pool for every seed.
 
     The linear probe picks its penalty on (`val_features`, `val_labels`) when given, else on a
     second k-per-class draw from what is left of the pool, so no more labels are used than a
-    2k-shot budget. Metrics are `classification_metrics` of the test set.
+    2k-shot budget. Metrics are `classification_metrics` of the test set. A class of
+    `num_classes` (default: the largest label + 1) without training examples is never predicted:
+    its logits are the lowest float, and its test examples count as errors.
     """
     if method not in ("prototype", "linear_probe"):
         raise ValueError(f"unknown method {method!r}")
@@ -374,11 +377,12 @@ def few_shot_evaluate(
         raise ValueError("no seeds")
     train_labels = torch.as_tensor(train_labels).long()
     test_labels = torch.as_tensor(test_labels).long()
-    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    num_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
+    unseen = torch.bincount(train_labels, minlength=num_classes)[:num_classes] == 0
     per_seed, chosen = [], []
     short_classes: dict[int, int] = {}
     for seed in seeds:
-        sample = few_shot_indices(train_labels, k, seed)
+        sample = few_shot_indices(train_labels, k, seed, num_classes)
         short_classes = sample.short_classes
         x, y = train_features[sample.indices], train_labels[sample.indices]
         if method == "prototype":
@@ -396,6 +400,7 @@ def few_shot_evaluate(
             probe = fit_linear_probe(x, y, x_val, y_val, num_classes, weight_decays)
             chosen.append(probe.weight_decay)
             logits = probe.logits(test_features)
+        logits = logits.masked_fill(unseen.to(logits.device), torch.finfo(logits.dtype).min)
         per_seed.append(classification_metrics(logits, test_labels))
     metrics = {}
     for name in per_seed[0]:

@@ -137,6 +137,7 @@ def classification(
                 outcome = few_shot_evaluate(
                     train[key], train_targets, image, targets, k, method,
                     seeds=range(seeds), val_features=val.get(key), val_labels=val_targets,
+                    num_classes=len(split.label_names),
                 )  # fmt: skip
                 result["fewshot"].setdefault(key, {}).setdefault(method, {})[str(k)] = (
                     outcome.metrics
