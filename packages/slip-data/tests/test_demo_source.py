@@ -92,6 +92,8 @@ def image_path(url: str) -> str:
         {"caption_noise": math.nan},
         {"reviews_per_product": 0},
         {"reviews_per_product": 101},
+        {"label_homophily": -0.1},
+        {"label_homophily": 1.5},
         {"categories": ()},
         {"categories": ("Nope",)},
         {"categories": ("Books", "Books")},
@@ -271,6 +273,28 @@ def test_co_reviews_follow_communities(catalogue: dict) -> None:
             same += community[a] == community[b]
     assert total > 1000
     assert same / total > 0.5  # chance level is about 0.1
+
+
+def test_label_homophily_makes_co_reviews_share_the_label(tmp_path: Path) -> None:
+    shares = []
+    for homophily in (0.0, 0.8):
+        root = tmp_path / str(homophily)
+        spec = DemoSpec(products=600, categories=SMALL.categories, label_homophily=homophily)
+        write_demo_catalogue(spec, root)
+        meta = [r for c in spec.categories for r in read_lines(demo_files(root, c)[0])]
+        label = {r["parent_asin"]: tuple(r["categories"][:2]) for r in meta if r["categories"]}
+        histories = collections.defaultdict(list)
+        for c in spec.categories:
+            for r in read_lines(demo_files(root, c)[1]):
+                if r["parent_asin"] in label:
+                    histories[r["user_id"]].append(r["parent_asin"])
+        pairs = [
+            label[a] == label[b]
+            for products in histories.values()
+            for a, b in itertools.combinations(list(dict.fromkeys(products))[:20], 2)
+        ]
+        shares.append(sum(pairs) / len(pairs))
+    assert shares[0] < 0.2 < 0.5 < shares[1]  # 12 subcategories: chance is about 0.08
 
 
 def test_rendered_images(catalogue: dict) -> None:

@@ -38,6 +38,9 @@ DemoProducts = Annotated[int, typer.Option(help="Demo: number of products (300..
 DemoSeed = Annotated[int, typer.Option(help="Demo: seed of the catalogue.")]
 CaptionNoise = Annotated[float, typer.Option(help="Demo: share of generic or wrong titles.")]
 DemoReviews = Annotated[float, typer.Option(help="Demo: mean reviews per product.")]
+DemoHomophily = Annotated[
+    float, typer.Option(help="Demo: share of purchases from the buyer's own subcategory.")
+]
 # graph
 VerifiedOnly = Annotated[bool, typer.Option(help="Link products through verified purchases only.")]
 MinWeight = Annotated[int, typer.Option(help="Keep edges with at least this many shared buyers.")]
@@ -89,6 +92,7 @@ def _source(values: dict[str, Any]) -> pipeline.SourceConfig:
         caption_noise=values["caption_noise"],
         reviews_per_product=values["demo_reviews_per_product"],
         categories=names,
+        label_homophily=values["demo_label_homophily"],
     )
     return pipeline.SourceConfig(values["source"], names, values["base_url"], demo)
 
@@ -137,6 +141,7 @@ def build(
     demo_seed: DemoSeed = 0,
     caption_noise: CaptionNoise = 0.2,
     demo_reviews_per_product: DemoReviews = 6.0,
+    demo_label_homophily: DemoHomophily = 0.0,
     verified_only: VerifiedOnly = False,
     min_weight: MinWeight = 1,
     max_items_per_user: MaxItemsPerUser = 100,
@@ -188,6 +193,7 @@ def fetch(
     demo_seed: DemoSeed = 0,
     caption_noise: CaptionNoise = 0.2,
     demo_reviews_per_product: DemoReviews = 6.0,
+    demo_label_homophily: DemoHomophily = 0.0,
     quiet: Quiet = False,
 ) -> None:
     """Stage 1: download (or locate) the raw meta and review files of each category."""

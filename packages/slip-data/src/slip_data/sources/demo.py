@@ -282,6 +282,7 @@ class DemoSpec:
     caption_noise: float = 0.2
     reviews_per_product: float = 6.0
     categories: tuple[str, ...] = CATEGORIES
+    label_homophily: float = 0.0  # share of purchases from the user's own subcategory
 
     def __post_init__(self) -> None:
         def is_int(v: object) -> bool:
@@ -298,6 +299,8 @@ class DemoSpec:
             raise ValueError(f"seed must be an integer from 0 to 2**63-1, got {self.seed!r}")
         if not is_real(self.caption_noise) or not 0 <= self.caption_noise <= 1:
             raise ValueError(f"caption_noise must be from 0 to 1, got {self.caption_noise!r}")
+        if not is_real(self.label_homophily) or not 0 <= self.label_homophily <= 1:
+            raise ValueError(f"label_homophily must be from 0 to 1, got {self.label_homophily!r}")
         if not is_real(self.reviews_per_product) or not 0 < self.reviews_per_product <= 100:
             raise ValueError(
                 "reviews_per_product must be above 0 and at most 100, "
@@ -318,6 +321,7 @@ class DemoSpec:
         object.__setattr__(self, "seed", int(self.seed))
         object.__setattr__(self, "caption_noise", float(self.caption_noise))
         object.__setattr__(self, "reviews_per_product", float(self.reviews_per_product))
+        object.__setattr__(self, "label_homophily", float(self.label_homophily))
         object.__setattr__(self, "categories", tuple(c for c in CATEGORIES if c in names))
 
     def as_json(self) -> dict:
@@ -397,7 +401,14 @@ class _Catalogue:
             ucomm[self.ruser],
             rng.choice(N_COMMUNITIES, total, p=_COMMUNITY_P),
         )
-        rprod = self._pick_products(rng, rcomm)
+        rprod = self._pick_products(rng, self.pcomm, N_COMMUNITIES, rcomm)
+        if self.spec.label_homophily > 0:  # no extra draws at 0: the default catalogue unchanged
+            # Each user's own subcategory is that of their first purchase; a share of their
+            # purchases comes from it, so co-purchases share the label that often.
+            usub = self.psub[rprod[np.searchsorted(self.ruser, np.arange(users))]]
+            own = np.flatnonzero(rng.random(total) < self.spec.label_homophily)
+            subcategories = len(CATEGORIES) * SUBCATEGORIES_PER_CATEGORY
+            rprod[own] = self._pick_products(rng, self.psub, subcategories, usub[self.ruser[own]])
         repeat = rng.random(total) < 0.015  # the same user reviewing the same product again
         repeat[1:] &= self.ruser[1:] == self.ruser[:-1]
         repeat[0] = False
@@ -425,19 +436,22 @@ class _Catalogue:
         self.review_order = np.lexsort((self.ts, rcat_out))
         self.review_bounds = np.searchsorted(rcat_out[self.review_order], np.arange(k + 1))
 
-    def _pick_products(self, rng: np.random.Generator, rcomm: np.ndarray) -> np.ndarray:
-        """Popularity-weighted product of each review's community, vectorised.
+    def _pick_products(
+        self, rng: np.random.Generator, group: np.ndarray, groups: int, wanted: np.ndarray
+    ) -> np.ndarray:
+        """Popularity-weighted product of each review's wanted group (a product's community or
+        subcategory, as `group` gives it), vectorised.
 
-        Products sorted by community make each community one contiguous range of the cumulative
-        weights; a community without products falls back to all of them.
+        Products sorted by group make each group one contiguous range of the cumulative weights;
+        a group without products falls back to all of them.
         """
-        order = np.argsort(self.pcomm, kind="stable")
+        order = np.argsort(group, kind="stable")
         cum = np.concatenate([[0.0], np.cumsum(self.popularity[order])])
-        edges = np.searchsorted(self.pcomm[order], np.arange(N_COMMUNITIES + 1))
-        lo, hi = edges[rcomm], edges[rcomm + 1]
+        edges = np.searchsorted(group[order], np.arange(groups + 1))
+        lo, hi = edges[wanted], edges[wanted + 1]
         empty = lo == hi
         lo[empty], hi[empty] = 0, len(order)
-        target = cum[lo] + rng.random(len(rcomm)) * (cum[hi] - cum[lo])
+        target = cum[lo] + rng.random(len(wanted)) * (cum[hi] - cum[lo])
         pos = np.clip(np.searchsorted(cum, target, side="right") - 1, lo, hi - 1)
         return order[pos]
 
