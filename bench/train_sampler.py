@@ -4,6 +4,7 @@
     uv run python bench/train_sampler.py --skip-dgl      # ours only
     uv run python bench/train_sampler.py --skip-torch-path  # not our torch path (the GPU's) too
     uv run python bench/train_sampler.py --rebuild-venv  # make the DGL venv again from scratch
+    uv run python bench/train_sampler.py --skip-dgl --gpu  # ours on the GPU too, against the CPU
 
 A random graph (numpy seed; no self loops, no repeated edge, each undirected edge stored once) is
 cached as .npy under bench/_work/sampler/ (git-ignored). DGL cannot live beside the workspace's
@@ -119,7 +120,13 @@ def _summary(times: list[float], warmup: float, nodes: int, sizes: list[tuple]) 
 
 
 def child_ours(
-    where: Path, nodes: int, fanouts: list[int], batch_size: int, epochs: int, numba_path: bool
+    where: Path,
+    nodes: int,
+    fanouts: list[int],
+    batch_size: int,
+    epochs: int,
+    numba_path: bool,
+    device: str = "cpu",
 ) -> dict:
     import numba
     import torch
@@ -130,7 +137,9 @@ def child_ours(
     ours.NUMBA_ON_CPU = numba_path
     src, dst = _load(where)
     start = time.perf_counter()
-    graph = build_csr(src, dst, nodes)
+    graph = build_csr(src.to(device), dst.to(device), nodes)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
     build = time.perf_counter() - start
     sampler = NeighborSampler(
         graph, torch.arange(nodes), fanouts, batch_size, seed=0, drop_last=False
@@ -148,6 +157,7 @@ def child_ours(
                 edges = batch.edge_index.shape[1]
                 hops = [int(hop1.sum()), edges - int(hop1.sum())]
                 sizes.append((batch.nodes.numel(), edges, hops, added))
+        sync()
         return time.perf_counter() - start
 
     sizes: list = []
@@ -156,6 +166,7 @@ def child_ours(
     return {
         "torch": torch.__version__,
         "path": "numba" if numba_path else "torch",
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "numba": numba.__version__,
         "numba_threads": numba.get_num_threads(),
         "threads": torch.get_num_threads(),
@@ -220,7 +231,8 @@ def run_child(args: argparse.Namespace) -> None:
     if args.child == "dgl":
         result = child_dgl(*setup)
     else:
-        result = child_ours(*setup, numba_path=args.child == "ours")
+        device = "cuda" if args.child == "ours-cuda" else "cpu"
+        result = child_ours(*setup, numba_path=args.child == "ours", device=device)
     Path(args.out).write_text(json.dumps(result))
 
 
@@ -347,7 +359,12 @@ def main() -> None:
         "--skip-torch-path", action="store_true", help="do not time our torch path on the CPU"
     )
     parser.add_argument("--rebuild-venv", action="store_true", help="make venv-dgl anew")
-    parser.add_argument("--child", choices=["ours", "ours-torch", "dgl"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--gpu", action="store_true", help="also time ours with the graph on the GPU (CUDA)"
+    )
+    parser.add_argument(
+        "--child", choices=["ours", "ours-torch", "ours-cuda", "dgl"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--graph", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -390,11 +407,18 @@ def main() -> None:
     if not args.skip_torch_path:
         torch_path = _measure(sys.executable, args, "ours-torch", where)
 
+    gpu = _measure(sys.executable, args, "ours-cuda", where) if args.gpu else None
+
     print(_line(f"slip-train (numba {ours['numba']})", ours))
     if torch_path is not None:
         print(_line("slip-train, torch path", torch_path))
     report["slip_train"] = ours
     report["slip_train_torch_path"] = torch_path
+    if gpu is not None:
+        print(_line(f"slip-train on {gpu['device']}", gpu))
+        report["slip_train_cuda"] = gpu
+        report["ratio_cuda_to_numba"] = gpu["seeds_per_s"] / ours["seeds_per_s"]
+        print(f"  ratio slip-train on the GPU / on the CPU: {report['ratio_cuda_to_numba']:.2f}x")
     if dgl_result is None:
         print(f"  DGL: skipped: {skip}")
         report["dgl"] = {"skipped": skip}
@@ -420,7 +444,10 @@ def main() -> None:
         "included,\n  and counts edges per block (hop); slip-train samples hop 2 only for the "
         "nodes hop 1 added,\n  each node once, so its hop-2 frontier and edge count are smaller."
     )
-    sides = (("slip-train", ours), ("slip-train's torch path", torch_path), ("DGL", dgl_result))
+    sides = (
+        ("slip-train", ours), ("slip-train's torch path", torch_path),
+        ("slip-train on the GPU", gpu), ("DGL", dgl_result),
+    )  # fmt: skip
     noisy = [name for name, side in sides if side and side["noisy"]]
     if noisy:
         print(

@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -52,29 +53,59 @@ def config_for(shards: Path, mode: str, batch: int, workers: int, steps: int):
     )  # fmt: skip
 
 
-def step_times(configs: list, batches: list[dict], steps: int) -> list[list[float]]:
+def step_times(
+    configs: list,
+    batches: list[dict],
+    steps: int,
+    device: str = "cpu",
+    precision: str = "fp32",
+) -> list[list[float]]:
     """Seconds per optimizer step for each config on the same batches, the configs' steps
-    interleaved so that drift in the machine's speed hits them alike; 3 warm-up rounds."""
+    interleaved so that drift in the machine's speed hits them alike; 3 warm-up rounds. On CUDA
+    the batches are moved to the device first and each step is timed to its last kernel."""
+    from slip_train.data import to_model_images
     from slip_train.factory import build_model, param_groups
     from slip_train.loss import training_loss
 
     runs = []
     for config in configs:
         torch.manual_seed(0)
-        model = build_model(config.model, with_graph=config.loss.mode == "slip").model
-        runs.append((config, model, torch.optim.AdamW(param_groups(model, 0.2), lr=1e-4)))
+        built = build_model(config.model, with_graph=config.loss.mode == "slip")
+        model = built.model.to(device)
+        if config.train.compile:
+            model = torch.compile(model)
+        optimizer = torch.optim.AdamW(param_groups(model, 0.2), lr=1e-4, fused=device == "cuda")
+        runs.append((config, model, optimizer))
+    mean, std = (
+        torch.tensor(v, device=device).view(-1, 1, 1) for v in (built.image_mean, built.image_std)
+    )
+    batches = [
+        {
+            "images": to_model_images(batch["images"].to(device), mean, std),
+            "tokens": batch["tokens"].to(device),
+            "edge_index": batch["edge_index"].to(device),
+        }
+        for batch in batches
+    ]
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    bf16 = precision == "bf16"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
     times: list[list[float]] = [[] for _ in configs]
     for i in range(steps + 3):
         batch = batches[i % len(batches)]
         for (config, model, optimizer), spent in zip(runs, times, strict=True):
             slip = config.loss.mode == "slip"
-            edges = batch["edge_index"] if slip else torch.empty(2, 0, dtype=torch.long)
+            edges = batch["edge_index"] if slip else batch["edge_index"][:, :0]
+            sync()
             start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            out = model(batch["images"], batch["tokens"], edges)
+            with autocast:
+                out = model(batch["images"], batch["tokens"], edges)
+            out = {key: value.float() for key, value in out.items()}
             losses = training_loss(out, edges, model.logit_scale, 0.5, 0.07)
             losses["loss"].backward()
             optimizer.step()
+            sync()
             if i >= 3:
                 spent.append(time.perf_counter() - start)
     return times
@@ -90,7 +121,7 @@ def main() -> None:
     torch.set_num_threads(2)
 
     from slip_train.batches import BatchPlanner
-    from slip_train.data import BatchDataset, epoch_loader, load_train_data
+    from slip_train.data import BatchDataset, batch_loader, load_train_data
     from slip_train.factory import build_model
     from slip_train.train import train
 
@@ -113,7 +144,7 @@ def main() -> None:
     plan = statistics.median(plan_times)
 
     # the loader alone: images/s with the workers
-    loader = epoch_loader(dataset, planner, 0, 0, args.workers, pin=False)
+    loader = batch_loader(dataset, planner, 0, 0, args.workers, pin=False)
     batches, start, images = [], time.perf_counter(), 0
     for batch in loader:
         batches.append(batch)

@@ -10,7 +10,7 @@ any batch can be made again without the ones before it: resuming skips to it for
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -22,9 +22,15 @@ from slip_train.sampler import CSRGraph, sample_batch
 class PlannedBatch:
     epoch: int
     index: int
-    seed: int  # seeds this batch's augmentation
+    seed: int  # seeds this batch's augmentation (image i of the batch: seed + i)
     nodes: Tensor  # global node ids, the sampled seeds first
     edge_index: Tensor  # (2, E) batch-local, each undirected pair at least once
+    offset: int = 0  # under torchrun: where this rank's share of `nodes` starts in the batch
+
+    def share(self, rank: int, world: int) -> "PlannedBatch":
+        """Rank `rank`'s contiguous share of the nodes; `edge_index` stays the whole batch's."""
+        size = self.nodes.numel() // world
+        return replace(self, nodes=self.nodes[rank * size : (rank + 1) * size], offset=rank * size)
 
 
 def batch_seed(seed: int, epoch: int, index: int) -> int:

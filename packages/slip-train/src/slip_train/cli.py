@@ -39,10 +39,13 @@ def run(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Train from a config: checkpoints and log.jsonl go to train.out_dir."""
+    """Train from a config: checkpoints and log.jsonl go to train.out_dir. Under torchrun
+    (`torchrun --nproc_per_node N -m slip_train run ...`) on N processes, batch_size per rank."""
     from slip_train.train import train
 
     result = train(load_config(path, overrides or []), resume=resume, show_progress=not quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return  # rank 0 says how it ended
     if math.isnan(result.last_loss):
         typer.echo(
             f"step {result.step}: train.steps already reached; checkpoint {result.checkpoint}"

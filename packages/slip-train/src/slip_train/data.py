@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.functional import pil_to_tensor
 
 from slip_train.batches import BatchPlanner, PlannedBatch
 from slip_train.sampler import CSRGraph, build_csr
@@ -62,8 +63,16 @@ def load_train_data(shards_path: str | Path, split: str, cache_dir: str | Path) 
     return TrainData(shards, graph, torch.nonzero(in_split).squeeze(1), cache)
 
 
+def to_model_images(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """The workers' uint8 (n, 3, h, w) pixels as the model takes them, on their device: ToTensor's
+    scaling and open_clip's Normalize, the same float operations in the same order. `mean` and
+    `std` are (3, 1, 1) on that device."""
+    return images.float().div_(255).sub_(mean).div_(std)
+
+
 class BatchDataset(Dataset):
-    """Turns a PlannedBatch into tensors: images decoded and augmented, titles tokenized."""
+    """Turns a PlannedBatch into tensors: images decoded and augmented (uint8, normalised later on
+    the device by to_model_images), titles tokenized."""
 
     def __init__(
         self, cache: Path, transform: Callable, tokenizer: Callable, image_size: int
@@ -81,13 +90,13 @@ class BatchDataset(Dataset):
         if self._table is None:
             self._table = read_node_cache(self.cache)
         rows = self._table.take(pa.array(batch.nodes.cpu().numpy()))
+        first = batch.seed + batch.offset  # image i's seed is the batch's seed + i
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(batch.seed)
             images = torch.stack(
                 [
-                    self._image(node, data)
-                    for node, data in zip(
-                        batch.nodes.tolist(), rows["image"].to_pylist(), strict=True
+                    self._image(node, data, first + i)
+                    for i, (node, data) in enumerate(
+                        zip(batch.nodes.tolist(), rows["image"].to_pylist(), strict=True)
                     )
                 ]
             )
@@ -100,39 +109,55 @@ class BatchDataset(Dataset):
             "index": batch.index,
         }
 
-    def _image(self, node: int, data: bytes) -> Tensor:
+    def _image(self, node: int, data: bytes, seed: int) -> Tensor:
+        """One image, augmented from its own seed: the same pixels whichever process loads it."""
+        torch.manual_seed(seed)
         try:
             image = Image.open(io.BytesIO(data))
             image.draft("RGB", (self.image_size, self.image_size))  # JPEG: decode no larger
-            return self.transform(image.convert("RGB"))
+            return pil_to_tensor(self.transform(image.convert("RGB")))
         except (OSError, ValueError, SyntaxError) as exc:  # Pillow's ways of saying "not an image"
             raise ShardError(f"node {node}: its image does not decode ({exc})") from None
 
 
-class _EpochBatches:
-    """The DataLoader's batch_sampler: one epoch's planned batches from `start` on."""
+class _PlannedBatches:
+    """The DataLoader's batch_sampler: planned batches from (epoch, start) on, across epochs,
+    without end, so the loader's workers start once per run, not once per epoch; under torchrun
+    each rank's share of them."""
 
-    def __init__(self, planner: BatchPlanner, epoch: int, start: int) -> None:
+    def __init__(
+        self, planner: BatchPlanner, epoch: int, start: int, rank: int, world: int
+    ) -> None:
         self.planner, self.epoch, self.start = planner, epoch, start
+        self.rank, self.world = rank, world
 
     def __iter__(self) -> Iterator[PlannedBatch]:
-        return self.planner.epoch(self.epoch, self.start)
-
-    def __len__(self) -> int:
-        return len(self.planner) - self.start
+        epoch, start = self.epoch, self.start
+        while True:
+            for batch in self.planner.epoch(epoch, start):
+                yield batch.share(self.rank, self.world) if self.world > 1 else batch
+            epoch, start = epoch + 1, 0
 
 
 def _single(batch: dict) -> dict:
     return batch
 
 
-def epoch_loader(
-    dataset: BatchDataset, planner: BatchPlanner, epoch: int, start: int, workers: int, pin: bool
+def batch_loader(
+    dataset: BatchDataset,
+    planner: BatchPlanner,
+    epoch: int,
+    start: int,
+    workers: int,
+    pin: bool,
+    rank: int = 0,
+    world: int = 1,
 ) -> DataLoader:
-    """Batches of `epoch` from index `start`, prepared by `workers` processes ahead of the step."""
+    """Batches from (epoch, start) on, without end, prepared by `workers` processes ahead of the
+    step; with `world` > 1, rank `rank`'s share of each."""
     return DataLoader(
         dataset,
-        batch_sampler=_EpochBatches(planner, epoch, start),
+        batch_sampler=_PlannedBatches(planner, epoch, start, rank, world),
         collate_fn=_single,
         num_workers=workers,
         pin_memory=pin,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import open_clip
 import torch
+from torchvision.transforms import Compose, Normalize, ToTensor
 
 from slip_train.config import ModelConfig
 from slip_train.model import GraphHead, SlipModel
@@ -19,7 +20,9 @@ open_clip.add_model_config(MODEL_CONFIGS)
 @dataclass
 class Built:
     model: SlipModel
-    train_transform: Callable
+    train_transform: Callable  # PIL in, PIL out: open_clip's crop and resize, run by the workers
+    image_mean: tuple[float, ...]  # open_clip's Normalize, done on the device (to_model_images)
+    image_std: tuple[float, ...]
     eval_transform: Callable
     tokenizer: Callable
     model_cfg: dict  # the open_clip architecture config, stored in checkpoints and exports
@@ -41,6 +44,7 @@ def build_model(config: ModelConfig, with_graph: bool) -> Built:
         )
     except RuntimeError as exc:  # open_clip's message for an unknown tag or a bad file
         raise ValueError(f"model.pretrained: {pretrained!r}: {str(exc).splitlines()[0]}") from None
+    pil_steps, normalize = split_train_transform(train_transform)
     model_cfg = open_clip.get_model_config(config.name)
     dim = model_cfg["embed_dim"]
     image_graph = text_graph = None
@@ -51,12 +55,30 @@ def build_model(config: ModelConfig, with_graph: bool) -> Built:
         )
     return Built(
         model=SlipModel(clip, image_graph, text_graph),
-        train_transform=train_transform,
+        train_transform=pil_steps,
+        image_mean=tuple(normalize.mean),
+        image_std=tuple(normalize.std),
         eval_transform=eval_transform,
         tokenizer=open_clip.get_tokenizer(config.name),
         model_cfg=model_cfg,
         preprocess_cfg=dict(clip.visual.preprocess_cfg),
     )
+
+
+def split_train_transform(transform: Callable) -> tuple[Compose, Normalize]:
+    """open_clip's train transform cut before its ToTensor: the PIL steps (crop, resize, RGB) stay
+    in the DataLoader workers, which then hand over uint8 pixels, and the Normalize is done on the
+    device: a quarter of the bytes through shared memory, pinning and the copy to the GPU."""
+    steps = list(getattr(transform, "transforms", []))
+    if (
+        len(steps) < 2
+        or not isinstance(steps[-2], ToTensor)
+        or not isinstance(steps[-1], Normalize)
+    ):
+        raise ValueError(
+            f"model: open_clip's train transform does not end in ToTensor, Normalize: {transform}"
+        )
+    return Compose(steps[:-2]), steps[-1]
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

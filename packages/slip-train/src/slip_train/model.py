@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from slip_train.distributed import gather_rows
+
 with warnings.catch_warnings():  # PyG scripts a helper at import; torch now warns on that
     warnings.filterwarnings("ignore", r".*torch\.jit\.script.*deprecated", FutureWarning)
     from torch_geometric.nn import GATConv
@@ -62,9 +64,11 @@ class SlipModel(nn.Module):
         return self.clip.logit_scale
 
     def forward(self, images: Tensor, tokens: Tensor, edge_index: Tensor) -> dict[str, Tensor]:
-        """Normalised encoder embeddings, and (with a graph head) graph-refined ones."""
-        image = self.clip.encode_image(images)
-        text = self.clip.encode_text(tokens)
+        """Normalised encoder embeddings, and (with a graph head) graph-refined ones. Under
+        torchrun `images` and `tokens` are this rank's share of the batch, `edge_index` and the
+        outputs are the global batch's (slip_train.distributed)."""
+        image = gather_rows(self.clip.encode_image(images))
+        text = gather_rows(self.clip.encode_text(tokens))
         out = {"image": F.normalize(image, dim=-1), "text": F.normalize(text, dim=-1)}
         if self.image_graph is not None and self.text_graph is not None:
             undirected = to_undirected(edge_index, num_nodes=image.shape[0])

@@ -7,24 +7,26 @@ random batches of the same size: the baseline SLIP is compared with.
 import json
 import math
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.nn.parallel import DistributedDataParallel
 
 from slip_train import __version__
 from slip_train.batches import BatchPlanner
 from slip_train.checkpoint import (
+    checkpoint_path,
     list_checkpoints,
     load_checkpoint,
     resolve_resume,
     save_checkpoint,
 )
 from slip_train.config import Config, ConfigError, to_dict
-from slip_train.data import BatchDataset, epoch_loader, load_train_data
+from slip_train.data import BatchDataset, batch_loader, load_train_data, to_model_images
+from slip_train.distributed import barrier, init_from_env
 from slip_train.factory import build_model, param_groups
 from slip_train.loss import training_loss
 
@@ -60,15 +62,6 @@ def warmup_cosine(warmup: int, total: int):
     return factor
 
 
-def _batches(
-    dataset: BatchDataset, planner: BatchPlanner, epoch: int, index: int, workers: int, pin: bool
-) -> Iterator[dict]:
-    """Batches from (epoch, index) on, across epochs, without end."""
-    while True:
-        yield from epoch_loader(dataset, planner, epoch, index, workers, pin)
-        epoch, index = epoch + 1, 0
-
-
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -93,21 +86,38 @@ def _keep_log_until(log_path: Path, step: int) -> None:
 
 
 def train(config: Config, resume: str | None = None, show_progress: bool = True) -> TrainResult:
-    """Train as `config` says; `resume` is a checkpoint path or `latest` (in out_dir)."""
+    """Train as `config` says; `resume` is a checkpoint path or `latest` (in out_dir). Under
+    torchrun, every rank runs this; `sampler.batch_size` is per rank, as open_clip's."""
     cfg_train, cfg_loss, cfg_optim = config.train, config.loss, config.optim
     device = pick_device(cfg_train.device)
     if cfg_train.precision == "bf16" and device.type != "cuda":
         raise ConfigError(f"train.precision: bf16 autocast needs CUDA; this run is on {device}")
+    ranks = init_from_env(device.type)
+    if device.type == "cuda" and ranks.world > 1:
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    show_progress = show_progress and ranks.main
     out_dir = Path(cfg_train.out_dir)
     checkpoints = out_dir / "checkpoints"
     torch.manual_seed(cfg_train.seed)
 
-    # data: the split's graph, the planner of batches, the workers' dataset
+    # data: the split's graph, the planner of batches, the workers' dataset; rank 0 builds the
+    # node cache first, so that the ranks do not write it at once
+    if not ranks.main:
+        barrier()
     data = load_train_data(config.data.shards, config.data.split, config.data.cache_dir)
+    if ranks.main:
+        barrier()
+    global_batch = config.sampler.batch_size * ranks.world
+    if ranks.world > 1 and global_batch > data.split_nodes.numel():
+        raise ConfigError(
+            f"sampler.batch_size: {ranks.world} ranks x {config.sampler.batch_size} is more than "
+            f"the {data.split_nodes.numel()} training nodes"
+        )
     planner = BatchPlanner(
         data.graph,
         data.split_nodes,
-        config.sampler.batch_size,
+        global_batch,
         config.sampler.fanouts,
         mode=cfg_loss.mode,
         edges=config.sampler.edges,
@@ -119,6 +129,9 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
     model = built.model.to(device)
     if cfg_train.grad_checkpointing:
         model.clip.set_grad_checkpointing(True)
+    mean, std = (
+        torch.tensor(v, device=device).view(-1, 1, 1) for v in (built.image_mean, built.image_std)
+    )
     image_size = built.preprocess_cfg["size"]
     dataset = BatchDataset(
         data.cache, built.train_transform, built.tokenizer,
@@ -127,6 +140,7 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
     optimizer = torch.optim.AdamW(
         param_groups(model, cfg_optim.weight_decay),
         lr=cfg_optim.lr, betas=tuple(cfg_optim.betas), eps=cfg_optim.eps,
+        fused=device.type == "cuda",  # one kernel for the whole update on the GPU
     )  # fmt: skip
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(cfg_optim.warmup_steps, cfg_train.steps)
@@ -141,6 +155,11 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
     if resume:
         saved = resolve_resume(resume, checkpoints)
         state = load_checkpoint(saved)
+        if state.get("world_size", 1) != ranks.world:
+            raise ConfigError(
+                f"--resume: {saved} was written by {state.get('world_size', 1)} process(es); "
+                f"resume it with as many (this run has {ranks.world})"
+            )
         model.clip.load_state_dict(state["clip_state_dict"])
         for name in ("image_graph", "text_graph"):
             head = getattr(model, name)
@@ -150,14 +169,20 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
         scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         step, epoch, index = state["step"], state["epoch"], state["batch_index"]
-    forward = torch.compile(model) if cfg_train.compile else model
+    forward = model
+    if ranks.world > 1:  # averages the gradients across ranks during backward
+        forward = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    forward = torch.compile(forward) if cfg_train.compile else forward
 
-    # logs
+    # logs: rank 0 writes them, and the checkpoints
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "log.jsonl"
-    _keep_log_until(log_path, step)
+    if ranks.main:
+        _keep_log_until(log_path, step)
     tensorboard = None
-    if cfg_train.tensorboard:
+    if cfg_train.tensorboard and ranks.main:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -171,17 +196,18 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
         else nullcontext()
     )
 
-    batches = _batches(
+    loader = batch_loader(
         dataset, planner, epoch, index, config.data.num_workers,
-        config.data.pin_memory and device.type == "cuda",
+        config.data.pin_memory and device.type == "cuda", ranks.rank, ranks.world,
     )  # fmt: skip
+    batches = iter(loader)
     last_loss = math.nan
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:>7.1f} samples/s  loss {task.fields[loss]:.4f}"),
         TimeRemainingColumn(), disable=not show_progress,
     )  # fmt: skip
-    with progress, open(log_path, "a") as log:
+    with progress, open(log_path, "a") if ranks.main else nullcontext() as log:
         task = progress.add_task(
             f"train {cfg_loss.mode}", total=cfg_train.steps, completed=step, rate=0.0, loss=0.0
         )
@@ -196,7 +222,7 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
                 wait_start = time.perf_counter()
                 batch = next(batches)
                 waited += time.perf_counter() - wait_start
-                images = batch["images"].to(device, non_blocking=True)
+                images = to_model_images(batch["images"].to(device, non_blocking=True), mean, std)
                 tokens = batch["tokens"].to(device, non_blocking=True)
                 edge_index = batch["edge_index"].to(device, non_blocking=True)
                 with autocast:
@@ -213,7 +239,7 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
                 (losses["loss"] / cfg_optim.grad_accum).backward()
                 for name, value in losses.items():
                     totals[name] = totals.get(name, 0.0) + value.item() / cfg_optim.grad_accum
-                samples += images.shape[0]
+                samples += images.shape[0] * ranks.world
                 edges += edge_index.shape[1]
                 epoch, index = batch["epoch"], batch["index"] + 1
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg_optim.grad_clip)
@@ -228,7 +254,7 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
                 "samples": samples, "edges": edges, "samples_per_s": samples / elapsed,
                 "step_s": elapsed, "data_wait_s": waited,
             }  # fmt: skip
-            if step % cfg_train.log_every == 0 or step == cfg_train.steps:
+            if ranks.main and (step % cfg_train.log_every == 0 or step == cfg_train.steps):
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 if tensorboard is not None:
@@ -236,7 +262,11 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
                         if key != "step":
                             tensorboard.add_scalar(f"train/{key}", value, step)
             progress.update(task, completed=step, rate=samples / elapsed, loss=last_loss)
-            if step % cfg_train.checkpoint_every == 0 or step == cfg_train.steps:
+            if not (step % cfg_train.checkpoint_every == 0 or step == cfg_train.steps):
+                continue
+            if not ranks.main:
+                saved = checkpoint_path(checkpoints, step)
+            else:
                 saved = save_checkpoint(
                     {
                         "slip_train_version": __version__,
@@ -257,9 +287,11 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
                         "rng": _rng_state(),
+                        "world_size": ranks.world,
                     },
                     checkpoints, cfg_train.keep_checkpoints,
                 )  # fmt: skip
     if tensorboard is not None:
         tensorboard.close()
+    barrier()  # every rank returns once rank 0 has written the last checkpoint
     return TrainResult(step, last_loss, saved)

@@ -1,0 +1,59 @@
+"""torchrun (DDP) support: the process group from torchrun's environment, and the gather that lets
+both losses and the graph heads see the global batch.
+
+Every rank plans the same global batch (the planner is deterministic), loads and encodes its own
+contiguous share of the nodes, and gathers the encoders' embeddings from all ranks with gradients
+(open_clip's `gather_with_grad`); the graph heads and both losses then run on the global batch and
+its global in-batch graph, the same on every rank. The gather's backward sums each rank's gradient
+of the (identical) loss, and DDP averages the parameters' gradients: the update is the one a
+single process makes on the global batch (docs/method.md, "Several processes").
+"""
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.distributed.nn.functional import all_gather
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that writes logs and checkpoints."""
+        return self.rank == 0
+
+
+def init_from_env(device_type: str) -> Ranks:
+    """The process group torchrun's environment describes (NCCL on CUDA, gloo on the CPU); a single
+    process when WORLD_SIZE is unset or 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Ranks()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def gather_rows(x: Tensor) -> Tensor:
+    """Every rank's rows, in rank order, with gradients flowing back to each rank's own rows; `x`
+    itself in a single process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    with warnings.catch_warnings():  # deprecated for a private successor; works on torch >= 2.4
+        warnings.filterwarnings(
+            "ignore", "torch.distributed.nn.functional.all_gather", FutureWarning
+        )
+        return torch.cat(all_gather(x), dim=0)
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
