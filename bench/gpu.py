@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from train_step import demo_shards, step_times
+from train_step import demo_shards, measure_loop, step_times
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "_work" / "gpu"
@@ -78,17 +78,6 @@ def smoke(shards: Path, args: argparse.Namespace) -> dict:
     if checks["steps"] != list(range(1, 7)) or not (checks["loss_finite"] and same):
         raise SystemExit(f"bench/gpu: smoke test failed: {checks}")
     return checks
-
-
-def loop_rate(config) -> tuple[float, float]:
-    """Median samples/s of the whole loop after 5 warm-up steps, and the loader-wait share."""
-    from slip_train.train import train
-
-    shutil.rmtree(config.train.out_dir, ignore_errors=True)
-    train(config, show_progress=False)
-    log = [json.loads(line) for line in (Path(config.train.out_dir) / "log.jsonl").open()][5:]
-    waiting = sum(r["data_wait_s"] for r in log) / sum(r["step_s"] for r in log)
-    return statistics.median(r["samples_per_s"] for r in log), waiting
 
 
 def main() -> None:
@@ -143,7 +132,9 @@ def main() -> None:
     print(f"step   clip {clip_step * 1e3:.1f} ms = {args.batch / clip_step:.0f} samples/s, slip "
           f"{slip_step * 1e3:.1f} ms = {args.batch / slip_step:.0f} samples/s ({edges:.0f} "
           f"edges/batch): ratio slip/clip {slip_step / clip_step:.3f}")  # fmt: skip
-    loops = {mode: loop_rate(config) for mode, config in (("clip", clip), ("slip", slip))}
+    loops = {
+        mode: measure_loop(config, warmup=5) for mode, config in (("clip", clip), ("slip", slip))
+    }
     for mode, (rate, waiting) in loops.items():
         print(f"loop   {mode} {rate:.0f} samples/s per GPU, {waiting:.1%} of the time waiting "
               f"for the loader; ratio to open_clip's ~{OPEN_CLIP_B32_PER_GPU:.0f}/GPU "

@@ -111,6 +111,18 @@ def step_times(
     return times
 
 
+def measure_loop(config, warmup: int) -> tuple[float, float]:
+    """`slip-train run`'s loop afresh into config's out_dir: the median samples/s after `warmup`
+    steps, and the share of the step time spent waiting for the loader."""
+    from slip_train.train import train
+
+    shutil.rmtree(config.train.out_dir, ignore_errors=True)
+    train(config, show_progress=False)
+    log = [json.loads(line) for line in (Path(config.train.out_dir) / "log.jsonl").open()][warmup:]
+    waiting = sum(r["data_wait_s"] for r in log) / sum(r["step_s"] for r in log)
+    return statistics.median(r["samples_per_s"] for r in log), waiting
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=2000)
@@ -123,7 +135,6 @@ def main() -> None:
     from slip_train.batches import BatchPlanner
     from slip_train.data import BatchDataset, batch_loader, load_train_data
     from slip_train.factory import build_model
-    from slip_train.train import train
 
     shards = demo_shards(args.products)
     slip = config_for(shards, "slip", args.batch, args.workers, args.steps)
@@ -160,11 +171,7 @@ def main() -> None:
     step_rate = args.batch / (slip_step + plan)
 
     # the whole loop, loader included (a fresh run each time)
-    shutil.rmtree(WORK / "run-slip", ignore_errors=True)
-    train(slip, show_progress=False)
-    log = [json.loads(line) for line in (WORK / "run-slip" / "log.jsonl").read_text().splitlines()]
-    loop_rate = statistics.median(r["samples_per_s"] for r in log[3:])
-    waiting = sum(r["data_wait_s"] for r in log[3:]) / sum(r["step_s"] for r in log[3:])
+    loop_rate, waiting = measure_loop(slip, warmup=3)
 
     edges = statistics.mean(b["edge_index"].shape[1] for b in batches)
     print(f"demo {args.products} products, slip-tiny, batch {args.batch}, {edges:.0f} edges/batch")
