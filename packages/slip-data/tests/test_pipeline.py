@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from builds import shard_bytes
 from rawfiles import product, review, write_jsonl_gz
 
 SLIP_DATA = [sys.executable, "-m", "slip_data"]
@@ -28,15 +29,6 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
         raise AssertionError(f"slip-data {' '.join(args)} failed:\n{result.stderr}")
     return result
-
-
-def shard_bytes(out: Path) -> dict[str, bytes]:
-    """Every shard file's bytes, and the manifest without its created time."""
-    files = {p.name: p.read_bytes() for p in sorted((out / "shards").glob("*.parquet"))}
-    manifest = json.loads((out / "shards" / "manifest.json").read_text())
-    manifest.pop("created")
-    files["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
-    return files
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +126,9 @@ def test_bad_raw_input_is_counted_not_fatal(tmp_path):
         (["build", *DEMO, "--demo-products", "5", "--out", "{tmp}/o"], "products"),
         (["fetch", "--categories", "Books", "--base-url", "{tmp}/none", "--out", "{tmp}/o"],
          "missing raw file"),
+        (["crawl", "--out", "{tmp}/o", "--num-shards", "2", "--shard-index", "2"],
+         "--shard-index 2 is outside 0..1 (--num-shards 2)"),
+        (["shard", "--out", "{tmp}/o", "--engine", "spark"], "engine 'spark'; valid: local, ray"),
     ],
 )  # fmt: skip
 def test_bad_invocations_are_one_line_errors(tmp_path, args, expected):

@@ -14,6 +14,7 @@ from rich.table import Table
 from slip_data import pipeline
 from slip_data.categories import parse_categories
 from slip_data.crawl import CrawlOptions
+from slip_data.distribute import UnitOptions
 from slip_data.fetch.stage import DEFAULT_BASE_URL
 from slip_data.graph.build import GraphOptions
 from slip_data.inspect import summarize
@@ -80,6 +81,18 @@ Resample = Annotated[str, typer.Option(help="Resize filter: bilinear, bicubic or
 RowsPerShard = Annotated[int, typer.Option(help="Products per node shard file.")]
 KeepMissing = Annotated[bool, typer.Option(help="Keep products whose image failed (image null).")]
 
+# work units (crawl and shard)
+Engine = Annotated[str, typer.Option(help="Run work units on 'local' processes or on 'ray'.")]
+NumShards = Annotated[int, typer.Option(help="Work units the crawl and shard stages are cut into.")]
+ShardIndex = Annotated[
+    int | None, typer.Option(help="Run only this work unit, here (for job arrays of your own).")
+]
+Processes = Annotated[int, typer.Option(help="Local engine: work units run at once.")]
+RayAddress = Annotated[
+    str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else start one).")
+]
+UnitRetries = Annotated[int, typer.Option(help="Further tries of a failed work unit.")]
+
 CRAWL_DEFAULTS = CrawlOptions()
 T = TypeVar("T")
 
@@ -121,6 +134,10 @@ def _pick(cls: type[T], values: dict[str, Any]) -> T:
     """The options dataclass `cls` from a command's arguments of the same names."""
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     return cls(**{name: value for name, value in values.items() if name in names})
+
+
+def _units(values: dict[str, Any]) -> UnitOptions:
+    return _pick(UnitOptions, values)
 
 
 def _graph_options(values: dict[str, Any]) -> GraphOptions:
@@ -169,6 +186,11 @@ def build(
     resample: Resample = CRAWL_DEFAULTS.resample,
     rows_per_shard: RowsPerShard = 10_000,
     keep_missing_images: KeepMissing = False,
+    engine: Engine = "local",
+    num_shards: NumShards = 1,
+    processes: Processes = 1,
+    ray_address: RayAddress = None,
+    unit_retries: UnitRetries = 2,
     quiet: Quiet = False,
 ) -> None:
     """Run fetch -> graph -> crawl -> shard, then print the summary of the shards."""
@@ -178,6 +200,7 @@ def build(
         _graph_options(locals()),
         _pick(CrawlOptions, locals()),
         _pick(ShardOptions, locals()),
+        _units(locals()),
         quiet=quiet,
     )
     _print_summary(summarize(pipeline.Layout(out_dir).shards))
@@ -239,10 +262,17 @@ def crawl(
     workers: Workers = CRAWL_DEFAULTS.workers,
     decoder: Decoder = CRAWL_DEFAULTS.decoder,
     resample: Resample = CRAWL_DEFAULTS.resample,
+    engine: Engine = "local",
+    num_shards: NumShards = 1,
+    processes: Processes = 1,
+    ray_address: RayAddress = None,
+    unit_retries: UnitRetries = 2,
+    shard_index: ShardIndex = None,
     quiet: Quiet = False,
 ) -> None:
     """Stage 3: fetch and resize each product's main image; a rerun retries only failures."""
-    counts = pipeline.crawl_images(pipeline.Layout(out_dir), _pick(CrawlOptions, locals()), quiet)
+    options, units = _pick(CrawlOptions, locals()), _units(locals())
+    counts = pipeline.crawl_images(pipeline.Layout(out_dir), options, units, quiet)
     typer.echo(
         "crawl: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to do")
     )
@@ -253,11 +283,24 @@ def shard(
     out_dir: Out,
     rows_per_shard: RowsPerShard = 10_000,
     keep_missing_images: KeepMissing = False,
+    engine: Engine = "local",
+    num_shards: NumShards = 1,
+    processes: Processes = 1,
+    ray_address: RayAddress = None,
+    unit_retries: UnitRetries = 2,
+    shard_index: ShardIndex = None,
     quiet: Quiet = False,
 ) -> None:
     """Stage 4: write the Parquet node shards, edges, labels and manifest."""
-    manifest = pipeline.shard(pipeline.Layout(out_dir), _pick(ShardOptions, locals()), quiet)
-    typer.echo(f"shards: {manifest['counts']} in {pipeline.Layout(out_dir).shards}")
+    layout, units = pipeline.Layout(out_dir), _units(locals())
+    manifest = pipeline.shard(layout, _pick(ShardOptions, locals()), units, quiet)
+    if manifest is None:
+        typer.echo(
+            f"shard unit {shard_index} of {num_shards} written; once every unit is, "
+            f"`slip-data shard --out {out_dir}` writes edges, labels and the manifest"
+        )
+        return
+    typer.echo(f"shards: {manifest['counts']} in {layout.shards}")
 
 
 @app.command()

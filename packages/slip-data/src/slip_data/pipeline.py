@@ -15,6 +15,7 @@ Each stage only reads what earlier stages wrote, so it can run on its own and be
 
 import json
 import shutil
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -24,15 +25,24 @@ import polars as pl
 
 from slip_data.atomic import remove_stale_temps, write_json
 from slip_data.categories import CATEGORIES
-from slip_data.crawl import CrawlOptions, crawl, load_results
+from slip_data.crawl import CrawlOptions, crawl
+from slip_data.crawl.results import read_latest, stored_images, unit_dir
+from slip_data.distribute import UnitOptions, run_units, unit_slice
 from slip_data.fetch.stage import DEFAULT_BASE_URL, run_fetch
 from slip_data.graph.build import GraphOptions, read_graph
 from slip_data.graph.stage import DONE_FILE, RawCategory, run_graph
-from slip_data.shard.writer import ShardOptions, run_shard
+from slip_data.shard.writer import (
+    ShardOptions,
+    ShardPlan,
+    plan_shards,
+    write_node_files,
+    write_shards,
+)
 from slip_data.sources.demo import DemoSpec, write_demo_catalogue
 from slip_data.sources.demo_server import DemoServer
 
 SOURCES = ("amazon2023", "demo")
+STATUS_COLUMNS = ("url", "status", "sha256", "width", "height")
 
 
 class StageOrderError(RuntimeError):
@@ -141,14 +151,35 @@ def _graph_outputs(layout: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
     return read_graph(layout.graph)
 
 
-def crawl_images(layout: Layout, options: CrawlOptions, quiet: bool = False) -> dict[str, int]:
+def crawl_images(
+    layout: Layout,
+    options: CrawlOptions,
+    units: UnitOptions = UnitOptions(),  # noqa: B008 - frozen, so sharing it is safe
+    quiet: bool = False,
+) -> dict[str, int]:
+    """Crawl the distinct image URLs, cut into `units.num_shards` contiguous work units."""
     nodes, _ = _graph_outputs(layout)
     urls = nodes["image_url"].unique(maintain_order=True).to_list()
+    count = units.num_shards
+    unit_quiet = quiet or len(units.selected()) > 1  # one bar per unit only when one runs
     with serving(layout, layout.read_source()) as (_, host_map):
-        return crawl(urls, layout.crawl, options, host_map=host_map, quiet=quiet)
+        args = [
+            (
+                urls[unit_slice(len(urls), index, count)],
+                unit_dir(layout.crawl, index, count),
+                options,
+                host_map,
+                unit_quiet,
+                layout.crawl,
+            )
+            for index in range(count)
+        ]
+        results = run_units(crawl, args, units, "crawl", quiet)
+    return dict(sum((Counter(counts) for counts in results.values()), Counter()))
 
 
-def shard(layout: Layout, options: ShardOptions, quiet: bool = False) -> dict:
+def _shard_inputs(layout: Layout, options: ShardOptions) -> tuple[ShardPlan, dict]:
+    """The shard plan (no image bytes) and the provenance that goes into the manifest."""
     nodes, edges = _graph_outputs(layout)
     source = layout.read_source()
     graph_summary = json.loads((layout.graph / DONE_FILE).read_text())
@@ -156,9 +187,39 @@ def shard(layout: Layout, options: ShardOptions, quiet: bool = False) -> dict:
         "source": {k: v for k, v in source.items() if k != "raw_files"},
         "graph": graph_summary["options"],
     }
-    manifest = run_shard(
-        nodes, edges, load_results(layout.crawl), layout.shards, options, provenance, quiet
-    )
+    results = read_latest(layout.crawl, columns=STATUS_COLUMNS)
+    return plan_shards(nodes, edges, results, options), provenance
+
+
+def shard_unit(root: Path, options: ShardOptions, index: int, num_units: int) -> int:
+    """Work unit `index`: its contiguous range of node files; returns how many it holds."""
+    layout = Layout(root)
+    plan, _ = _shard_inputs(layout, options)
+    files = range(plan.num_files)[unit_slice(plan.num_files, index, num_units)]
+    write_node_files(plan, layout.shards, files, stored_images(layout.crawl), quiet=True)
+    return len(files)
+
+
+def shard(
+    layout: Layout,
+    options: ShardOptions,
+    units: UnitOptions = UnitOptions(),  # noqa: B008 - frozen, so sharing it is safe
+    quiet: bool = False,
+) -> dict | None:
+    """Write the shards; with several units, their node files first (on the engine), then
+    edges, labels and manifest here. One selected unit (`--shard-index`) writes only its node
+    files and returns None: a run without `--shard-index` finishes the stage."""
+    if units.num_shards > 1:
+        if units.shard_index is None:  # other units' jobs may be writing now otherwise
+            remove_stale_temps(layout.shards)
+        args = [(layout.root, options, i, units.num_shards) for i in range(units.num_shards)]
+        run_units(shard_unit, args, units, "shard", quiet)
+        if units.shard_index is not None:
+            return None
+    plan, provenance = _shard_inputs(layout, options)
+    graph_summary = json.loads((layout.graph / DONE_FILE).read_text())
+    images = stored_images(layout.crawl)
+    manifest = write_shards(plan, layout.shards, options, provenance, images, quiet)
     write_json(
         layout.report,
         {
@@ -178,10 +239,12 @@ def build(
     graph_options: GraphOptions,
     crawl_options: CrawlOptions,
     shard_options: ShardOptions,
+    units: UnitOptions = UnitOptions(),  # noqa: B008 - frozen, so sharing it is safe
     quiet: bool = False,
-) -> dict:
-    """All four stages; each skips or resumes what an earlier run already finished."""
+) -> dict | None:
+    """All four stages; each skips or resumes what an earlier run already finished. Crawl
+    and shard run in work units on `units.engine`."""
     fetch(layout, source, quiet)
     graph(layout, graph_options, quiet)
-    crawl_images(layout, crawl_options, quiet)
-    return shard(layout, shard_options, quiet)
+    crawl_images(layout, crawl_options, units, quiet)
+    return shard(layout, shard_options, units, quiet)

@@ -6,7 +6,7 @@ results not yet written, and a rerun from re-fetching what is already settled.
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,29 +55,76 @@ def write_part(crawl_dir: Path, seq: int, rows: Sequence[dict[str, Any]]) -> Non
         frame.write_parquet(tmp)
 
 
-def read_latest(crawl_dir: Path, columns: Sequence[str] = tuple(SCHEMA)) -> pl.DataFrame:
-    """Latest row per URL across parts; an unreadable part is reported in one line and skipped."""
+UNITS_DIR = "units"
+
+
+def unit_dir(crawl_root: Path, index: int, num_units: int) -> Path:
+    """Where work unit `index` of `num_units` keeps its parts; one unit uses the root itself."""
+    if num_units == 1:
+        return Path(crawl_root)
+    return Path(crawl_root) / UNITS_DIR / f"{index:05d}-of-{num_units:05d}"
+
+
+def result_dirs(crawl_root: Path) -> list[Path]:
+    """The root and every unit folder, whatever number of units each run used."""
+    units = Path(crawl_root) / UNITS_DIR
+    return [Path(crawl_root), *(sorted(units.iterdir()) if units.is_dir() else [])]
+
+
+def _read_parts(crawl_root: Path, columns: Sequence[str], keep: pl.Expr | None = None):
+    """Rows of every readable part under `crawl_root`; an unreadable part is reported in one
+    line and skipped."""
     schema = {name: SCHEMA[name] for name in columns}
     frames = []
-    for _, path in part_files(crawl_dir):
-        try:
-            frames.append(pl.read_parquet(path, columns=list(columns)).cast(schema))
-        except Exception as exc:  # any damage to one file must not lose the others
-            reason = " ".join(str(exc).split())[:200]
-            log.warning(
-                "skipping unreadable crawl part %s: %s: %s", path, type(exc).__name__, reason
-            )
-    if not frames:
-        return pl.DataFrame(schema=schema)
-    rows = pl.concat(frames)
-    latest = rows.unique(subset="url", keep="last", maintain_order=True)
-    if "image" not in schema:
-        return latest
-    # Identical images are stored once: the other rows name the stored image by its sha256.
-    stored = rows.filter(pl.col("image").is_not_null()).unique("sha256", maintain_order=True)
-    return latest.drop("image").join(
-        stored.select("sha256", "image"), on="sha256", how="left", maintain_order="left"
+    for folder in result_dirs(crawl_root):
+        for _, path in part_files(folder):
+            try:
+                frame = pl.read_parquet(path, columns=list(columns)).cast(schema)
+            except Exception as exc:  # any damage to one file must not lose the others
+                reason = " ".join(str(exc).split())[:200]
+                log.warning(
+                    "skipping unreadable crawl part %s: %s: %s", path, type(exc).__name__, reason
+                )
+                continue
+            frames.append(frame if keep is None else frame.filter(keep))
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+def read_latest(crawl_root: Path, columns: Sequence[str] = tuple(SCHEMA)) -> pl.DataFrame:
+    """Latest row per URL across the parts of the root and of every unit folder.
+
+    A URL's `attempts` grows with every run that fetches it again, in whichever folder, so the
+    row with the most attempts is the latest (within a folder, the later part on a tie).
+    """
+    wanted = [name for name in columns if name != "image"]
+    rows = _read_parts(crawl_root, list(dict.fromkeys([*wanted, "attempts"])))
+    latest = (
+        rows.with_row_index("_order")
+        .sort("attempts", "_order")
+        .unique(subset="url", keep="last", maintain_order=True)
+        .sort("_order")
+        .select(wanted)
     )
+    if "image" not in columns:
+        return latest
+    return latest.join(
+        stored_images(crawl_root)(latest["sha256"].drop_nulls().unique()),
+        on="sha256",
+        how="left",
+        maintain_order="left",
+    ).select(list(columns))
+
+
+def stored_images(crawl_root: Path) -> Callable[[pl.Series], pl.DataFrame]:
+    """A loader of image bytes by sha256 that reads only the rows it is asked for: identical
+    images are stored once, and a work unit of the shard stage needs only its own."""
+
+    def load(shas: pl.Series) -> pl.DataFrame:
+        keep = pl.col("image").is_not_null() & pl.col("sha256").is_in(shas.implode())
+        found = _read_parts(crawl_root, ["sha256", "image"], keep)
+        return found.unique("sha256", keep="first", maintain_order=True)
+
+    return load
 
 
 def load_results(crawl_dir: Path) -> pl.DataFrame:

@@ -234,12 +234,15 @@ def crawl(
     options: CrawlOptions = CrawlOptions(),  # noqa: B008 - frozen, so sharing it is safe
     host_map: Mapping[str, tuple[str, int]] | None = None,
     quiet: bool = False,
+    results_root: Path | None = None,
 ) -> dict[str, int]:
-    """Fetch every distinct URL not settled in `crawl_dir`; returns this run's status counts."""
+    """Fetch every distinct URL not settled under `results_root` (default `crawl_dir`) into
+    `crawl_dir`; returns this run's status counts. A work unit crawls into its own folder
+    under the root and sees what every earlier run of any unit settled."""
     crawl_dir = Path(crawl_dir)
     with _exclusive(crawl_dir):
         remove_stale_temps(parts_dir(crawl_dir))
-        previous = read_latest(crawl_dir, columns=PREVIOUS_COLUMNS)
+        previous = read_latest(results_root or crawl_dir, columns=PREVIOUS_COLUMNS)
         todo, prior_attempts = _pending(urls, previous)
         if not todo:
             return {}

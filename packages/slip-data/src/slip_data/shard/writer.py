@@ -5,8 +5,9 @@ interruption writes the same bytes; the manifest goes last and marks the shards 
 """
 
 import hashlib
+import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +48,22 @@ class ShardOptions:
             raise ValueError(f"rows_per_shard must be at least 1, got {self.rows_per_shard}")
 
 
+ImageLoader = Callable[[pl.Series], pl.DataFrame]
+"""Stored image sha256s -> a frame (sha256, image) holding each of them once."""
+
+DONE_DIR = ".done"  # one record per written node file: a rerun or a later unit reuses it
+
+
+def images_from(results: pl.DataFrame) -> ImageLoader:
+    """Images looked up in crawl results held in memory (with their `image` column)."""
+    stored = results.filter(pl.col("image").is_not_null()).unique("sha256", maintain_order=True)
+
+    def load(shas: pl.Series) -> pl.DataFrame:
+        return stored.filter(pl.col("sha256").is_in(shas.implode())).select("sha256", "image")
+
+    return load
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -67,12 +84,12 @@ def _write(frame: pl.DataFrame, path: Path, kind: str) -> dict:
     }
 
 
-def _join_images(nodes: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
-    """Attach each node's crawl result; a URL never crawled gets status not_crawled."""
-    crawled = images.select(
+def _join_images(nodes: pl.DataFrame, results: pl.DataFrame) -> pl.DataFrame:
+    """Attach each node's crawl result (not the image bytes); a URL never crawled gets status
+    not_crawled."""
+    crawled = results.select(
         image_url="url",
         image_status="status",
-        image="image",
         image_sha256="sha256",
         width=pl.col("width").cast(pl.Int32),
         height=pl.col("height").cast(pl.Int32),
@@ -82,24 +99,35 @@ def _join_images(nodes: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _chunks(frame: pl.DataFrame, rows: int) -> Iterator[pl.DataFrame]:
-    for start in range(0, max(frame.height, 1), rows):
-        yield frame.slice(start, rows)
+@dataclass(frozen=True)
+class ShardPlan:
+    """Everything the shards hold but the image bytes, rows in file order.
+
+    Cheap to derive from the graph and the crawl statuses, so every work unit derives it
+    itself and then loads only the images of its own node files.
+    """
+
+    table: pl.DataFrame  # NODE_SCHEMA without `image`
+    edges: pl.DataFrame
+    labels: pl.DataFrame
+    label_names: list[str]
+    crawl_status: dict[str, int]
+    dropped_images: dict[str, int]
+    rows_per_shard: int
+
+    @property
+    def num_files(self) -> int:
+        return max(1, -(-self.table.height // self.rows_per_shard))
+
+    def rows(self, index: int) -> pl.DataFrame:
+        return self.table.slice(index * self.rows_per_shard, self.rows_per_shard)
 
 
-def run_shard(
-    nodes: pl.DataFrame,
-    edges: pl.DataFrame,
-    images: pl.DataFrame,
-    shards_dir: Path,
-    options: ShardOptions,
-    provenance: dict,
-    quiet: bool = False,
-) -> dict:
-    """Write node shards, edges, labels and the manifest; returns the manifest."""
-    shards_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(shards_dir)
-    joined = _join_images(nodes, images)
+def plan_shards(
+    nodes: pl.DataFrame, edges: pl.DataFrame, results: pl.DataFrame, options: ShardOptions
+) -> ShardPlan:
+    """Keep, number and label the nodes; remap the edges to the new node ids."""
+    joined = _join_images(nodes, results)
     crawl_status = dict(sorted(joined.group_by("image_status").len().iter_rows()))
     dropped_images = {}
     if not options.keep_missing_images:
@@ -125,7 +153,9 @@ def run_shard(
         .select(src="src_id", dst="dst_id", weight=pl.col("weight").cast(pl.Int32))
         .sort("src", "dst")
     )
-    table = table.select([pl.col(name).cast(dtype) for name, dtype in NODE_SCHEMA.items()])
+    table = table.select(
+        [pl.col(name).cast(dtype) for name, dtype in NODE_SCHEMA.items() if name != "image"]
+    )
     labels = (
         table.group_by("label_id", "label")
         .agg(
@@ -134,30 +164,127 @@ def run_shard(
         )
         .sort("label_id")
     )
+    return ShardPlan(
+        table=table,
+        edges=final_edges,
+        labels=labels,
+        label_names=label_names,
+        crawl_status=crawl_status,
+        dropped_images=dropped_images,
+        rows_per_shard=options.rows_per_shard,
+    )
 
-    files = []
-    chunks = list(_chunks(table, options.rows_per_shard))
+
+def _fingerprint(rows: pl.DataFrame) -> str:
+    """What a node file holds, images named by sha256: equal fingerprints, equal files."""
+    buffer = io.BytesIO()
+    rows.write_ipc(buffer, compression="uncompressed")
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def _node_file(shards_dir: Path, index: int) -> Path:
+    return shards_dir / f"nodes-{index:05d}.parquet"
+
+
+def _done_record(shards_dir: Path, index: int) -> Path:
+    return shards_dir / DONE_DIR / f"nodes-{index:05d}.json"
+
+
+def _finished_entry(shards_dir: Path, index: int, fingerprint: str) -> dict | None:
+    """The manifest entry of node file `index` if a run already wrote these very rows."""
+    try:
+        record = json.loads(_done_record(shards_dir, index).read_text())
+        path = _node_file(shards_dir, index)
+        if record["fingerprint"] == fingerprint and path.stat().st_size == record["entry"]["bytes"]:
+            return record["entry"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # missing or damaged record, or missing file: write the file again
+    return None
+
+
+def write_node_files(
+    plan: ShardPlan,
+    shards_dir: Path,
+    indices: Sequence[int],
+    images: ImageLoader,
+    quiet: bool = False,
+) -> dict[int, dict]:
+    """Write the node files `indices` (skipping those already written with the same rows);
+    returns index -> manifest entry. Work units call this on disjoint indices."""
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    entries, todo = {}, []
+    for index in indices:
+        fingerprint = _fingerprint(plan.rows(index))
+        entry = _finished_entry(shards_dir, index, fingerprint)
+        if entry is None:
+            todo.append((index, fingerprint))
+        else:
+            entries[index] = entry
     with item_progress(quiet) as progress:
-        task = progress.add_task("write shards", total=table.height)
-        for index, chunk in enumerate(chunks):
-            files.append(_write(chunk, shards_dir / f"nodes-{index:05d}.parquet", "nodes"))
-            progress.advance(task, chunk.height)
-    files.append(_write(final_edges, shards_dir / "edges.parquet", "edges"))
-    files.append(_write(labels, shards_dir / "labels.parquet", "labels"))
+        task = progress.add_task("write shards", total=sum(plan.rows(i).height for i, _ in todo))
+        for index, fingerprint in todo:
+            rows = plan.rows(index)
+            stored = images(rows["image_sha256"].drop_nulls().unique())
+            chunk = rows.join(
+                stored.rename({"sha256": "image_sha256"}),
+                on="image_sha256",
+                how="left",
+                maintain_order="left",
+            ).select(list(NODE_SCHEMA))
+            entry = _write(chunk, _node_file(shards_dir, index), "nodes")
+            write_json(
+                _done_record(shards_dir, index), {"fingerprint": fingerprint, "entry": entry}
+            )
+            entries[index] = entry
+            progress.advance(task, rows.height)
+    return entries
 
+
+def run_shard(
+    nodes: pl.DataFrame,
+    edges: pl.DataFrame,
+    results: pl.DataFrame,
+    shards_dir: Path,
+    options: ShardOptions,
+    provenance: dict,
+    quiet: bool = False,
+) -> dict:
+    """The whole stage from crawl results held in memory (with their images)."""
+    plan = plan_shards(nodes, edges, results, options)
+    return write_shards(plan, shards_dir, options, provenance, images_from(results), quiet)
+
+
+def write_shards(
+    plan: ShardPlan,
+    shards_dir: Path,
+    options: ShardOptions,
+    provenance: dict,
+    images: ImageLoader,
+    quiet: bool = False,
+) -> dict:
+    """Write node files (those not written yet), edges, labels and last the manifest; returns
+    the manifest."""
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(shards_dir)
+    entries = write_node_files(plan, shards_dir, range(plan.num_files), images, quiet)
+    files = [entries[index] for index in range(plan.num_files)]
+    files.append(_write(plan.edges, shards_dir / "edges.parquet", "edges"))
+    files.append(_write(plan.labels, shards_dir / "labels.parquet", "labels"))
+
+    table = plan.table
     split_sizes = dict(table.group_by("split").len().iter_rows())
     manifest = {
         "format": "slip-shards",
         "format_version": SHARD_FORMAT_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "slip_data_version": __version__,
-        "counts": {"nodes": table.height, "edges": final_edges.height, "labels": labels.height},
+        "counts": {"nodes": table.height, "edges": plan.edges.height, "labels": plan.labels.height},
         "split_sizes": {s: split_sizes.get(s, 0) for s in SPLITS},
-        "label_names": label_names,
+        "label_names": plan.label_names,
         "categories": sorted(table["main_category"].unique().to_list()),
         "edges_stored": "once per undirected pair, src < dst",
-        "crawl_status": crawl_status,
-        "dropped_images": dropped_images,
+        "crawl_status": plan.crawl_status,
+        "dropped_images": plan.dropped_images,
         "files": files,
         "build": provenance | {"shard": asdict(options)},
     }
@@ -166,6 +293,9 @@ def run_shard(
     for stale in shards_dir.glob("*.parquet"):
         if stale.name not in wanted:
             stale.unlink()
+    for record in (shards_dir / DONE_DIR).glob("*.json"):
+        if f"{record.stem}.parquet" not in wanted:
+            record.unlink()
     return manifest
 
 

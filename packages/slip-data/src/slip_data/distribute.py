@@ -1,0 +1,196 @@
+"""Work units on an engine (img2dataset's distributor): here, a local process pool, or Ray.
+
+A stage cut into units (`--num-shards`) runs them all on the chosen engine, or one of them here
+(`--shard-index`, for a job array of your own). A unit that fails is run again up to
+`unit_retries` times; every unit is resumable on its own, so a rerun continues where the failed
+try stopped. Units read and write the build folder, so on a cluster it must be a filesystem every
+node sees.
+"""
+
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from slip_data.progress import item_progress
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class UnitOptions:
+    num_shards: int = 1  # work units the stage is cut into
+    shard_index: int | None = None  # run only this unit, in this process
+    engine: str = "local"  # local: a process pool of `processes`; ray: tasks on a Ray cluster
+    processes: int = 1  # local engine: units at once (1: one after another, in this process)
+    ray_address: str | None = None  # None: RAY_ADDRESS if set, else a Ray instance started here
+    unit_retries: int = 2  # further tries of a failed unit
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine {self.engine!r}; valid: {', '.join(ENGINES)}")
+        if self.num_shards < 1 or self.processes < 1 or self.unit_retries < 0:
+            raise ValueError("num_shards and processes must be >= 1, unit_retries >= 0")
+        if self.shard_index is not None and not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(
+                f"--shard-index {self.shard_index} is outside 0..{self.num_shards - 1} "
+                f"(--num-shards {self.num_shards})"
+            )
+
+    def selected(self) -> list[int]:
+        """The units this invocation runs."""
+        if self.shard_index is not None:
+            return [self.shard_index]
+        return list(range(self.num_shards))
+
+
+class UnitFailed(RuntimeError):
+    """A unit failed on every try; the message names it and its last error in one line."""
+
+
+def unit_slice(count: int, index: int, num_units: int) -> slice:
+    """Contiguous, near-equal ranges: unit `index` of `num_units` over `count` items."""
+    return slice(index * count // num_units, (index + 1) * count // num_units)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The last line that says something: Ray wraps the worker's traceback into its message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
+
+
+RETRY_WAIT_S = 0.5
+
+
+def _retry_wait(failures: int) -> float:
+    return min(RETRY_WAIT_S * 2 ** (failures - 1), 30.0)
+
+
+class _Tries:
+    """Failures per unit and the retry decision, the same for every engine."""
+
+    def __init__(self, name: str, retries: int) -> None:
+        self.name, self.retries = name, retries
+        self.failures: dict[int, int] = {}
+
+    def failed(self, index: int, exc: BaseException) -> float:
+        """Seconds to wait before the next try of `index`; raises once the tries are spent."""
+        count = self.failures[index] = self.failures.get(index, 0) + 1
+        reason = _one_line(exc)
+        if count > self.retries:
+            raise UnitFailed(
+                f"{self.name} unit {index} failed {count} times, last: {reason}"
+            ) from None
+        log.warning(
+            "%s unit %d failed (%s); try %d of %d",
+            self.name,
+            index,
+            reason,
+            count + 1,
+            self.retries + 1,
+        )
+        return _retry_wait(count)
+
+
+def run_units(
+    func: Callable[..., Any],
+    args: Sequence[tuple],
+    options: UnitOptions,
+    name: str,
+    quiet: bool = False,
+) -> dict[int, Any]:
+    """Call `func(*args[i])` for each selected unit i on the engine; returns i -> result."""
+    selected = options.selected()
+    with item_progress(quiet or len(selected) == 1) as progress:
+        task = progress.add_task(f"{name} units", total=len(selected))
+        job = _Job(func, args, _Tries(name, options.unit_retries), lambda: progress.advance(task))
+        if options.engine == "ray" and options.shard_index is None:
+            return job.on_ray(selected, options.ray_address)
+        if options.processes > 1 and len(selected) > 1:
+            return job.in_pool(selected, options.processes)
+        return job.inline(selected)
+
+
+@dataclass
+class _Job:
+    """The units of one stage run, and the three ways to run them."""
+
+    func: Callable[..., Any]
+    args: Sequence[tuple]
+    tries: _Tries
+    advance: Callable[[], None]
+
+    def inline(self, selected: list[int]) -> dict[int, Any]:
+        results = {}
+        for index in selected:
+            while True:
+                try:
+                    results[index] = self.func(*self.args[index])
+                    break
+                except Exception as exc:
+                    time.sleep(self.tries.failed(index, exc))
+            self.advance()
+        return results
+
+    def in_pool(self, selected: list[int], processes: int) -> dict[int, Any]:
+        """Spawned processes: a fork of this process would copy polars' thread pool mid-state.
+        A worker that dies takes the pool down (BrokenProcessPool): its units are retried."""
+        context = multiprocessing.get_context("spawn")
+        results: dict[int, Any] = {}
+        todo = list(selected)
+        while todo:
+            with ProcessPoolExecutor(min(processes, len(todo)), mp_context=context) as pool:
+                running: dict[Future, int] = {}
+                for i in todo:
+                    running[pool.submit(self.func, *self.args[i])] = i
+                todo, wait_s = [], 0.0
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        index = running.pop(future)
+                        try:
+                            results[index] = future.result()
+                            self.advance()
+                        except Exception as exc:
+                            wait_s = max(wait_s, self.tries.failed(index, exc))
+                            todo.append(index)
+            time.sleep(wait_s)
+        return results
+
+    def on_ray(self, selected: list[int], address: str | None) -> dict[int, Any]:
+        """One Ray task per unit; retries are ours (max_retries=0), so a lost worker and an
+        exception are retried alike and reported the same way."""
+        try:
+            import ray
+        except ImportError:
+            raise RuntimeError("--engine ray needs Ray: pip install 'slip-data[ray]'") from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                configure_logging=False,
+                log_to_driver=False,
+            )
+        try:
+            remote = ray.remote(max_retries=0)(self.func)
+            running = {remote.remote(*self.args[i]): i for i in selected}
+            results: dict[int, Any] = {}
+            while running:
+                done, _ = ray.wait(list(running), num_returns=1)
+                index = running.pop(done[0])
+                try:
+                    results[index] = ray.get(done[0])
+                    self.advance()
+                except Exception as exc:
+                    time.sleep(self.tries.failed(index, exc))
+                    running[remote.remote(*self.args[index])] = index
+            return results
+        finally:
+            if started_here:
+                ray.shutdown()
