@@ -3,6 +3,7 @@ rank 0 alone writes, and a run resumes at the same world size only."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -35,9 +36,7 @@ def shards(tmp_path_factory):
     return write_colour_shards(tmp_path_factory.mktemp("colours") / "shards")
 
 
-def run(shards, out, processes: int, batch: int, *args: str) -> subprocess.CompletedProcess:
-    """`torchrun --standalone --nproc_per_node P -m slip_train run` on a fresh config file; a
-    plain `python -m slip_train run` for P = 0."""
+def write_config(shards, out, batch: int):
     config = out.with_suffix(".toml")
     config.write_text(
         CONFIG.format(
@@ -45,6 +44,13 @@ def run(shards, out, processes: int, batch: int, *args: str) -> subprocess.Compl
             out=json.dumps(str(out)), batch=batch,
         )
     )  # fmt: skip
+    return config
+
+
+def run(shards, out, processes: int, batch: int, *args: str) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node P -m slip_train run` on a fresh config file; a
+    plain `python -m slip_train run` for P = 0."""
+    config = write_config(shards, out, batch)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     launcher += [f"--nproc_per_node={processes}"] if processes else []
     command = (
@@ -78,6 +84,37 @@ def test_two_processes_train_like_one_with_twice_the_batch(shards, tmp_path):
     state = load_checkpoint(tmp_path / "two" / "checkpoints" / "step-00000006.pt")
     assert state["world_size"] == 2
     assert losses(tmp_path / "two")[-1] < losses(tmp_path / "two")[0]
+
+
+def test_two_nodes_of_one_process_train_like_one_process_with_twice_the_batch(shards, tmp_path):
+    """torchrun's multi-node launch on one machine: node 1's process has RANK 1 but LOCAL_RANK 0,
+    so only a writer chosen by the global rank keeps the two nodes from both writing."""
+    out = tmp_path / "nodes"
+    config = write_config(shards, out, 24)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1"]
+    rendezvous = ["--master_addr=127.0.0.1", f"--master_port={port}"]
+    command = ["-m", "slip_train", "run", str(config), "--quiet"]
+    nodes = [
+        subprocess.Popen(
+            [*launcher, f"--node_rank={node}", *rendezvous, *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for node in range(2)
+    ]
+    said = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in said]
+    assert [stdout.count("step 6: loss") for stdout, _ in said] == [1, 0]
+    one = run(shards, tmp_path / "one", 0, 48)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert losses(out) == pytest.approx(losses(tmp_path / "one"), rel=1e-5)
+    assert load_checkpoint(out / "checkpoints" / "step-00000006.pt")["world_size"] == 2
 
 
 def test_resume_at_the_same_world_size_only(shards, tmp_path):
