@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from builds import shard_bytes
+from flaky_units import die_once
 
 from slip_data import pipeline
 from slip_data.crawl import CrawlOptions
 from slip_data.crawl.results import read_latest
-from slip_data.distribute import UnitFailed, UnitOptions, unit_slice
+from slip_data.distribute import UnitFailed, UnitOptions, run_units, unit_slice
 from slip_data.graph.build import GraphOptions
 from slip_data.shard.writer import ShardOptions
 from slip_data.sources.demo import DemoSpec
@@ -118,6 +119,25 @@ def test_units_on_a_local_ray_instance_with_a_retry_equal_the_plain_build(build,
     assert len(failures) == 1 and "crawl unit 0 failed (RayTaskError" in failures[0]
     pipeline.shard(layout, SHARD, UnitOptions(num_shards=3, engine="ray"), quiet=True)
     assert shard_bytes(build) == reference
+
+
+def test_a_unit_whose_process_dies_is_retried_in_a_pool_and_on_ray(tmp_path, caplog):
+    units = [(str(tmp_path / f"pool-{i}"), i) for i in range(3)]
+    pool = UnitOptions(num_shards=3, processes=2)
+    assert run_units(die_once, units, pool, "test", quiet=True) == {0: 0, 1: 2, 2: 4}
+    assert caplog.text.count("failed (its process died with exit code 1)") == 3
+    ray = pytest.importorskip("ray", reason="Ray is in the dev group; pip install 'slip-data[ray]'")
+    # Ray's workers import die_once from this folder, as a cluster's would from slip-data
+    env = {"PYTHONPATH": str(Path(__file__).parent)}
+    ray.init(runtime_env={"env_vars": env}, include_dashboard=False, log_to_driver=False)
+    try:
+        units = [(str(tmp_path / f"ray-{i}"), i) for i in range(2)]
+        on_ray = UnitOptions(num_shards=2, engine="ray")
+        caplog.clear()
+        assert run_units(die_once, units, on_ray, "test", quiet=True) == {0: 0, 1: 2}
+        assert caplog.text.count("failed (WorkerCrashedError") == 2
+    finally:
+        ray.shutdown()
 
 
 def test_a_unit_failing_every_try_stops_the_stage_naming_it(build):

@@ -1,4 +1,4 @@
-"""Work units on an engine (img2dataset's distributor): here, a local process pool, or Ray.
+"""Work units on an engine (img2dataset's distributor): local processes, or Ray tasks.
 
 A stage cut into units (`--num-shards`) runs them all on the chosen engine, or one of them here
 (`--shard-index`, for a job array of your own). A unit that fails is run again up to
@@ -11,8 +11,10 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as connection_wait
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from slip_data.progress import item_progress
@@ -26,7 +28,7 @@ ENGINES = ("local", "ray")
 class UnitOptions:
     num_shards: int = 1  # work units the stage is cut into
     shard_index: int | None = None  # run only this unit, in this process
-    engine: str = "local"  # local: a process pool of `processes`; ray: tasks on a Ray cluster
+    engine: str = "local"  # local: a process per unit, `processes` at once; ray: Ray tasks
     processes: int = 1  # local engine: units at once (1: one after another, in this process)
     ray_address: str | None = None  # None: RAY_ADDRESS if set, else a Ray instance started here
     unit_retries: int = 2  # further tries of a failed unit
@@ -64,6 +66,16 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
 
 
+def _run_in_child(sender: Connection, func: Callable[..., Any], args: tuple) -> None:
+    """A unit in its own process: (True, result) or (False, one-line error) down the pipe."""
+    try:
+        outcome = (True, func(*args))
+    except Exception as exc:
+        outcome = (False, _one_line(exc))
+    sender.send(outcome)
+    sender.close()
+
+
 RETRY_WAIT_S = 0.5
 
 
@@ -78,10 +90,9 @@ class _Tries:
         self.name, self.retries = name, retries
         self.failures: dict[int, int] = {}
 
-    def failed(self, index: int, exc: BaseException) -> float:
+    def failed(self, index: int, reason: str) -> float:
         """Seconds to wait before the next try of `index`; raises once the tries are spent."""
         count = self.failures[index] = self.failures.get(index, 0) + 1
-        reason = _one_line(exc)
         if count > self.retries:
             raise UnitFailed(
                 f"{self.name} unit {index} failed {count} times, last: {reason}"
@@ -112,7 +123,7 @@ def run_units(
         if options.engine == "ray" and options.shard_index is None:
             return job.on_ray(selected, options.ray_address)
         if options.processes > 1 and len(selected) > 1:
-            return job.in_pool(selected, options.processes)
+            return job.in_processes(selected, options.processes)
         return job.inline(selected)
 
 
@@ -133,33 +144,43 @@ class _Job:
                     results[index] = self.func(*self.args[index])
                     break
                 except Exception as exc:
-                    time.sleep(self.tries.failed(index, exc))
+                    time.sleep(self.tries.failed(index, _one_line(exc)))
             self.advance()
         return results
 
-    def in_pool(self, selected: list[int], processes: int) -> dict[int, Any]:
-        """Spawned processes: a fork of this process would copy polars' thread pool mid-state.
-        A worker that dies takes the pool down (BrokenProcessPool): its units are retried."""
+    def in_processes(self, selected: list[int], processes: int) -> dict[int, Any]:
+        """One spawned process per unit, `processes` at a time: a unit whose process dies (OOM
+        kill, crash) is charged alone, where a shared pool would fail every unit in it. Spawned,
+        not forked: a fork of this process would copy polars' thread pool mid-state."""
         context = multiprocessing.get_context("spawn")
         results: dict[int, Any] = {}
-        todo = list(selected)
-        while todo:
-            with ProcessPoolExecutor(min(processes, len(todo)), mp_context=context) as pool:
-                running: dict[Future, int] = {}
-                for i in todo:
-                    running[pool.submit(self.func, *self.args[i])] = i
-                todo, wait_s = [], 0.0
-                while running:
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        index = running.pop(future)
-                        try:
-                            results[index] = future.result()
-                            self.advance()
-                        except Exception as exc:
-                            wait_s = max(wait_s, self.tries.failed(index, exc))
-                            todo.append(index)
-            time.sleep(wait_s)
+        waiting = list(reversed(selected))
+        running: dict[Connection, tuple[int, BaseProcess]] = {}
+        while waiting or running:
+            while waiting and len(running) < processes:
+                index = waiting.pop()
+                receiver, sender = context.Pipe(duplex=False)
+                process = context.Process(
+                    target=_run_in_child, args=(sender, self.func, self.args[index])
+                )
+                process.start()
+                sender.close()  # the child's end: at its exit the pipe reads as closed
+                running[receiver] = (index, process)
+            for receiver in connection_wait(list(running)):
+                index, process = running.pop(receiver)
+                try:
+                    succeeded, value = receiver.recv()
+                except EOFError:
+                    succeeded, value = False, None
+                receiver.close()
+                process.join()
+                if succeeded:
+                    results[index] = value
+                    self.advance()
+                    continue
+                value = value or f"its process died with exit code {process.exitcode}"
+                time.sleep(self.tries.failed(index, value))
+                waiting.append(index)
         return results
 
     def on_ray(self, selected: list[int], address: str | None) -> dict[int, Any]:
@@ -188,7 +209,7 @@ class _Job:
                     results[index] = ray.get(done[0])
                     self.advance()
                 except Exception as exc:
-                    time.sleep(self.tries.failed(index, exc))
+                    time.sleep(self.tries.failed(index, _one_line(exc)))
                     running[remote.remote(*self.args[index])] = index
             return results
         finally:
