@@ -90,14 +90,24 @@ def _read_parts(crawl_root: Path, columns: Sequence[str], keep: pl.Expr | None =
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
 
-def read_latest(crawl_root: Path, columns: Sequence[str] = tuple(SCHEMA)) -> pl.DataFrame:
-    """Latest row per URL across the parts of the root and of every unit folder.
+def read_latest(
+    crawl_root: Path,
+    columns: Sequence[str] = tuple(SCHEMA),
+    urls: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """Latest row per URL across the parts of the root and of every unit folder; only the rows
+    of `urls` if given (a work unit holds its own URLs' rows, not the whole crawl's).
 
     A URL's `attempts` grows with every run that fetches it again, in whichever folder, so the
     row with the most attempts is the latest (within a folder, the later part on a tie).
     """
     wanted = [name for name in columns if name != "image"]
-    rows = _read_parts(crawl_root, list(dict.fromkeys([*wanted, "attempts"])))
+    keep = (
+        None
+        if urls is None
+        else pl.col("url").is_in(pl.Series(list(urls), dtype=pl.String).implode())
+    )
+    rows = _read_parts(crawl_root, list(dict.fromkeys([*wanted, "attempts", "url"])), keep)
     latest = (
         rows.with_row_index("_order")
         .sort("attempts", "_order")

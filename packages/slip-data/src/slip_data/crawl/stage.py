@@ -238,11 +238,15 @@ def crawl(
 ) -> dict[str, int]:
     """Fetch every distinct URL not settled under `results_root` (default `crawl_dir`) into
     `crawl_dir`; returns this run's status counts. A work unit crawls into its own folder
-    under the root and sees what every earlier run of any unit settled."""
+    under the root and reads what every earlier run of any unit settled for its URLs (so its
+    memory follows its own URLs; identical images are found again only among those)."""
     crawl_dir = Path(crawl_dir)
+    unit = results_root is not None and Path(results_root) != crawl_dir
     with _exclusive(crawl_dir):
         remove_stale_temps(parts_dir(crawl_dir))
-        previous = read_latest(results_root or crawl_dir, columns=PREVIOUS_COLUMNS)
+        previous = read_latest(
+            results_root or crawl_dir, PREVIOUS_COLUMNS, urls=urls if unit else None
+        )
         todo, prior_attempts = _pending(urls, previous)
         if not todo:
             return {}
