@@ -135,9 +135,10 @@ def main() -> None:
     loops = {
         mode: measure_loop(config, warmup=5) for mode, config in (("clip", clip), ("slip", slip))
     }
-    for mode, (rate, waiting) in loops.items():
+    for mode, (rate, waiting, workers_rate) in loops.items():
         print(f"loop   {mode} {rate:.0f} samples/s per GPU, {waiting:.1%} of the time waiting "
-              f"for the loader; ratio to open_clip's ~{OPEN_CLIP_B32_PER_GPU:.0f}/GPU "
+              f"for the loader (its workers, a core each, would make {workers_rate:.0f} "
+              f"images/s); ratio to open_clip's ~{OPEN_CLIP_B32_PER_GPU:.0f}/GPU "
               f"{rate / OPEN_CLIP_B32_PER_GPU:.2f}")  # fmt: skip
     result = {
         "gpu": gpu, "torch": torch.__version__, "batch": args.batch, "workers": args.workers,
@@ -145,8 +146,11 @@ def main() -> None:
         "edges_per_batch": edges, "loader_images_per_s": loader_rate,
         "clip_step_s": clip_step, "slip_step_s": slip_step,
         "step_ratio_slip_clip": slip_step / clip_step,
-        "loop_samples_per_s": {mode: rate for mode, (rate, _) in loops.items()},
-        "loop_data_wait_share": {mode: waiting for mode, (_, waiting) in loops.items()},
+        "loop_samples_per_s": {mode: loop.samples_per_s for mode, loop in loops.items()},
+        "loop_data_wait_share": {mode: loop.waiting for mode, loop in loops.items()},
+        "loop_workers_images_per_s": {
+            mode: loop.workers_images_per_s for mode, loop in loops.items()
+        },
         "smoke": checks,
     }  # fmt: skip
     WORK.mkdir(parents=True, exist_ok=True)

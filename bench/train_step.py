@@ -24,6 +24,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -111,16 +112,23 @@ def step_times(
     return times
 
 
-def measure_loop(config, warmup: int) -> tuple[float, float]:
-    """`slip-train run`'s loop afresh into config's out_dir: the median samples/s after `warmup`
-    steps, and the share of the step time spent waiting for the loader."""
+class Loop(NamedTuple):
+    samples_per_s: float  # median over the steps after the warm-up
+    waiting: float  # share of the step time spent waiting for the loader
+    workers_images_per_s: float  # what the workers make, each on a core of its own (load_s)
+
+
+def measure_loop(config, warmup: int) -> Loop:
+    """`slip-train run`'s loop afresh into config's out_dir, measured after `warmup` steps."""
     from slip_train.train import train
 
     shutil.rmtree(config.train.out_dir, ignore_errors=True)
     train(config, show_progress=False)
     log = [json.loads(line) for line in (Path(config.train.out_dir) / "log.jsonl").open()][warmup:]
     waiting = sum(r["data_wait_s"] for r in log) / sum(r["step_s"] for r in log)
-    return statistics.median(r["samples_per_s"] for r in log), waiting
+    per_worker = statistics.median(r["samples"] / r["load_s"] for r in log)
+    workers = max(config.data.num_workers, 1)
+    return Loop(statistics.median(r["samples_per_s"] for r in log), waiting, workers * per_worker)
 
 
 def main() -> None:
@@ -171,7 +179,7 @@ def main() -> None:
     step_rate = args.batch / (slip_step + plan)
 
     # the whole loop, loader included (a fresh run each time)
-    loop_rate, waiting = measure_loop(slip, warmup=3)
+    loop_rate, waiting, workers_rate = measure_loop(slip, warmup=3)
 
     edges = statistics.mean(b["edge_index"].shape[1] for b in batches)
     print(f"demo {args.products} products, slip-tiny, batch {args.batch}, {edges:.0f} edges/batch")
@@ -186,7 +194,8 @@ def main() -> None:
     )
     print(
         f"loop  {loop_rate:.0f} samples/s (ratio to the step alone {loop_rate / step_rate:.2f}), "
-        f"{waiting:.1%} of its time waiting for the loader"
+        f"{waiting:.1%} of its time waiting for the loader; its workers, a core each, would "
+        f"make {workers_rate:.0f} images/s"
     )
     WORK.mkdir(parents=True, exist_ok=True)
     result = {
@@ -194,6 +203,7 @@ def main() -> None:
         "clip_step_s": clip_step, "slip_step_s": slip_step, "planner_s": plan,
         "loader_images_per_s": loader_rate, "step_samples_per_s": step_rate,
         "loop_samples_per_s": loop_rate, "loop_data_wait_share": waiting,
+        "loop_workers_images_per_s": workers_rate,
     }  # fmt: skip
     (WORK / "result.json").write_text(json.dumps(result, indent=2))
 

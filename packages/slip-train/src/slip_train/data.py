@@ -10,6 +10,7 @@ and seeds its augmentation from the batch, so the pixels do not depend on which 
 import hashlib
 import io
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,8 @@ class BatchDataset(Dataset):
     def __len__(self) -> int:
         return 0  # batches come from the planner, never from indices
 
-    def __getitems__(self, batch: PlannedBatch) -> dict[str, Tensor | int]:
+    def __getitems__(self, batch: PlannedBatch) -> dict[str, Tensor | int | float]:
+        started = time.perf_counter()
         if self._table is None:
             self._table = read_node_cache(self.cache)
         rows = self._table.take(pa.array(batch.nodes.cpu().numpy()))
@@ -107,6 +109,7 @@ class BatchDataset(Dataset):
             "edge_index": batch.edge_index,
             "epoch": batch.epoch,
             "index": batch.index,
+            "load_s": time.perf_counter() - started,  # this process's time: the loader's cost
         }
 
     def _image(self, node: int, data: bytes, seed: int) -> Tensor:

@@ -218,10 +218,12 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
             totals: dict[str, float] = {}
             samples = edges = 0
             waited = 0.0  # time the step waited for the loader: > 0 means the loader is behind
+            loaded = 0.0  # time a worker spent making the step's batches, in its own process
             for _ in range(cfg_optim.grad_accum):
                 wait_start = time.perf_counter()
                 batch = next(batches)
                 waited += time.perf_counter() - wait_start
+                loaded += batch["load_s"]
                 images = to_model_images(batch["images"].to(device, non_blocking=True), mean, std)
                 tokens = batch["tokens"].to(device, non_blocking=True)
                 edge_index = batch["edge_index"].to(device, non_blocking=True)
@@ -252,7 +254,7 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
                 "step": step, "epoch": epoch, **totals, "lr": scheduler.get_last_lr()[0],
                 "logit_scale": model.logit_scale.exp().item(), "grad_norm": grad_norm.item(),
                 "samples": samples, "edges": edges, "samples_per_s": samples / elapsed,
-                "step_s": elapsed, "data_wait_s": waited,
+                "step_s": elapsed, "data_wait_s": waited, "load_s": loaded,
             }  # fmt: skip
             if ranks.main and (step % cfg_train.log_every == 0 or step == cfg_train.steps):
                 log.write(json.dumps(record) + "\n")
