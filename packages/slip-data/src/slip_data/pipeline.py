@@ -145,9 +145,13 @@ def graph(layout: Layout, options: GraphOptions, quiet: bool = False) -> dict:
     return run_graph(raws, layout.graph, options, quiet=quiet)
 
 
-def _graph_outputs(layout: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _check_graph(layout: Layout) -> None:
     if not (layout.graph / DONE_FILE).is_file():
         raise StageOrderError(f"{layout.graph} has no finished graph: run `slip-data graph` first")
+
+
+def _graph_outputs(layout: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
+    _check_graph(layout)
     return read_graph(layout.graph)
 
 
@@ -158,8 +162,14 @@ def crawl_images(
     quiet: bool = False,
 ) -> dict[str, int]:
     """Crawl the distinct image URLs, cut into `units.num_shards` contiguous work units."""
-    nodes, _ = _graph_outputs(layout)
-    urls = nodes["image_url"].unique(maintain_order=True).to_list()
+    _check_graph(layout)
+    # the URL column alone, in node order: not the texts and reviews read_graph would load
+    urls = (
+        pl.read_parquet(layout.graph / "nodes.parquet", columns=["graph_id", "image_url"])
+        .sort("graph_id")["image_url"]
+        .unique(maintain_order=True)
+        .to_list()
+    )
     count = units.num_shards
     unit_quiet = quiet or len(units.selected()) > 1  # one bar per unit only when one runs
     with serving(layout, layout.read_source()) as (_, host_map):
