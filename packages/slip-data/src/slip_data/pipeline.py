@@ -16,9 +16,10 @@ Each stage only reads what earlier stages wrote, so it can run on its own and be
 import json
 import shutil
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -29,7 +30,7 @@ from slip_data.crawl import CrawlOptions, crawl
 from slip_data.crawl.results import read_latest, stored_images, unit_dir
 from slip_data.distribute import UnitOptions, run_units, unit_slice
 from slip_data.fetch.stage import DEFAULT_BASE_URL, run_fetch
-from slip_data.graph.build import GraphOptions, read_graph
+from slip_data.graph.build import GraphOptions, read_plan_nodes, read_texts
 from slip_data.graph.stage import DONE_FILE, RawCategory, run_graph
 from slip_data.shard.writer import (
     ShardOptions,
@@ -150,11 +151,6 @@ def _check_graph(layout: Layout) -> None:
         raise StageOrderError(f"{layout.graph} has no finished graph: run `slip-data graph` first")
 
 
-def _graph_outputs(layout: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
-    _check_graph(layout)
-    return read_graph(layout.graph)
-
-
 def crawl_images(
     layout: Layout,
     options: CrawlOptions,
@@ -189,8 +185,11 @@ def crawl_images(
 
 
 def _shard_inputs(layout: Layout, options: ShardOptions) -> tuple[ShardPlan, dict]:
-    """The shard plan (no image bytes) and the provenance that goes into the manifest."""
-    nodes, edges = _graph_outputs(layout)
+    """The shard plan (no texts, no image bytes) and the provenance that goes into the
+    manifest."""
+    _check_graph(layout)
+    nodes = read_plan_nodes(layout.graph)
+    edges = pl.read_parquet(layout.graph / "edges.parquet")
     source = layout.read_source()
     graph_summary = json.loads((layout.graph / DONE_FILE).read_text())
     provenance = {
@@ -201,12 +200,17 @@ def _shard_inputs(layout: Layout, options: ShardOptions) -> tuple[ShardPlan, dic
     return plan_shards(nodes, edges, results, options), provenance
 
 
+def _texts(layout: Layout) -> Callable[[pl.Series], pl.DataFrame]:
+    return partial(read_texts, layout.graph)
+
+
 def shard_unit(root: Path, options: ShardOptions, index: int, num_units: int) -> int:
     """Work unit `index`: its contiguous range of node files; returns how many it holds."""
     layout = Layout(root)
     plan, _ = _shard_inputs(layout, options)
     files = range(plan.num_files)[unit_slice(plan.num_files, index, num_units)]
-    write_node_files(plan, layout.shards, files, stored_images(layout.crawl), quiet=True)
+    loaders = _texts(layout), stored_images(layout.crawl)
+    write_node_files(plan, layout.shards, files, *loaders, quiet=True)
     return len(files)
 
 
@@ -228,8 +232,8 @@ def shard(
             return None
     plan, provenance = _shard_inputs(layout, options)
     graph_summary = json.loads((layout.graph / DONE_FILE).read_text())
-    images = stored_images(layout.crawl)
-    manifest = write_shards(plan, layout.shards, options, provenance, images, quiet)
+    loaders = _texts(layout), stored_images(layout.crawl)
+    manifest = write_shards(plan, layout.shards, options, provenance, *loaders, quiet)
     write_json(
         layout.report,
         {

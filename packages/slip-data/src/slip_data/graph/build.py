@@ -295,7 +295,8 @@ def top_reviews(reviews: pl.LazyFrame, nodes: pl.DataFrame, max_reviews: int) ->
 
 
 def read_graph(graph_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The graph stage's outputs, as the shard stage reads them: nodes (with reviews), edges."""
+    """The graph stage's outputs whole: nodes with their reviews, and edges (for tools and tests;
+    the stages read only the columns they need)."""
     nodes = pl.read_parquet(graph_dir / "nodes.parquet").join(
         pl.read_parquet(graph_dir / "reviews.parquet"), on="graph_id", how="left"
     )
@@ -303,3 +304,23 @@ def read_graph(graph_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.col("reviews").fill_null(pl.lit([], dtype=pl.List(pl.String)))
     )
     return nodes, pl.read_parquet(graph_dir / "edges.parquet")
+
+
+PLAN_COLUMNS = ("graph_id", "category", "label", "split", "image_url")
+
+
+def read_plan_nodes(graph_dir: Path) -> pl.DataFrame:
+    """The nodes' small columns, in graph_id order: what the shard plan needs, no text."""
+    return pl.read_parquet(graph_dir / "nodes.parquet", columns=list(PLAN_COLUMNS)).sort("graph_id")
+
+
+def read_texts(graph_dir: Path, graph_ids: pl.Series) -> pl.DataFrame:
+    """graph_id, parent_asin, title, text and reviews of the nodes `graph_ids` only."""
+    wanted = pl.col("graph_id").is_in(graph_ids.implode())
+    nodes = pl.scan_parquet(graph_dir / "nodes.parquet").filter(wanted)
+    reviews = pl.scan_parquet(graph_dir / "reviews.parquet").filter(wanted)
+    return (
+        nodes.select("graph_id", "parent_asin", "title", "text")
+        .join(reviews, on="graph_id", how="left")
+        .collect()
+    )

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from slip_data import SHARD_FORMAT_VERSION, __version__
 from slip_data.atomic import atomic_path, remove_stale_temps, write_json
@@ -51,6 +52,12 @@ class ShardOptions:
 ImageLoader = Callable[[pl.Series], pl.DataFrame]
 """Stored image sha256s -> a frame (sha256, image) holding each of them once."""
 
+TextLoader = Callable[[pl.Series], pl.DataFrame]
+"""graph ids -> a frame (graph_id, parent_asin, title, text, reviews) of those nodes."""
+
+TEXT_COLUMNS = ("parent_asin", "title", "text", "reviews")
+"""Node columns a node file needs but the plan does not: loaded file by file."""
+
 DONE_DIR = ".done"  # one record per written node file: a rerun or a later unit reuses it
 
 
@@ -64,6 +71,16 @@ def images_from(results: pl.DataFrame) -> ImageLoader:
     return load
 
 
+def texts_from(nodes: pl.DataFrame) -> TextLoader:
+    """Texts looked up in graph nodes held in memory."""
+    texts = nodes.select("graph_id", *TEXT_COLUMNS)
+
+    def load(graph_ids: pl.Series) -> pl.DataFrame:
+        return texts.filter(pl.col("graph_id").is_in(graph_ids.implode()))
+
+    return load
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -72,9 +89,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _write_parquet(frame: pl.DataFrame, target: Path | io.BytesIO, compression: str) -> None:
+    """pyarrow's writer: its bytes follow the values alone, where polars' also follow how the
+    frame lies in memory (a list column sliced from a larger frame writes other bytes), and a
+    rerun, a work unit and a plain build must write the same bytes."""
+    table = frame.to_arrow()
+    pq.write_table(table, target, compression=compression, row_group_size=ROW_GROUP_ROWS)
+
+
 def _write(frame: pl.DataFrame, path: Path, kind: str) -> dict:
     with atomic_path(path) as tmp:
-        frame.write_parquet(tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        _write_parquet(frame, tmp, "zstd")
     return {
         "path": path.name,
         "kind": kind,
@@ -101,13 +126,13 @@ def _join_images(nodes: pl.DataFrame, results: pl.DataFrame) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """Everything the shards hold but the image bytes, rows in file order.
+    """Everything the shards hold but the image bytes and the texts, rows in file order.
 
-    Cheap to derive from the graph and the crawl statuses, so every work unit derives it
-    itself and then loads only the images of its own node files.
+    Cheap to derive from the graph's small columns and the crawl statuses, so every work unit
+    derives it itself and then loads only the texts and images of its own node files.
     """
 
-    table: pl.DataFrame  # NODE_SCHEMA without `image`
+    table: pl.DataFrame  # graph_id and NODE_SCHEMA without `image` and the TEXT_COLUMNS
     edges: pl.DataFrame
     labels: pl.DataFrame
     label_names: list[str]
@@ -126,7 +151,8 @@ class ShardPlan:
 def plan_shards(
     nodes: pl.DataFrame, edges: pl.DataFrame, results: pl.DataFrame, options: ShardOptions
 ) -> ShardPlan:
-    """Keep, number and label the nodes; remap the edges to the new node ids."""
+    """Keep, number and label the nodes; remap the edges to the new node ids. `nodes` needs
+    graph_id, category, label, split and image_url; other columns are dropped."""
     joined = _join_images(nodes, results)
     crawl_status = dict(sorted(joined.group_by("image_status").len().iter_rows()))
     dropped_images = {}
@@ -153,9 +179,8 @@ def plan_shards(
         .select(src="src_id", dst="dst_id", weight=pl.col("weight").cast(pl.Int32))
         .sort("src", "dst")
     )
-    table = table.select(
-        [pl.col(name).cast(dtype) for name, dtype in NODE_SCHEMA.items() if name != "image"]
-    )
+    planned = [name for name in NODE_SCHEMA if name not in ("image", *TEXT_COLUMNS)]
+    table = table.select("graph_id", *[pl.col(name).cast(NODE_SCHEMA[name]) for name in planned])
     labels = (
         table.group_by("label_id", "label")
         .agg(
@@ -178,7 +203,7 @@ def plan_shards(
 def _fingerprint(rows: pl.DataFrame) -> str:
     """What a node file holds, images named by sha256: equal fingerprints, equal files."""
     buffer = io.BytesIO()
-    rows.write_ipc(buffer, compression="uncompressed")
+    _write_parquet(rows, buffer, "none")
     return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
@@ -202,10 +227,23 @@ def _finished_entry(shards_dir: Path, index: int, fingerprint: str) -> dict | No
     return None
 
 
+def _rows_with_texts(plan: ShardPlan, index: int, texts: TextLoader) -> pl.DataFrame:
+    """Node file `index`'s rows, every column but the image bytes, in NODE_SCHEMA order."""
+    rows = plan.rows(index)
+    found = texts(rows["graph_id"]).with_columns(
+        pl.col("reviews").fill_null(pl.lit([], dtype=pl.List(pl.String)))
+    )
+    joined = rows.join(found, on="graph_id", how="left", maintain_order="left")
+    return joined.select(
+        [pl.col(name).cast(dtype) for name, dtype in NODE_SCHEMA.items() if name != "image"]
+    )
+
+
 def write_node_files(
     plan: ShardPlan,
     shards_dir: Path,
     indices: Sequence[int],
+    texts: TextLoader,
     images: ImageLoader,
     quiet: bool = False,
 ) -> dict[int, dict]:
@@ -214,7 +252,7 @@ def write_node_files(
     shards_dir.mkdir(parents=True, exist_ok=True)
     entries, todo = {}, []
     for index in indices:
-        fingerprint = _fingerprint(plan.rows(index))
+        fingerprint = _fingerprint(_rows_with_texts(plan, index, texts))
         entry = _finished_entry(shards_dir, index, fingerprint)
         if entry is None:
             todo.append((index, fingerprint))
@@ -223,7 +261,7 @@ def write_node_files(
     with item_progress(quiet) as progress:
         task = progress.add_task("write shards", total=sum(plan.rows(i).height for i, _ in todo))
         for index, fingerprint in todo:
-            rows = plan.rows(index)
+            rows = _rows_with_texts(plan, index, texts)
             stored = images(rows["image_sha256"].drop_nulls().unique())
             chunk = rows.join(
                 stored.rename({"sha256": "image_sha256"}),
@@ -251,7 +289,8 @@ def run_shard(
 ) -> dict:
     """The whole stage from crawl results held in memory (with their images)."""
     plan = plan_shards(nodes, edges, results, options)
-    return write_shards(plan, shards_dir, options, provenance, images_from(results), quiet)
+    loaders = texts_from(nodes), images_from(results)
+    return write_shards(plan, shards_dir, options, provenance, *loaders, quiet)
 
 
 def write_shards(
@@ -259,6 +298,7 @@ def write_shards(
     shards_dir: Path,
     options: ShardOptions,
     provenance: dict,
+    texts: TextLoader,
     images: ImageLoader,
     quiet: bool = False,
 ) -> dict:
@@ -266,7 +306,7 @@ def write_shards(
     the manifest."""
     shards_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(shards_dir)
-    entries = write_node_files(plan, shards_dir, range(plan.num_files), images, quiet)
+    entries = write_node_files(plan, shards_dir, range(plan.num_files), texts, images, quiet)
     files = [entries[index] for index in range(plan.num_files)]
     files.append(_write(plan.edges, shards_dir / "edges.parquet", "edges"))
     files.append(_write(plan.labels, shards_dir / "labels.parquet", "labels"))
