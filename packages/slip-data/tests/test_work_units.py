@@ -96,6 +96,13 @@ def test_unit_options_are_checked():
     assert UnitOptions(num_shards=4, shard_index=2).selected() == [2]
 
 
+def test_ray_engine_without_ray_installed_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    expected = r"--engine ray needs Ray: pip install 'slip-data\[ray\]'"
+    with pytest.raises(RuntimeError, match=expected):
+        run_units(print, [()], UnitOptions(engine="ray"), "test", quiet=True)
+
+
 def test_units_in_local_processes_with_a_retry_equal_the_plain_build(build, reference):
     layout = pipeline.Layout(build)
     units = UnitOptions(num_shards=3, processes=2)
