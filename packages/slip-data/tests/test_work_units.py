@@ -200,3 +200,6 @@ def test_job_array_units_then_a_finishing_run_equal_the_plain_build(build, refer
     slip_data("shard", "--rows-per-shard", "50")  # edges, labels, manifest; node files kept
     assert {p.name: p.stat().st_mtime_ns for p in (build / "shards").glob("nodes-*")} == written
     assert shard_bytes(build) == reference
+    # a unit that rewrites node files takes the manifest that listed the old ones away
+    slip_data("shard", "--rows-per-shard", "100", "--num-shards", "2", "--shard-index", "0")
+    assert not (build / "shards" / "manifest.json").exists()

@@ -258,6 +258,8 @@ def write_node_files(
             todo.append((index, fingerprint))
         else:
             entries[index] = entry
+    if todo:  # a manifest must never list a file whose bytes are about to change
+        (shards_dir / MANIFEST).unlink(missing_ok=True)
     with item_progress(quiet) as progress:
         task = progress.add_task("write shards", total=sum(plan.rows(i).height for i, _ in todo))
         for index, fingerprint in todo:
@@ -308,6 +310,7 @@ def write_shards(
     remove_stale_temps(shards_dir)
     entries = write_node_files(plan, shards_dir, range(plan.num_files), texts, images, quiet)
     files = [entries[index] for index in range(plan.num_files)]
+    (shards_dir / MANIFEST).unlink(missing_ok=True)  # edges and labels may change too
     files.append(_write(plan.edges, shards_dir / "edges.parquet", "edges"))
     files.append(_write(plan.labels, shards_dir / "labels.parquet", "labels"))
 
