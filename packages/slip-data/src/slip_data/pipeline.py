@@ -184,20 +184,13 @@ def crawl_images(
     return dict(sum((Counter(counts) for counts in results.values()), Counter()))
 
 
-def _shard_inputs(layout: Layout, options: ShardOptions) -> tuple[ShardPlan, dict]:
-    """The shard plan (no texts, no image bytes) and the provenance that goes into the
-    manifest."""
+def _shard_plan(layout: Layout, options: ShardOptions) -> ShardPlan:
+    """The shard plan: no texts, no image bytes."""
     _check_graph(layout)
     nodes = read_plan_nodes(layout.graph)
     edges = pl.read_parquet(layout.graph / "edges.parquet")
-    source = layout.read_source()
-    graph_summary = json.loads((layout.graph / DONE_FILE).read_text())
-    provenance = {
-        "source": {k: v for k, v in source.items() if k != "raw_files"},
-        "graph": graph_summary["options"],
-    }
     results = read_latest(layout.crawl, columns=STATUS_COLUMNS)
-    return plan_shards(nodes, edges, results, options), provenance
+    return plan_shards(nodes, edges, results, options)
 
 
 def _texts(layout: Layout) -> Callable[[pl.Series], pl.DataFrame]:
@@ -207,7 +200,7 @@ def _texts(layout: Layout) -> Callable[[pl.Series], pl.DataFrame]:
 def shard_unit(root: Path, options: ShardOptions, index: int, num_units: int) -> int:
     """Work unit `index`: its contiguous range of node files; returns how many it holds."""
     layout = Layout(root)
-    plan, _ = _shard_inputs(layout, options)
+    plan = _shard_plan(layout, options)
     files = range(plan.num_files)[unit_slice(plan.num_files, index, num_units)]
     loaders = _texts(layout), stored_images(layout.crawl)
     write_node_files(plan, layout.shards, files, *loaders, quiet=True)
@@ -224,14 +217,16 @@ def shard(
     edges, labels and manifest here. One selected unit (`--shard-index`) writes only its node
     files and returns None: a run without `--shard-index` finishes the stage."""
     if units.num_shards > 1:
-        if units.shard_index is None:  # other units' jobs may be writing now otherwise
-            remove_stale_temps(layout.shards)
         args = [(layout.root, options, i, units.num_shards) for i in range(units.num_shards)]
         run_units(shard_unit, args, units, "shard", quiet)
         if units.shard_index is not None:
             return None
-    plan, provenance = _shard_inputs(layout, options)
+    plan = _shard_plan(layout, options)
     graph_summary = json.loads((layout.graph / DONE_FILE).read_text())
+    provenance = {
+        "source": {k: v for k, v in layout.read_source().items() if k != "raw_files"},
+        "graph": graph_summary["options"],
+    }
     loaders = _texts(layout), stored_images(layout.crawl)
     manifest = write_shards(plan, layout.shards, options, provenance, *loaders, quiet)
     write_json(

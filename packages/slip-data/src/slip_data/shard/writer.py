@@ -250,31 +250,26 @@ def write_node_files(
     """Write the node files `indices` (skipping those already written with the same rows);
     returns index -> manifest entry. Work units call this on disjoint indices."""
     shards_dir.mkdir(parents=True, exist_ok=True)
-    entries, todo = {}, []
-    for index in indices:
-        fingerprint = _fingerprint(_rows_with_texts(plan, index, texts))
-        entry = _finished_entry(shards_dir, index, fingerprint)
-        if entry is None:
-            todo.append((index, fingerprint))
-        else:
-            entries[index] = entry
-    if todo:  # a manifest must never list a file whose bytes are about to change
-        (shards_dir / MANIFEST).unlink(missing_ok=True)
+    entries = {}
     with item_progress(quiet) as progress:
-        task = progress.add_task("write shards", total=sum(plan.rows(i).height for i, _ in todo))
-        for index, fingerprint in todo:
-            rows = _rows_with_texts(plan, index, texts)
-            stored = images(rows["image_sha256"].drop_nulls().unique())
-            chunk = rows.join(
-                stored.rename({"sha256": "image_sha256"}),
-                on="image_sha256",
-                how="left",
-                maintain_order="left",
-            ).select(list(NODE_SCHEMA))
-            entry = _write(chunk, _node_file(shards_dir, index), "nodes")
-            write_json(
-                _done_record(shards_dir, index), {"fingerprint": fingerprint, "entry": entry}
-            )
+        task = progress.add_task("write shards", total=sum(plan.rows(i).height for i in indices))
+        for index in indices:
+            rows = _rows_with_texts(plan, index, texts)  # read once: to compare, then to write
+            fingerprint = _fingerprint(rows)
+            entry = _finished_entry(shards_dir, index, fingerprint)
+            if entry is None:
+                # a manifest must never list a file whose bytes are about to change
+                (shards_dir / MANIFEST).unlink(missing_ok=True)
+                stored = images(rows["image_sha256"].drop_nulls().unique())
+                chunk = rows.join(
+                    stored.rename({"sha256": "image_sha256"}),
+                    on="image_sha256",
+                    how="left",
+                    maintain_order="left",
+                ).select(list(NODE_SCHEMA))
+                entry = _write(chunk, _node_file(shards_dir, index), "nodes")
+                record = {"fingerprint": fingerprint, "entry": entry}
+                write_json(_done_record(shards_dir, index), record)
             entries[index] = entry
             progress.advance(task, rows.height)
     return entries
