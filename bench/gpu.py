@@ -13,9 +13,12 @@ configs/vit-b-32-gpu.toml and random weights (`--pretrained` to start from other
    batches, already on the GPU, the two modes' steps interleaved; median of `--steps`. Samples/s
    per GPU and the SLIP/CLIP step-time ratio. For scale: open_clip's LAION-400M ViT-B/32 run
    (32 epochs of about 400M samples in about 36 h on 128 A100s) works out to ~772 samples/s/GPU.
-3. **Loader**: images/s decoded, augmented and pinned by the workers alone (their start included).
-4. **Loop**: the whole training loop, loader included, in both modes: samples/s and the share of
-   the time the step waited for the loader.
+3. **Planner**: ms per SLIP batch, one thread (the default) against torch's thread count, on idle
+   cores and with as many spinning processes as loader workers (what the loop's planner meets).
+4. **Loader**: images/s decoded, augmented and pinned by the workers alone (their start included).
+5. **Loop**: the whole training loop, loader included, in both modes, and in SLIP mode with the
+   graph sampled on the GPU (`sampler.device = "cuda"`): samples/s and the share of the time the
+   step waited for the loader.
 """
 
 import argparse
@@ -23,6 +26,8 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -34,7 +39,9 @@ WORK = ROOT / "bench" / "_work" / "gpu"
 OPEN_CLIP_B32_PER_GPU = 32 * 400e6 / (36 * 3600 * 128)  # samples/s per A100, LAION-400M run
 
 
-def gpu_config(shards: Path, mode: str, args: argparse.Namespace, steps: int, out: str):
+def gpu_config(
+    shards: Path, mode: str, args: argparse.Namespace, steps: int, out: str, sampler: str = "cpu"
+):
     from slip_train.config import load_config
 
     return load_config(
@@ -44,7 +51,8 @@ def gpu_config(shards: Path, mode: str, args: argparse.Namespace, steps: int, ou
          f'model.pretrained="{args.pretrained}"', f'loss.mode="{mode}"', f"train.steps={steps}",
          f'train.out_dir="{WORK / out}"', "train.checkpoint_every=100000",
          "train.tensorboard=false", f"train.compile={str(args.compile).lower()}",
-         f"train.grad_checkpointing={str(args.grad_checkpointing).lower()}"],
+         f"train.grad_checkpointing={str(args.grad_checkpointing).lower()}",
+         f'sampler.device="{sampler}"'],
     )  # fmt: skip
 
 
@@ -78,6 +86,31 @@ def smoke(shards: Path, args: argparse.Namespace) -> dict:
     if checks["steps"] != list(range(1, 7)) or not (checks["loss_finite"] and same):
         raise SystemExit(f"bench/gpu: smoke test failed: {checks}")
     return checks
+
+
+def planner_ms(planner, busy: int) -> dict[str, float]:
+    """Median ms per batch, planned with one thread and with torch's count, with `busy` processes
+    spinning on the cores meanwhile."""
+    spinning = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdout=subprocess.DEVNULL)
+        for _ in range(busy)
+    ]
+    try:
+        times = {}
+        for threads in (1, None):
+            planner.threads = threads
+            batches, spent = planner.epoch(0), []
+            for _ in range(min(len(planner), 30)):
+                start = time.perf_counter()
+                next(batches)
+                spent.append(time.perf_counter() - start)
+            times[f"threads_{threads or torch.get_num_threads()}"] = statistics.median(spent) * 1e3
+        return times
+    finally:
+        planner.threads = 1
+        for process in spinning:
+            process.kill()
+            process.wait()
 
 
 def main() -> None:
@@ -117,6 +150,11 @@ def main() -> None:
     built = build_model(slip.model, with_graph=True)
     dataset = BatchDataset(data.cache, built.train_transform, built.tokenizer, 224)
     planner = BatchPlanner(data.graph, data.split_nodes, args.batch, slip.sampler.fanouts, "slip")
+    next(planner.epoch(0))  # numba's kernels loaded
+    planning = {"idle": planner_ms(planner, 0), "busy": planner_ms(planner, args.workers)}
+    for load, times in planning.items():
+        spread = ", ".join(f"{key.replace('_', ' ')} {ms:.2f} ms" for key, ms in times.items())
+        print(f"planner {load} cores ({args.workers if load == 'busy' else 0} spinning): {spread}")
     loader = iter(batch_loader(dataset, planner, 0, 0, args.workers, pin=True))
     start = time.perf_counter()
     batches = [next(loader) for _ in range(args.loader_batches)]  # worker start-up included
@@ -132,8 +170,10 @@ def main() -> None:
     print(f"step   clip {clip_step * 1e3:.1f} ms = {args.batch / clip_step:.0f} samples/s, slip "
           f"{slip_step * 1e3:.1f} ms = {args.batch / slip_step:.0f} samples/s ({edges:.0f} "
           f"edges/batch): ratio slip/clip {slip_step / clip_step:.3f}")  # fmt: skip
+    gpu_sampled = gpu_config(shards, "slip", args, args.loop_steps, "loop-slip-gpu", "cuda")
     loops = {
-        mode: measure_loop(config, warmup=5) for mode, config in (("clip", clip), ("slip", slip))
+        mode: measure_loop(config, warmup=5)
+        for mode, config in (("clip", clip), ("slip", slip), ("slip, sampled on GPU", gpu_sampled))
     }
     for mode, (rate, waiting, workers_rate) in loops.items():
         print(f"loop   {mode} {rate:.0f} samples/s per GPU, {waiting:.1%} of the time waiting "
@@ -143,7 +183,7 @@ def main() -> None:
     result = {
         "gpu": gpu, "torch": torch.__version__, "batch": args.batch, "workers": args.workers,
         "compile": args.compile, "grad_checkpointing": args.grad_checkpointing,
-        "edges_per_batch": edges, "loader_images_per_s": loader_rate,
+        "edges_per_batch": edges, "planner_ms": planning, "loader_images_per_s": loader_rate,
         "clip_step_s": clip_step, "slip_step_s": slip_step,
         "step_ratio_slip_clip": slip_step / clip_step,
         "loop_samples_per_s": {mode: loop.samples_per_s for mode, loop in loops.items()},

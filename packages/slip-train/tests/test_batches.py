@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from slip_train import sampler
 from slip_train.batches import BatchPlanner, induced_edges
 from slip_train.sampler import build_csr
 
@@ -13,11 +14,17 @@ def random_graph(num_nodes=300, num_edges=1500, seed=0):
     return src[keep], dst[keep]
 
 
-@pytest.fixture
-def graph_and_train():
+# the graph on each device there is: on a GPU the planner samples with torch ops on a stream of
+# its own and hands the batch back on the CPU
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def graph_and_train(request):
     src, dst = random_graph()
     train = torch.arange(300) % 5 != 0
-    return build_csr(src, dst, 300, keep=train), torch.nonzero(train).squeeze(1), (src, dst)
+    graph = build_csr(src, dst, 300, keep=train).to(request.param)
+    return graph, torch.nonzero(train).squeeze(1).to(request.param), (src, dst)
 
 
 @pytest.mark.parametrize("mode", ["slip", "clip"])
@@ -29,6 +36,7 @@ def test_every_batch_has_batch_size_distinct_train_nodes(graph_and_train, mode):
     assert len(batches) == len(planner) == train.numel() // planner.seeds_per_batch
     allowed = set(train.tolist())
     for batch in batches:
+        assert batch.nodes.device.type == batch.edge_index.device.type == "cpu"
         assert batch.nodes.numel() == 40 == batch.nodes.unique().numel()
         assert set(batch.nodes.tolist()) <= allowed  # no val or test node reaches training
     seeds = torch.cat([b.nodes[: planner.seeds_per_batch] for b in batches])
@@ -75,8 +83,9 @@ def test_batches_are_deterministic_and_any_one_can_be_made_alone(graph_and_train
 
 def test_induced_edges_leave_the_scratch_as_found(graph_and_train):
     graph, _, _ = graph_and_train
-    local = torch.full((graph.num_nodes,), -1, dtype=torch.long)
-    induced_edges(graph, torch.tensor([4, 9, 11]), local)
+    device = graph.indptr.device
+    local = torch.full((graph.num_nodes,), -1, dtype=torch.long, device=device)
+    induced_edges(graph, torch.tensor([4, 9, 11], device=device), local)
     assert (local == -1).all()
 
 
@@ -84,3 +93,25 @@ def test_too_small_a_split_is_an_error(graph_and_train):
     graph, _, _ = graph_and_train
     with pytest.raises(ValueError, match="fewer than 2 nodes"):
         BatchPlanner(graph, torch.tensor([3]), 8, [2], "slip")
+
+
+@pytest.mark.parametrize("numba_on_cpu", [True, False])
+def test_planning_on_one_thread_gives_the_same_batches_and_puts_torch_threads_back(
+    graph_and_train, monkeypatch, numba_on_cpu
+):
+    """One thread is the default (docs/benchmarks.md: a parallel planner next to busy loader
+    workers waits for cores); the batches must not depend on it, and the training process's
+    thread count must survive it."""
+    monkeypatch.setattr(sampler, "NUMBA_ON_CPU", numba_on_cpu)
+    graph, train, _ = graph_and_train
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one = BatchPlanner(graph, train, 60, [4, 2], "slip", seed=3)
+        every = BatchPlanner(graph, train, 60, [4, 2], "slip", seed=3, threads=None)
+        assert one.threads == 1
+        for a, b in zip(one.epoch(1), every.epoch(1), strict=True):
+            assert torch.equal(a.nodes, b.nodes) and torch.equal(a.edge_index, b.edge_index)
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

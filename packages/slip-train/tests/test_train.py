@@ -184,6 +184,10 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path):
 def test_bf16_on_cpu_a_missing_split_and_unknown_models_are_one_line_errors(shards, tmp_path):
     with pytest.raises(ConfigError, match="bf16 autocast needs CUDA"):
         train(make_config(shards, tmp_path, 'train.precision="bf16"'), show_progress=False)
+    with pytest.raises(
+        ConfigError, match=r"sampler\.device: cuda needs training on CUDA; this run"
+    ):
+        train(make_config(shards, tmp_path, 'sampler.device="cuda"'), show_progress=False)
     with pytest.raises(ValueError, match="the 'val' split has no nodes"):
         train(make_config(shards, tmp_path, 'data.split="val"'), show_progress=False)
     with pytest.raises(ValueError, match=r"model\.name: open_clip knows no model 'ViT-Q-99'"):

@@ -6,10 +6,16 @@ training node once per epoch, shuffled per epoch), their sampled neighbours, the
 training nodes up to `batch_size`; in `clip` mode it is `batch_size` shuffled training nodes and no
 edges. Each batch draws its randomness from a generator seeded by (seed, epoch, index) alone, so
 any batch can be made again without the ones before it: resuming skips to it for free.
+
+Batches are planned in the training process, one thread at a time: a batch is a few hundred nodes,
+which one thread plans in about a millisecond, and the loader's workers keep every core busy, so
+a parallel region there waits for threads that cannot get a core (measured on a 16-core machine
+with 16 workers: 152 ms a batch with 16 threads, 1.3 ms with one; docs/benchmarks.md).
 """
 
 import math
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
@@ -36,6 +42,18 @@ class PlannedBatch:
 def batch_seed(seed: int, epoch: int, index: int) -> int:
     """One 63-bit seed per batch, stable across runs and platforms."""
     return (seed * 1_000_003 + epoch) * 1_000_033 + index & (2**63 - 1)
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch (and so the sampler's numba kernels, which follow torch's count) on `count` threads
+    for the duration (None: as they are); the count is put back after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count or threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def induced_edges(graph: CSRGraph, nodes: Tensor, local: Tensor) -> Tensor:
@@ -66,6 +84,7 @@ class BatchPlanner:
         mode: str,
         edges: str = "induced",
         seed: int = 0,
+        threads: int | None = 1,  # torch's and numba's threads while planning; None: torch's count
     ) -> None:
         if train_nodes.numel() < 2:
             raise ValueError("the training split has fewer than 2 nodes: nothing to contrast")
@@ -75,11 +94,14 @@ class BatchPlanner:
         self.fanouts = list(fanouts) if mode == "slip" else []
         self.edges = edges
         self.seed = seed
+        self.threads = threads
         per_seed = 1 + sum(math.prod(self.fanouts[: hop + 1]) for hop in range(len(self.fanouts)))
         self.seeds_per_batch = max(1, self.batch_size // per_seed)
-        self._local = torch.full(
-            (graph.num_nodes,), -1, dtype=torch.long, device=graph.indptr.device
-        )
+        device = graph.indptr.device
+        self._local = torch.full((graph.num_nodes,), -1, dtype=torch.long, device=device)
+        # a graph on the GPU is sampled on a stream of its own, so that planning a batch does not
+        # wait for the training step's kernels queued before it
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
     def __len__(self) -> int:
         """Batches per epoch (the last partial one is dropped)."""
@@ -88,26 +110,30 @@ class BatchPlanner:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[PlannedBatch]:
         """The batches of `epoch` from index `start` on."""
         device = self.train_nodes.device
-        shuffle = torch.Generator(device=device).manual_seed(batch_seed(self.seed, epoch, -1))
-        order = self.train_nodes[
-            torch.randperm(self.train_nodes.numel(), generator=shuffle, device=device)
-        ]
+        with torch_threads(self.threads), torch.cuda.stream(self._stream):
+            shuffle = torch.Generator(device=device).manual_seed(batch_seed(self.seed, epoch, -1))
+            order = self.train_nodes[
+                torch.randperm(self.train_nodes.numel(), generator=shuffle, device=device)
+            ]
         for index in range(start, len(self)):
             seeds = order[index * self.seeds_per_batch : (index + 1) * self.seeds_per_batch]
             yield self.make(seeds, epoch, index)
 
     def make(self, seeds: Tensor, epoch: int, index: int) -> PlannedBatch:
+        """Batch `index` of `epoch` from its seeds; on the CPU, wherever the graph is."""
         seed = batch_seed(self.seed, epoch, index)
-        generator = torch.Generator(device=seeds.device).manual_seed(seed)
-        sampled = sample_batch(self.graph, seeds, self.fanouts, generator, self._local)
-        nodes = self._top_up(sampled.nodes, generator)
-        if not self.fanouts:
-            edge_index = torch.empty(2, 0, dtype=torch.long, device=nodes.device)
-        elif self.edges == "induced":
-            edge_index = induced_edges(self.graph, nodes, self._local)
-        else:
-            edge_index = sampled.edge_index
-        return PlannedBatch(epoch, index, seed, nodes, edge_index)
+        with torch_threads(self.threads), torch.cuda.stream(self._stream):
+            generator = torch.Generator(device=seeds.device).manual_seed(seed)
+            sampled = sample_batch(self.graph, seeds, self.fanouts, generator, self._local)
+            nodes = self._top_up(sampled.nodes, generator)
+            if not self.fanouts:
+                edge_index = torch.empty(2, 0, dtype=torch.long, device=nodes.device)
+            elif self.edges == "induced":
+                edge_index = induced_edges(self.graph, nodes, self._local)
+            else:
+                edge_index = sampled.edge_index
+            # on the GPU: copied on the planning stream, which the copy waits for
+            return PlannedBatch(epoch, index, seed, nodes.cpu(), edge_index.cpu())
 
     def _top_up(self, nodes: Tensor, generator: torch.Generator) -> Tensor:
         """`nodes` plus distinct uniformly random training nodes up to `batch_size`."""

@@ -30,6 +30,7 @@ class SamplerConfig:
     batch_size: int = 128  # nodes per batch in both modes: seeds, neighbours, random fill
     fanouts: list[int] = field(default_factory=lambda: [3])
     edges: str = "induced"  # induced (every edge among batch nodes) or sampled
+    device: str = "cpu"  # cpu (numba kernels), or cuda: the training graph sampled on the GPU
 
 
 @dataclass
@@ -92,6 +93,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.precision": ("fp32", "bf16"),
     "data.split": ("train", "val", "test"),
     "sampler.edges": ("induced", "sampled"),
+    "sampler.device": ("cpu", "cuda"),
 }
 POSITIVE = {
     "sampler.batch_size", "model.gat_layers", "model.gat_heads",

@@ -114,8 +114,15 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
             f"sampler.batch_size: {ranks.world} ranks x {config.sampler.batch_size} is more than "
             f"the {data.split_nodes.numel()} training nodes"
         )
+    graph = data.graph
+    if config.sampler.device == "cuda":
+        if device.type != "cuda":
+            raise ConfigError(
+                f"sampler.device: cuda needs training on CUDA; this run is on {device}"
+            )
+        graph = graph.to(device)
     planner = BatchPlanner(
-        data.graph,
+        graph,
         data.split_nodes,
         global_batch,
         config.sampler.fanouts,
