@@ -10,7 +10,7 @@ any batch can be made again without the ones before it: resuming skips to it for
 Batches are planned in the training process, one thread at a time: a batch is a few hundred nodes,
 which one thread plans in about a millisecond, and the loader's workers keep every core busy, so
 a parallel region there waits for threads that cannot get a core (measured on a 16-core machine
-with 16 workers: 152 ms a batch with 16 threads, 1.3 ms with one; docs/benchmarks.md).
+with 16 workers: 152 ms a batch with 16 threads, 1.4 ms with one; docs/benchmarks.md).
 """
 
 import math
@@ -100,8 +100,12 @@ class BatchPlanner:
         device = graph.indptr.device
         self._local = torch.full((graph.num_nodes,), -1, dtype=torch.long, device=device)
         # a graph on the GPU is sampled on a stream of its own, so that planning a batch does not
-        # wait for the training step's kernels queued before it
-        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        # wait for the training step's kernels queued before it; it starts once the graph and the
+        # scratch above are written
+        self._stream = None
+        if device.type == "cuda":
+            self._stream = torch.cuda.Stream(device)
+            self._stream.wait_stream(torch.cuda.current_stream(device))
 
     def __len__(self) -> int:
         """Batches per epoch (the last partial one is dropped)."""
