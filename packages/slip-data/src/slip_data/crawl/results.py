@@ -126,8 +126,9 @@ def read_latest(
 
 
 def stored_images(crawl_root: Path) -> Callable[[pl.Series], pl.DataFrame]:
-    """A loader of image bytes by sha256 that reads only the rows it is asked for: identical
-    images are stored once, and a work unit of the shard stage needs only its own."""
+    """A loader of image bytes by sha256 that keeps only the rows it is asked for: identical
+    images are stored once, and a work unit of the shard stage needs only its own. It still reads
+    the image column of every part (docs/scale.md, "Shards at full scale")."""
 
     def load(shas: pl.Series) -> pl.DataFrame:
         keep = pl.col("image").is_not_null() & pl.col("sha256").is_in(shas.implode())
