@@ -27,6 +27,8 @@ from servers import ThreadedServer
 
 from slip_data.crawl import RETRYABLE, CrawlOptions, crawl, load_results
 from slip_data.crawl.decode import decode_image
+from slip_data.crawl.results import image_parts
+from slip_data.crawl.results import stored_images as image_loader
 
 HOST = "images.slip-demo.invalid"
 FAST = CrawlOptions(
@@ -309,6 +311,28 @@ def test_a_duplicate_found_in_a_later_run_is_not_stored_again(
     assert stored_images(tmp_path) == 1
     images = load_results(tmp_path)["image"].to_list()
     assert len(images) == 2 and images[0] == images[1] is not None
+
+
+def test_an_image_lookup_opens_only_the_parts_that_name_its_images(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shard stage looks up each node file's images: with the crawl's (sha256, part) index it
+    reads the parts that can hold them, not the whole crawl (docs/scale.md)."""
+    for name in ("dup-a", "good", "dup-b"):  # one run, so one part, each; dup-b's bytes are dup-a's
+        crawl([server.url(f"/{name}.jpg")], tmp_path, FAST, host_map=server.host_map, quiet=True)
+    by_url = {row["url"]: row for row in load_results(tmp_path).iter_rows(named=True)}
+    first, duplicate = by_url[server.url("/dup-a.jpg")], by_url[server.url("/dup-b.jpg")]
+    index = image_parts(tmp_path)
+    opened = []
+    read_parquet = pl.read_parquet
+    monkeypatch.setattr(
+        pl,
+        "read_parquet",
+        lambda path, **kw: opened.append(Path(path).name) or read_parquet(path, **kw),
+    )
+    found = image_loader(tmp_path, index)(pl.Series([duplicate["sha256"]]))
+    assert found["image"].to_list() == [first["image"]] and first["image"] is not None
+    assert sorted(opened) == ["part-000000.parquet", "part-000002.parquet"]  # not good.jpg's
 
 
 def test_per_host_rate_spaces_request_starts(server: Server, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import polars as pl
 from slip_data.atomic import remove_stale_temps, write_json
 from slip_data.categories import CATEGORIES
 from slip_data.crawl import CrawlOptions, crawl
-from slip_data.crawl.results import read_latest, stored_images, unit_dir
+from slip_data.crawl.results import image_parts, read_latest, stored_images, unit_dir
 from slip_data.distribute import UnitOptions, run_units, unit_slice
 from slip_data.fetch.stage import DEFAULT_BASE_URL, run_fetch
 from slip_data.graph.build import GraphOptions, read_plan_nodes, read_texts
@@ -202,7 +202,7 @@ def shard_unit(root: Path, options: ShardOptions, index: int, num_units: int) ->
     layout = Layout(root)
     plan = _shard_plan(layout, options)
     files = range(plan.num_files)[unit_slice(plan.num_files, index, num_units)]
-    loaders = _texts(layout), stored_images(layout.crawl)
+    loaders = _texts(layout), stored_images(layout.crawl, image_parts(layout.crawl))
     write_node_files(plan, layout.shards, files, *loaders, quiet=True)
     return len(files)
 
@@ -227,7 +227,7 @@ def shard(
         "source": {k: v for k, v in layout.read_source().items() if k != "raw_files"},
         "graph": graph_summary["options"],
     }
-    loaders = _texts(layout), stored_images(layout.crawl)
+    loaders = _texts(layout), stored_images(layout.crawl, image_parts(layout.crawl))
     manifest = write_shards(plan, layout.shards, options, provenance, *loaders, quiet)
     write_json(
         layout.report,

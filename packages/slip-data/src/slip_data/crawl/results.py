@@ -71,22 +71,37 @@ def result_dirs(crawl_root: Path) -> list[Path]:
     return [Path(crawl_root), *(sorted(units.iterdir()) if units.is_dir() else [])]
 
 
-def _read_parts(crawl_root: Path, columns: Sequence[str], keep: pl.Expr | None = None):
-    """Rows of every readable part under `crawl_root`; an unreadable part is reported in one
-    line and skipped."""
+def _part_paths(crawl_root: Path) -> list[Path]:
+    """Every part file of the root and of every unit folder."""
+    return [path for folder in result_dirs(crawl_root) for _, path in part_files(folder)]
+
+
+def _read_parts(
+    crawl_root: Path,
+    columns: Sequence[str],
+    keep: pl.Expr | None = None,
+    paths: Sequence[Path] | None = None,
+    with_part: bool = False,
+):
+    """Rows of every readable part under `crawl_root` (of `paths` only, if given), with the
+    part's path in a `part` column if `with_part`; an unreadable part is reported in one line
+    and skipped."""
     schema = {name: SCHEMA[name] for name in columns}
     frames = []
-    for folder in result_dirs(crawl_root):
-        for _, path in part_files(folder):
-            try:
-                frame = pl.read_parquet(path, columns=list(columns)).cast(schema)
-            except Exception as exc:  # any damage to one file must not lose the others
-                reason = " ".join(str(exc).split())[:200]
-                log.warning(
-                    "skipping unreadable crawl part %s: %s: %s", path, type(exc).__name__, reason
-                )
-                continue
-            frames.append(frame if keep is None else frame.filter(keep))
+    for path in _part_paths(crawl_root) if paths is None else paths:
+        try:
+            frame = pl.read_parquet(path, columns=list(columns)).cast(schema)
+        except Exception as exc:  # any damage to one file must not lose the others
+            reason = " ".join(str(exc).split())[:200]
+            log.warning(
+                "skipping unreadable crawl part %s: %s: %s", path, type(exc).__name__, reason
+            )
+            continue
+        frame = frame if keep is None else frame.filter(keep)
+        part = pl.lit(str(path), dtype=pl.Categorical)  # 4 bytes a row, not the path's length
+        frames.append(frame.with_columns(part=part) if with_part else frame)
+    if with_part:
+        schema = {**schema, "part": pl.Categorical}
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
 
@@ -125,14 +140,30 @@ def read_latest(
     ).select(list(columns))
 
 
-def stored_images(crawl_root: Path) -> Callable[[pl.Series], pl.DataFrame]:
+def image_parts(crawl_root: Path) -> pl.DataFrame:
+    """(sha256, part) for every row with an image sha256: each image's bytes are stored in one
+    of the parts that name its sha256. Read from the small columns only."""
+    keep = pl.col("sha256").is_not_null()
+    return _read_parts(crawl_root, ["sha256"], keep, with_part=True).unique()
+
+
+def stored_images(
+    crawl_root: Path, where: pl.DataFrame | None = None
+) -> Callable[[pl.Series], pl.DataFrame]:
     """A loader of image bytes by sha256 that keeps only the rows it is asked for: identical
-    images are stored once, and a work unit of the shard stage needs only its own. It still reads
-    the image column of every part (docs/scale.md, "Shards at full scale")."""
+    images are stored once, and a work unit of the shard stage needs only its own. With `where`
+    (image_parts), it opens only the parts that can hold them; else every part. The crawl
+    writes URLs in node order, so a node file's images sit in a few parts."""
 
     def load(shas: pl.Series) -> pl.DataFrame:
-        keep = pl.col("image").is_not_null() & pl.col("sha256").is_in(shas.implode())
-        found = _read_parts(crawl_root, ["sha256", "image"], keep)
+        wanted = shas.implode()
+        paths = None
+        if where is not None:
+            parts = where.filter(pl.col("sha256").is_in(wanted))["part"].cast(pl.String)
+            parts = parts.unique().sort()
+            paths = [Path(part) for part in parts]
+        keep = pl.col("image").is_not_null() & pl.col("sha256").is_in(wanted)
+        found = _read_parts(crawl_root, ["sha256", "image"], keep, paths)
         return found.unique("sha256", keep="first", maintain_order=True)
 
     return load
