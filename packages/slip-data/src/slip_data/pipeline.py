@@ -16,7 +16,7 @@ Each stage only reads what earlier stages wrote, so it can run on its own and be
 import json
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -33,8 +33,10 @@ from slip_data.fetch.stage import DEFAULT_BASE_URL, run_fetch
 from slip_data.graph.build import GraphOptions, read_plan_nodes, read_texts
 from slip_data.graph.stage import DONE_FILE, RawCategory, run_graph
 from slip_data.shard.writer import (
+    ImageLoader,
     ShardOptions,
     ShardPlan,
+    TextLoader,
     plan_shards,
     write_node_files,
     write_shards,
@@ -193,8 +195,18 @@ def _shard_plan(layout: Layout, options: ShardOptions) -> ShardPlan:
     return plan_shards(nodes, edges, results, options)
 
 
-def _texts(layout: Layout) -> Callable[[pl.Series], pl.DataFrame]:
-    return partial(read_texts, layout.graph)
+def _loaders(layout: Layout) -> tuple[TextLoader, ImageLoader]:
+    """Texts from the graph; images from the crawl parts that name them, by an index of the
+    crawl read on the first lookup, so a run whose node files are all written reads none."""
+    images: ImageLoader | None = None
+
+    def load_images(shas: pl.Series) -> pl.DataFrame:
+        nonlocal images
+        if images is None:
+            images = stored_images(layout.crawl, image_parts(layout.crawl))
+        return images(shas)
+
+    return partial(read_texts, layout.graph), load_images
 
 
 def shard_unit(root: Path, options: ShardOptions, index: int, num_units: int) -> int:
@@ -202,8 +214,7 @@ def shard_unit(root: Path, options: ShardOptions, index: int, num_units: int) ->
     layout = Layout(root)
     plan = _shard_plan(layout, options)
     files = range(plan.num_files)[unit_slice(plan.num_files, index, num_units)]
-    loaders = _texts(layout), stored_images(layout.crawl, image_parts(layout.crawl))
-    write_node_files(plan, layout.shards, files, *loaders, quiet=True)
+    write_node_files(plan, layout.shards, files, *_loaders(layout), quiet=True)
     return len(files)
 
 
@@ -227,8 +238,7 @@ def shard(
         "source": {k: v for k, v in layout.read_source().items() if k != "raw_files"},
         "graph": graph_summary["options"],
     }
-    loaders = _texts(layout), stored_images(layout.crawl, image_parts(layout.crawl))
-    manifest = write_shards(plan, layout.shards, options, provenance, *loaders, quiet)
+    manifest = write_shards(plan, layout.shards, options, provenance, *_loaders(layout), quiet)
     write_json(
         layout.report,
         {

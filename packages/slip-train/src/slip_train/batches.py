@@ -107,6 +107,12 @@ class BatchPlanner:
             self._stream = torch.cuda.Stream(device)
             self._stream.wait_stream(torch.cuda.current_stream(device))
 
+    @contextmanager
+    def _planning(self) -> Iterator[None]:
+        """Planning's threads and, for a graph on the GPU, its stream."""
+        with torch_threads(self.threads), torch.cuda.stream(self._stream):
+            yield
+
     def __len__(self) -> int:
         """Batches per epoch (the last partial one is dropped)."""
         return max(1, self.train_nodes.numel() // self.seeds_per_batch)
@@ -114,7 +120,7 @@ class BatchPlanner:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[PlannedBatch]:
         """The batches of `epoch` from index `start` on."""
         device = self.train_nodes.device
-        with torch_threads(self.threads), torch.cuda.stream(self._stream):
+        with self._planning():
             shuffle = torch.Generator(device=device).manual_seed(batch_seed(self.seed, epoch, -1))
             order = self.train_nodes[
                 torch.randperm(self.train_nodes.numel(), generator=shuffle, device=device)
@@ -126,7 +132,7 @@ class BatchPlanner:
     def make(self, seeds: Tensor, epoch: int, index: int) -> PlannedBatch:
         """Batch `index` of `epoch` from its seeds; on the CPU, wherever the graph is."""
         seed = batch_seed(self.seed, epoch, index)
-        with torch_threads(self.threads), torch.cuda.stream(self._stream):
+        with self._planning():
             generator = torch.Generator(device=seeds.device).manual_seed(seed)
             sampled = sample_batch(self.graph, seeds, self.fanouts, generator, self._local)
             nodes = self._top_up(sampled.nodes, generator)
