@@ -50,3 +50,11 @@ def write_jsonl_gz(path: Path, records: list, raw_lines: tuple[str, ...] = ()) -
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
     return path
+
+
+def write_lines_gz(path: Path, lines: list[bytes], final_newline: bool = True) -> Path:
+    """Raw lines, bytes as given (invalid UTF-8 and all), gzip-compressed."""
+    data = b"\n".join(lines) + (b"\n" if final_newline else b"")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data, mtime=0))
+    return path

@@ -100,6 +100,32 @@ def test_node_filters_are_counted_by_reason(tmp_path):
     }
 
 
+def test_hostile_raw_lines_are_skipped_and_counted_not_fatal(tmp_path):
+    meta = [product("A"), product("B"), product("C", title=["a", "list"]), "null", "[1, 2]"]
+    reviews = [
+        review("u1", "A"),
+        review("u1", "B"),
+        review("u2", "A", rating=float("nan")),  # Python's json writes NaN
+        review("u2", "B", timestamp=2**64),
+        review(12, "A"),
+    ]
+    raw = RawCategory(
+        "All_Beauty",
+        write_jsonl_gz(tmp_path / "meta.jsonl.gz", meta),
+        write_jsonl_gz(tmp_path / "reviews.jsonl.gz", reviews),
+    )
+    files = run_graph([raw], tmp_path / "graph", GraphOptions(), quiet=True)["files"]
+    assert files["meta:All_Beauty"]["skipped"] == {"not_an_object": 2, "wrong_type_title": 1}
+    assert files["meta:All_Beauty"]["examples"]["wrong_type_title"] == [f"{raw.meta}:3"]
+    assert files["review:All_Beauty"]["skipped"] == {
+        "missing_user_id": 1,
+        "non_standard_json": 1,
+        "number_out_of_range": 1,
+    }
+    nodes, edges = read_graph(tmp_path / "graph")
+    assert nodes["parent_asin"].to_list() == ["A", "B"] and edges.height == 1
+
+
 def test_main_image_hi_res_preferred_else_large(tmp_path):
     from rawfiles import image
 

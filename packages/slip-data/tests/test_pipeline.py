@@ -113,6 +113,17 @@ def test_bad_raw_input_is_counted_not_fatal(tmp_path):
     counts = summary["counts"]
     assert counts["dropped_products"] == {"duplicate_parent_asin": 1, "no_image": 1}
     assert counts["dropped_reviews"]["unknown_product"] == 1
+    # inspect shows the skipped raw lines by reason, with where the first ones are
+    run("crawl", "--out", out, "--attempts", "1", "--timeout", "2", "--quiet")
+    run("shard", "--out", out, "--keep-missing-images", "--quiet")
+    lines = json.loads(run("inspect", out, "--json").stdout)["raw_lines"]
+    # the line cut by the truncation is malformed too
+    assert lines["skipped"] == {"malformed_json": 2, "truncated_gzip": 1}
+    assert lines["lines"] == lines["kept"] + 2
+    meta = raw / "meta_categories/meta_All_Beauty.jsonl.gz"  # a local --base-url is read in place
+    assert lines["examples"]["malformed_json"][0] == f"{meta}:5"
+    shown = run("inspect", out).stdout
+    assert "malformed_json" in shown and "truncated_gzip" in shown and "skipped by reason" in shown
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,9 @@
 """`slip-data inspect`: the summary of a shard folder, from its manifest and edges."""
 
+import json
+from collections import Counter
+from pathlib import Path
+
 import networkx as nx
 import numpy as np
 import polars as pl
@@ -7,6 +11,7 @@ import polars as pl
 from slip_data.shard.writer import read_manifest
 
 DEGREE_QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+MAX_EXAMPLES = 3  # `file:line` examples shown per skip reason
 
 
 NETWORKX_MAX_EDGES = 2_000_000
@@ -36,9 +41,31 @@ def component_sizes(n_nodes: int, src: np.ndarray, dst: np.ndarray) -> list[int]
     return sorted(np.bincount(label)[np.unique(label)].tolist(), reverse=True)
 
 
+def raw_line_skips(report_path: Path) -> dict | None:
+    """The raw files' lines read, kept and skipped by reason over every file, with the first
+    few `file:line` examples per reason, from the build's report.json (None without one)."""
+    try:
+        files = json.loads(report_path.read_text())["raw_files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    skipped: Counter = Counter()
+    examples: dict[str, list[str]] = {}
+    for report in files.values():
+        skipped.update(report["skipped"])
+        for reason, where in report["examples"].items():
+            examples.setdefault(reason, []).extend(where)
+    return {
+        "lines": sum(report["lines"] for report in files.values()),
+        "kept": sum(report["kept"] for report in files.values()),
+        "skipped": dict(skipped.most_common()),
+        "examples": {reason: examples[reason][:MAX_EXAMPLES] for reason in skipped},
+    }
+
+
 def summarize(shards_dir) -> dict:
-    """Counts, degree quantiles, connected components, label, split and crawl status counts."""
-    folder, manifest = read_manifest(shards_dir)
+    """Counts, degree quantiles, connected components, label, split and crawl status counts, and
+    the raw lines skipped by reason when the build folder's report.json is there."""
+    folder, manifest = read_manifest(Path(shards_dir))
     n_nodes = manifest["counts"]["nodes"]
     edges = pl.read_parquet(folder / "edges.parquet")
     degree = np.zeros(n_nodes, dtype=np.int64)
@@ -66,4 +93,5 @@ def summarize(shards_dir) -> dict:
         "splits": manifest["split_sizes"],
         "crawl_status": manifest["crawl_status"],
         "files": len(manifest["files"]),
+        "raw_lines": raw_line_skips(folder.parent / "report.json"),
     }
