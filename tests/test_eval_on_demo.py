@@ -1,6 +1,7 @@
 """slip-eval on what slip-train and slip-data wrote, through the commands only: checkpoints and
 exports of both modes, structure-aware inference, the embedding cache, compare, bad input."""
 
+import hashlib
 import json
 
 import pytest
@@ -132,6 +133,8 @@ def shards_without(demo_build, folder, split=None, labels=True):
                 moved = pc.replace_substring(table["split"], split, "train")
                 pq.write_table(table.set_column(table.schema.get_field_index("split"), "split",
                                                 moved), folder / entry["path"])  # fmt: skip
+                data = (folder / entry["path"]).read_bytes()  # readers verify the manifest's hash
+                entry["sha256"], entry["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
     if not labels:
         manifest["label_names"] = []
     (folder / "manifest.json").write_text(json.dumps(manifest))

@@ -138,24 +138,12 @@ def test_grad_checkpointing_and_tensorboard_and_no_silent_overwrite(shards, tmp_
         train(make_config(shards, tmp_path, "train.steps=2"), show_progress=False)
 
 
-def test_nodes_without_an_image_are_left_out_and_a_corrupt_image_is_one_line(tmp_path):
+def test_nodes_without_an_image_are_left_out(tmp_path):
     from slip_train.data import load_train_data
 
-    folder = write_colour_shards(tmp_path / "shards", replace={1: None, 2: b"\xff\xd8 broken"})
+    folder = write_colour_shards(tmp_path / "shards", replace={1: None})
     data = load_train_data(folder, "train", tmp_path / "cache")
     assert 1 not in data.split_nodes.tolist() and 2 in data.split_nodes.tolist()
-    config = tmp_path / "run.toml"
-    config.write_text(
-        f'[data]\nshards = "{folder}"\ncache_dir = "{tmp_path / "cache"}"\nnum_workers = 1\n'
-        f'[sampler]\nbatch_size = 144\n[train]\nsteps = 2\ndevice = "cpu"\n'
-        f'out_dir = "{tmp_path / "run"}"\n'
-    )  # a batch of every train node holds node 2
-    cli = [sys.executable, "-c", "from slip_train.cli import main; main()"]
-    ran = subprocess.run([*cli, "run", str(config), "--quiet"], capture_output=True, text=True)
-    assert ran.returncode == 2
-    (line,) = ran.stderr.strip().splitlines()[-1:]
-    assert "node 2: its image does not decode" in line and line.startswith("error: ")
-    assert "Traceback" not in ran.stderr
 
 
 def test_bad_checkpoints_are_one_line_errors(tmp_path):

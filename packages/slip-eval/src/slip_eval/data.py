@@ -3,20 +3,26 @@
 Embeddings are cached per (model weights, shard files, split) under the cache folder: a key made
 of the checkpoint's digest and the manifest's file hashes, so new weights or new shards never
 read a stale cache. The cache holds the encoders' unnormalised output, which the graph heads of
-structure-aware inference take as input.
+structure-aware inference take as input; an entry that is not what was written (unreadable, of
+another shape or key, not finite) is recomputed.
+
+Readers verify what the manifest promises: a node file read for its images, and edges.parquet, is
+checked against its sha256, and each image against its image_sha256, so a byte changed on disk is
+a one-line error, not a silently different result.
 """
 
 import hashlib
 import io
 import json
 import os
-import tempfile
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -25,6 +31,7 @@ from PIL import Image
 from rich.progress import Progress
 from torch import Tensor
 
+from slip_eval.atomic import atomic_path
 from slip_eval.models import LoadedModel
 
 SHARD_VERSION = 1
@@ -33,6 +40,25 @@ SPLITS = ("train", "val", "test")
 
 class DataError(ValueError):
     """Shards or a split that cannot be evaluated; one line."""
+
+
+def _verified(folder: Path, manifest: dict, path: Path) -> pa.Buffer:
+    """The file's bytes, read once and checked against the manifest's sha256 (when it lists one):
+    parsing the bytes that were hashed leaves no window for the file to change."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    listed = {f["path"]: f.get("sha256") for f in manifest["files"]}
+    expected = listed.get(path.relative_to(folder).as_posix())
+    if expected is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            raise DataError(
+                f"{path}: sha256 {actual} is not the manifest's {expected} "
+                "(the file changed after slip-data wrote it)"
+            )
+    return pa.py_buffer(data)
 
 
 @dataclass
@@ -51,16 +77,31 @@ class Split:
         return [self.folder / f["path"] for f in self.manifest["files"] if f["kind"] == "nodes"]
 
     def images(self, batch_size: int) -> Iterator[list[bytes]]:
-        """The split's image bytes in node_id order, a batch at a time (bounded memory): shard
-        files in name order, row groups in order."""
+        """The split's image bytes in node_id order, a batch at a time (one node file in memory):
+        shard files in name order, each checked against its sha256, row groups in order, each
+        image against its image_sha256."""
+        columns = ["node_id", "split", "image_sha256", "image"]
         for path in self.node_files:
-            shard = pq.ParquetFile(path)
-            for batch in shard.iter_batches(batch_size, columns=["split", "image_sha256", "image"]):
+            shard = pq.ParquetFile(pa.BufferReader(_verified(self.folder, self.manifest, path)))
+            for batch in shard.iter_batches(batch_size, columns=columns):
                 wanted = pc.and_(
                     pc.equal(batch.column("split"), self.name),
                     batch.column("image_sha256").is_valid(),
                 )
-                images = batch.column("image").filter(wanted).to_pylist()
+                rows = batch.filter(wanted)
+                images = rows.column("image").to_pylist()
+                for node, data, expected in zip(
+                    rows.column("node_id").to_pylist(),
+                    images,
+                    rows.column("image_sha256").to_pylist(),
+                    strict=True,
+                ):
+                    actual = hashlib.sha256(data or b"").hexdigest()
+                    if actual != expected:
+                        raise DataError(
+                            f"{path}: node {node}: image sha256 {actual} is not its "
+                            f"image_sha256 {expected}"
+                        )
                 if images:
                     yield images
 
@@ -93,7 +134,9 @@ def open_split(path: str | Path, split: str) -> Split:
     if table.num_rows == 0:
         raise DataError(f"{folder}: the {split!r} split has no product with an image")
     node_ids = table["node_id"].to_numpy()
-    edges = pq.read_table(folder / "edges.parquet", columns=["src", "dst"])
+    edges = pq.read_table(
+        _verified(folder, manifest, folder / "edges.parquet"), columns=["src", "dst"]
+    )
     local = np.full(manifest["counts"]["nodes"], -1, dtype=np.int64)
     local[node_ids] = np.arange(node_ids.size)
     src, dst = local[edges["src"].to_numpy()], local[edges["dst"].to_numpy()]
@@ -130,15 +173,55 @@ def _cache_key(model: LoadedModel, split: Split) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
+def _entry_problem(entry: object, key: str, rows: int) -> str | None:
+    """Why a loaded cache entry is not one `embed_split` wrote for `key` and a split of `rows`
+    products, or None."""
+    if not isinstance(entry, dict) or set(entry) != {"image", "text", "key"}:
+        return "not a dict of image, text and key"
+    if not (isinstance(entry["key"], str) and entry["key"] == key):
+        return "written for another key"
+    for name in ("image", "text"):
+        value = entry[name]
+        if not isinstance(value, Tensor) or value.dtype != torch.float32 or value.dim() != 2:
+            return f"{name} is not a 2-D float32 tensor"
+        if value.shape[0] != rows:
+            return f"{name} has {value.shape[0]} rows, not the split's {rows}"
+        if not bool(torch.isfinite(value).all()):
+            return f"{name} holds values that are not finite"
+    if entry["image"].shape[1] != entry["text"].shape[1]:
+        return f"image width {entry['image'].shape[1]} is not text width {entry['text'].shape[1]}"
+    return None
+
+
+def _load_cached(target: Path, key: str, rows: int) -> dict[str, Tensor] | None:
+    """The cached embeddings, or None when there are none or they are not what was written (a
+    one-line warning then says why)."""
+    if not target.is_file():
+        return None
+    try:
+        entry = torch.load(target, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a truncated or foreign file
+        problem = f"not readable ({(str(exc).splitlines() or [type(exc).__name__])[0][:200]})"
+    else:
+        problem = _entry_problem(entry, key, rows)
+        if problem is None:
+            return {"image": entry["image"], "text": entry["text"]}
+    print(f"slip-eval: embedding cache {target}: {problem}; recomputing it", file=sys.stderr)
+    return None
+
+
 @torch.no_grad()
 def embed_split(
     model: LoadedModel, split: Split, cache_dir: Path | None, batch_size: int = 128,
     quiet: bool = False,
 ) -> dict[str, Tensor]:  # fmt: skip
     """`image` and `text`: the encoders' unnormalised (n, d) outputs for the split, cached."""
-    target = cache_dir / f"{_cache_key(model, split)}.pt" if cache_dir else None
-    if target is not None and target.is_file():
-        return torch.load(target, map_location="cpu", weights_only=True)
+    key = _cache_key(model, split)
+    target = cache_dir / f"{key}.pt" if cache_dir else None
+    if target is not None:
+        cached = _load_cached(target, key, split.node_ids.size)
+        if cached is not None:
+            return cached
     images = []
     with (
         ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool,
@@ -151,12 +234,6 @@ def embed_split(
             progress.advance(task, len(chunk))
     embeddings = {"image": torch.cat(images), "text": encode_texts(model, split.titles)}
     if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.close(fd)
-        try:
-            torch.save(embeddings, tmp)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with atomic_path(target) as tmp:
+            torch.save(embeddings | {"key": key}, tmp)
     return embeddings

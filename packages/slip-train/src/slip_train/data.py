@@ -5,11 +5,17 @@ The planner (slip_train.batches) runs in the main process and hands each worker 
 PlannedBatch through the DataLoader's `batch_sampler`; the worker's `__getitems__` returns the
 batch's tensors. A worker opens the memory-mapped node cache itself, so nothing large is pickled,
 and seeds its augmentation from the batch, so the pixels do not depend on which worker ran it.
+
+Each image is checked against its image_sha256 before it is decoded: a damaged image (or one that
+does not decode) is dropped from its batch with a one-line warning and counted, rather than
+trained on or stopping the run.
 """
 
 import hashlib
 import io
 import json
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -72,8 +78,8 @@ def to_model_images(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 
 
 class BatchDataset(Dataset):
-    """Turns a PlannedBatch into tensors: images decoded and augmented (uint8, normalised later on
-    the device by to_model_images), titles tokenized."""
+    """Turns a PlannedBatch into tensors: images checked, decoded and augmented (uint8, normalised
+    later on the device by to_model_images), titles tokenized."""
 
     def __init__(
         self, cache: Path, transform: Callable, tokenizer: Callable, image_size: int
@@ -83,6 +89,10 @@ class BatchDataset(Dataset):
         self.transform = transform
         self.tokenizer = tokenizer
         self._table: pa.Table | None = None  # opened lazily, in the worker that reads it
+        self._warned: set[int] = set()  # nodes this process has warned about
+        # under torchrun each rank holds an equal share of the batch (slip_train.distributed
+        # gathers equal-sized rows) and the batch's edges: a rank cannot drop a node alone
+        self._can_drop = int(os.environ.get("WORLD_SIZE", "1")) == 1
 
     def __len__(self) -> int:
         return 0  # batches come from the planner, never from indices
@@ -94,36 +104,67 @@ class BatchDataset(Dataset):
         rows = self._table.take(pa.array(batch.nodes.cpu().numpy()))
         first = batch.seed + batch.offset  # image i's seed is the batch's seed + i
         with torch.random.fork_rng(devices=[]):
-            images = torch.stack(
-                [
-                    self._image(node, data, first + i)
-                    for i, (node, data) in enumerate(
-                        zip(batch.nodes.tolist(), rows["image"].to_pylist(), strict=True)
+            decoded = [
+                self._image(node, data, sha256, first + i)
+                for i, (node, data, sha256) in enumerate(
+                    zip(
+                        batch.nodes.tolist(),
+                        rows["image"].to_pylist(),
+                        rows["image_sha256"].to_pylist(),
+                        strict=True,
                     )
-                ]
-            )
+                )
+            ]
+        keep = torch.tensor([image is not None for image in decoded])
+        if not bool(keep.any()):
+            raise ShardError(f"batch {batch.index}: none of its {keep.numel()} images is usable")
+        nodes, edge_index, titles = batch.nodes, batch.edge_index, rows["title"].to_pylist()
+        if not bool(keep.all()):
+            nodes, edge_index = drop_nodes(nodes, edge_index, keep.to(nodes.device))
+            titles = [title for title, kept in zip(titles, keep.tolist(), strict=True) if kept]
         return {
-            "images": images,
-            "tokens": self.tokenizer(rows["title"].to_pylist()),
-            "nodes": batch.nodes,
-            "edge_index": batch.edge_index,
+            "images": torch.stack([image for image in decoded if image is not None]),
+            "tokens": self.tokenizer(titles),
+            "nodes": nodes,
+            "edge_index": edge_index,
             "epoch": batch.epoch,
             "index": batch.index,
+            "skipped_images": int((~keep).sum()),
             "load_s": time.perf_counter() - started,  # this process's time: the loader's cost
         }
 
-    def _image(self, node: int, data: bytes, seed: int) -> Tensor:
-        """One image, augmented from its own seed: the same pixels whichever process loads it.
+    def _image(self, node: int, data: bytes | None, sha256: str | None, seed: int) -> Tensor | None:
+        """One image, augmented from its own seed: the same pixels whichever process loads it;
+        None (after a one-line warning) when it does not match its image_sha256 or does not decode.
 
         Only the CPU generator is seeded, the one the transforms draw from: torch.manual_seed
         also queues a CUDA seeding with a stack trace, 0.9 ms per image in a loader worker."""
+        actual = hashlib.sha256(data or b"").hexdigest()
+        if actual != sha256:
+            return self._skip(node, f"image sha256 {actual} is not its image_sha256 {sha256}")
         torch.default_generator.manual_seed(seed)
         try:
             image = Image.open(io.BytesIO(data))
             image.draft("RGB", (self.image_size, self.image_size))  # JPEG: decode no larger
             return pil_to_tensor(self.transform(image.convert("RGB")))
         except (OSError, ValueError, SyntaxError) as exc:  # Pillow's ways of saying "not an image"
-            raise ShardError(f"node {node}: its image does not decode ({exc})") from None
+            return self._skip(node, f"its image does not decode ({exc})")
+
+    def _skip(self, node: int, problem: str) -> None:
+        """Warn once per node and process; under torchrun, stop with the problem instead."""
+        if not self._can_drop:
+            raise ShardError(f"node {node}: {problem} (under torchrun a bad image stops the run)")
+        if node not in self._warned:
+            self._warned.add(node)
+            print(f"slip-train: skipped node {node}: {problem}", file=sys.stderr, flush=True)
+
+
+def drop_nodes(nodes: Tensor, edge_index: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+    """The batch without the nodes where `keep` is False: their edges dropped, the others'
+    batch-local indices renumbered to the rows that remain."""
+    renumber = torch.cumsum(keep, 0) - 1
+    inside = keep[edge_index[0]] & keep[edge_index[1]]
+    return nodes[keep], renumber[edge_index[:, inside]]
 
 
 class _PlannedBatches:

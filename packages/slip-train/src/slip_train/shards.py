@@ -1,14 +1,19 @@
 """Reading slip-data shards through their contract (docs/shard-format.md), never slip-data's code.
 
-Images need random access in any order, for datasets larger than RAM: the image and title columns
-are copied once into an Arrow IPC file (`nodes.arrow`, written atomically beside a stamp of the
-manifest it came from) and memory-mapped, so a DataLoader worker reads one image without loading a
-shard.
+Images need random access in any order, for datasets larger than RAM: the image, title and
+image_sha256 columns are copied once into an Arrow IPC file (`nodes.arrow`, written atomically
+beside a stamp of the manifest it came from) and memory-mapped, so a DataLoader worker reads one
+image without loading a shard.
+
+Readers verify what the manifest promises: a file read whole (the node files when the cache is
+built, edges.parquet) is checked against its sha256, so a byte changed on disk is an error, not a
+silent difference in what is trained on; each image is checked against its image_sha256 when it
+is decoded (slip_train.data).
 """
 
+import hashlib
 import json
-import os
-import tempfile
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +21,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
+
+from slip_train.atomic import atomic_path, write_bytes
 
 FORMAT_VERSION = 1
 NODE_COLUMNS = {
@@ -35,6 +42,9 @@ NODE_COLUMNS = {
 }
 EDGE_COLUMNS = {"src": pa.int64(), "dst": pa.int64(), "weight": pa.int32()}
 NODE_CACHE = "nodes.arrow"
+NODE_CACHE_SCHEMA = pa.schema(
+    {"image": pa.large_binary(), "title": pa.large_string(), "image_sha256": pa.large_string()}
+)
 
 
 class ShardError(ValueError):
@@ -85,7 +95,23 @@ class Shards:
         return ds.dataset(self.node_files, format="parquet").to_table(columns=columns)
 
     def edges(self) -> pa.Table:
-        return pq.read_table(self.folder / "edges.parquet")
+        return pq.read_table(self.verified(self.folder / "edges.parquet"))
+
+    def verified(self, path: Path) -> pa.Buffer:
+        """The file's bytes, read once and checked against the manifest's sha256 (when it lists
+        one): parsing the same bytes that were hashed leaves no window for the file to change."""
+        data = path.read_bytes()
+        name = path.relative_to(self.folder).as_posix()
+        listed = {f["path"]: f.get("sha256") for f in self.manifest["files"]}
+        expected = listed.get(name)
+        if expected is not None:
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != expected:
+                raise ShardError(
+                    f"{path}: sha256 {actual} is not the manifest's {expected} "
+                    "(the file changed after slip-data wrote it)"
+                )
+        return pa.py_buffer(data)
 
 
 def open_shards(path: str | Path) -> Shards:
@@ -123,32 +149,47 @@ def open_shards(path: str | Path) -> Shards:
     return shards
 
 
-def build_node_cache(shards: Shards, cache_dir: Path) -> Path:
-    """The columns a training step reads at random (image, title) in one Arrow IPC file, indexed
-    by node_id, built on first use; `read_node_cache` memory-maps it, so reading one image touches
-    only its pages.
+def _cache_problem(target: Path, rows: int) -> str | None:
+    """Why the node cache at `target` cannot be used, or None: it must be a readable Arrow IPC
+    file of NODE_CACHE_SCHEMA with one row per node."""
+    try:
+        reader = ipc.open_file(pa.memory_map(str(target)))
+        if not reader.schema.equals(NODE_CACHE_SCHEMA):
+            return f"schema {reader.schema.names}, not {NODE_CACHE_SCHEMA.names}"
+        found = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+    except (OSError, pa.ArrowException) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return f"not a readable Arrow IPC file ({reason})"
+    return None if found == rows else f"{found} rows, not the manifest's {rows}"
 
-    The cache is rebuilt when the manifest changed (its sha256 list is the stamp); it is written
-    to a temp file and renamed, so a killed build leaves no half cache.
+
+def build_node_cache(shards: Shards, cache_dir: Path) -> Path:
+    """The columns a training step reads at random (image, title, image_sha256) in one Arrow IPC
+    file, indexed by node_id, built on first use; `read_node_cache` memory-maps it, so reading
+    one image touches only its pages.
+
+    The cache is rebuilt when the manifest changed (its sha256 list is the stamp) or when it is
+    not the file it should be (unreadable, another schema, another row count: a one-line warning
+    says why). Each node file is checked against its sha256 as it is copied in; the cache is
+    written atomically, so a killed build leaves no half cache.
     """
-    cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / NODE_CACHE
     stamp_file = cache_dir / (NODE_CACHE + ".stamp")
     stamp = json.dumps([f["sha256"] for f in shards.manifest["files"]])
     if target.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
-        return target
-    fd, tmp = tempfile.mkstemp(prefix=f".{NODE_CACHE}.", dir=cache_dir)
-    os.close(fd)
-    try:
-        schema = pa.schema([("image", pa.large_binary()), ("title", pa.large_string())])
-        with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, schema) as writer:
-            for path in shards.node_files:
-                table = pq.read_table(path, columns=["image", "title"])
-                writer.write_table(table.cast(schema))
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    stamp_file.write_text(stamp)
+        problem = _cache_problem(target, shards.num_nodes)
+        if problem is None:
+            return target
+        print(f"slip-train: node cache {target}: {problem}; rebuilding it", file=sys.stderr)
+    with (
+        atomic_path(target) as tmp,
+        pa.OSFile(str(tmp), "wb") as sink,
+        ipc.new_file(sink, NODE_CACHE_SCHEMA) as writer,
+    ):
+        for path in shards.node_files:
+            table = pq.read_table(shards.verified(path), columns=NODE_CACHE_SCHEMA.names)
+            writer.write_table(table.cast(NODE_CACHE_SCHEMA))
+    write_bytes(stamp_file, stamp.encode())
     return target
 
 
