@@ -7,7 +7,18 @@ import pytest
 
 PACKAGES = Path(__file__).parents[1] / "packages"
 SHARED = {
-    "atomic.py": ("slip-data/src/slip_data", "slip-train/src/slip_train", "slip-eval/src/slip_eval"),
+    "atomic.py": (
+        "slip-data/src/slip_data",
+        "slip-train/src/slip_train",
+        "slip-eval/src/slip_eval",
+    ),
+    "entry.py": (
+        "slip-data/src/slip_data",
+        "slip-train/src/slip_train",
+        "slip-eval/src/slip_eval",
+    ),
+    "bounds.py": ("slip-data/src/slip_data", "slip-eval/src/slip_eval"),
+    "lock.py": ("slip-data/src/slip_data", "slip-train/src/slip_train"),
 }
 
 

@@ -1,17 +1,17 @@
 """`slip-data`: build co-purchase graph shards; `build` runs every stage, each is a command too."""
 
 import json
-import os
-import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from slip_data import pipeline
+from slip_data import entry, pipeline
+from slip_data.bounds import number
 from slip_data.categories import parse_categories
 from slip_data.crawl import CrawlOptions
 from slip_data.distribute import UnitOptions
@@ -28,44 +28,57 @@ app = typer.Typer(
 )
 out = Console()
 
-Out = Annotated[Path, typer.Option("--out", "-o", help="Build folder (created if missing).")]
+Out = Annotated[
+    Path,
+    typer.Option(
+        "--out",
+        "-o",
+        file_okay=False,
+        help="Build folder (created if missing; one writer at once).",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 # fetch
 Source = Annotated[str, typer.Option(help="amazon2023 (raw files) or demo (embedded, offline).")]
 Categories = Annotated[str, typer.Option(help="'all' or a comma list of category names.")]
 BaseUrl = Annotated[str, typer.Option(help="Base URL or local folder of the raw files.")]
-DemoProducts = Annotated[int, typer.Option(help="Demo: number of products (300..1,000,000).")]
-DemoSeed = Annotated[int, typer.Option(help="Demo: seed of the catalogue.")]
-CaptionNoise = Annotated[float, typer.Option(help="Demo: share of generic or wrong titles.")]
-DemoReviews = Annotated[float, typer.Option(help="Demo: mean reviews per product.")]
+DemoProducts = Annotated[int, number("Demo: number of products.", at_least=300, at_most=1_000_000)]
+DemoSeed = Annotated[int, number("Demo: seed of the catalogue.", at_least=0, at_most=2**63 - 1)]
+CaptionNoise = Annotated[
+    float, number("Demo: share of generic or wrong titles.", at_least=0, at_most=1)
+]
+DemoReviews = Annotated[float, number("Demo: mean reviews per product.", above=0, at_most=100)]
 DemoHomophily = Annotated[
-    float, typer.Option(help="Demo: share of purchases from the buyer's own subcategory.")
+    float,
+    number("Demo: share of purchases from the buyer's own subcategory.", at_least=0, at_most=1),
 ]
 # graph
 VerifiedOnly = Annotated[bool, typer.Option(help="Link products through verified purchases only.")]
-MinWeight = Annotated[int, typer.Option(help="Keep edges with at least this many shared buyers.")]
-MaxItemsPerUser = Annotated[int, typer.Option(help="A user's most recent N products make pairs.")]
-MinDegree = Annotated[int, typer.Option(help="Keep the k-core with this minimum degree (0: off).")]
-LabelLevel = Annotated[int, typer.Option(help="Level of `categories` used as label (0 = root).")]
+MinWeight = Annotated[int, number("Keep edges with at least this many shared buyers.", at_least=1)]
+MaxItemsPerUser = Annotated[int, number("A user's most recent N products make pairs.", at_least=1)]
+MinDegree = Annotated[int, number("Keep the k-core with this minimum degree (0: off).", at_least=0)]
+LabelLevel = Annotated[int, number("Level of `categories` used as label (0 = root).", at_least=0)]
 LabelLevels = Annotated[str, typer.Option(help="Per-category levels, e.g. 'Books=2,Software=1'.")]
-MaxReviews = Annotated[int, typer.Option(help="Review texts kept per product.")]
+MaxReviews = Annotated[int, number("Review texts kept per product.", at_least=0)]
 Split = Annotated[str, typer.Option(help="train,val,test shares.")]
-Seed = Annotated[int, typer.Option(help="Seed of the train/val/test node split.")]
+Seed = Annotated[
+    int, number("Seed of the train/val/test node split.", at_least=-(2**63), at_most=2**63 - 1)
+]
 # crawl
-MaxSide = Annotated[int, typer.Option(help="Resize images so the longer side is at most this.")]
-Concurrency = Annotated[int, typer.Option(help="Image requests in flight.")]
-PerHost = Annotated[int, typer.Option(help="Connections per host.")]
-PerHostRate = Annotated[float, typer.Option(help="Requests per second per host (0: no limit).")]
-Timeout = Annotated[float, typer.Option(help="Total seconds per image request, body included.")]
-MaxBytes = Annotated[int, typer.Option(help="Largest image response read, in bytes.")]
-Attempts = Annotated[int, typer.Option(help="Tries per image within one run.")]
+MaxSide = Annotated[int, number("Resize images so the longer side is at most this.", at_least=1)]
+Concurrency = Annotated[int, number("Image requests in flight.", at_least=1)]
+PerHost = Annotated[int, number("Connections per host.", at_least=1)]
+PerHostRate = Annotated[float, number("Requests per second per host (0: no limit).", at_least=0)]
+Timeout = Annotated[float, number("Total seconds per image request, body included.", above=0)]
+MaxBytes = Annotated[int, number("Largest image response read, in bytes.", at_least=1)]
+Attempts = Annotated[int, number("Tries per image within one run.", at_least=1)]
 AllowPrivate = Annotated[
     bool, typer.Option(help="Allow image URLs on private, loopback and link-local addresses.")
 ]
 UserAgent = Annotated[str, typer.Option(help="User-Agent header of the crawler.")]
-MaxPixels = Annotated[int, typer.Option(help="Largest image (width x height, from its header).")]
-MaxRedirects = Annotated[int, typer.Option(help="Redirects followed per image request.")]
+MaxPixels = Annotated[int, number("Largest image (width x height, from its header).", at_least=1)]
+MaxRedirects = Annotated[int, number("Redirects followed per image request.", at_least=0)]
 RespectRobots = Annotated[
     bool,
     typer.Option(
@@ -73,25 +86,27 @@ RespectRobots = Annotated[
         help="Honour X-Robots-Tag noai, noimageai, noindex, noimageindex (status opted_out).",
     ),
 ]
-JpegQuality = Annotated[int, typer.Option(help="JPEG quality of the stored images.")]
-Workers = Annotated[int, typer.Option(help="Image decoding threads or processes (0: per core).")]
+JpegQuality = Annotated[int, number("JPEG quality of the stored images.", at_least=1, at_most=100)]
+Workers = Annotated[int, number("Image decoding threads or processes (0: per core).", at_least=0)]
 Decoder = Annotated[str, typer.Option(help="Decode in 'threads' (faster) or 'processes'.")]
 Resample = Annotated[str, typer.Option(help="Resize filter: bilinear, bicubic or lanczos.")]
 # shard
-RowsPerShard = Annotated[int, typer.Option(help="Products per node shard file.")]
+RowsPerShard = Annotated[int, number("Products per node shard file.", at_least=1)]
 KeepMissing = Annotated[bool, typer.Option(help="Keep products whose image failed (image null).")]
 
 # work units (crawl and shard)
 Engine = Annotated[str, typer.Option(help="Run work units on 'local' processes or on 'ray'.")]
-NumShards = Annotated[int, typer.Option(help="Work units the crawl and shard stages are cut into.")]
-ShardIndex = Annotated[
-    int | None, typer.Option(help="Run only this work unit, here (for job arrays of your own).")
+NumShards = Annotated[
+    int, number("Work units the crawl and shard stages are cut into.", at_least=1)
 ]
-Processes = Annotated[int, typer.Option(help="Local engine: work units run at once.")]
+ShardIndex = Annotated[
+    int | None, number("Run only this work unit, here (for job arrays of your own).", at_least=0)
+]
+Processes = Annotated[int, number("Local engine: work units run at once.", at_least=1)]
 RayAddress = Annotated[
     str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else start one).")
 ]
-UnitRetries = Annotated[int, typer.Option(help="Further tries of a failed work unit.")]
+UnitRetries = Annotated[int, number("Further tries of a failed work unit.", at_least=0)]
 
 CRAWL_DEFAULTS = CrawlOptions()
 T = TypeVar("T")
@@ -350,14 +365,19 @@ def _print_summary(summary: dict) -> None:
     labels = summary["labels"]
     top = dict(sorted(labels.items(), key=lambda kv: -kv[1])[:15])
     out.print(_table(f"labels ({len(labels)}, largest 15)", top, "label"))
+    raw = summary["raw_lines"]
+    if raw is not None:
+        title = f"raw lines: {raw['lines']:,} read, {raw['kept']:,} kept, skipped by reason"
+        table = Table(title=title, title_justify="left")
+        table.add_column("reason")
+        table.add_column("lines", justify="right")
+        table.add_column("first examples (file:line)", overflow="fold")  # paths whole
+        for reason, count in raw["skipped"].items():
+            where = "\n".join(raw["examples"].get(reason, []))
+            table.add_row(escape(reason), _shown(count), escape(where))
+        out.print(table)
 
 
 def main() -> None:
     """Entry point: an error becomes one line on stderr and exit status 2, never a traceback."""
-    try:
-        app()
-    except Exception as exc:
-        if os.environ.get("SLIP_DEBUG"):
-            raise
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    entry.run(app, "slip-data")

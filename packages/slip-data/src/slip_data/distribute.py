@@ -17,6 +17,7 @@ from multiprocessing.connection import wait as connection_wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from slip_data.atomic import DiskFullError
 from slip_data.progress import item_progress
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,8 @@ class _Tries:
     def failed(self, index: int, reason: str) -> float:
         """Seconds to wait before the next try of `index`; raises once the tries are spent."""
         count = self.failures[index] = self.failures.get(index, 0) + 1
-        if count > self.retries:
+        # a full disk stays full for the next try: stop at once, naming the file
+        if count > self.retries or reason.startswith(f"{DiskFullError.__name__}:"):
             raise UnitFailed(
                 f"{self.name} unit {index} failed {count} times, last: {reason}"
             ) from None

@@ -10,7 +10,9 @@ The folder shows the stages (as img2dataset's reader, downloader and writer):
     DIR/shards/         the deliverable: node shards, edges, labels, manifest.json
     DIR/report.json     what every stage kept and skipped, by reason
 
-Each stage only reads what earlier stages wrote, so it can run on its own and be rerun.
+Each stage only reads what earlier stages wrote, so it can run on its own and be rerun. One
+command writes to a folder at a time (DIR/.lock, slip_data.lock); work units of a job array
+(`--shard-index`) share it, and a build's own unit processes run under the build's hold.
 """
 
 import json
@@ -32,6 +34,7 @@ from slip_data.distribute import UnitOptions, run_units, unit_slice
 from slip_data.fetch.stage import DEFAULT_BASE_URL, run_fetch
 from slip_data.graph.build import GraphOptions, read_plan_nodes, read_texts
 from slip_data.graph.stage import DONE_FILE, RawCategory, run_graph
+from slip_data.lock import hold
 from slip_data.shard.writer import (
     ImageLoader,
     ShardOptions,
@@ -122,30 +125,33 @@ def serving(layout: Layout, source: Mapping) -> Iterator[tuple[str, dict | None]
 
 
 def fetch(layout: Layout, source: SourceConfig, quiet: bool = False) -> list[RawCategory]:
-    remove_stale_temps(layout.root, recursive=False)
-    recorded = source.as_dict()
-    if source.name == "demo" and layout.source_file.is_file():
-        previous = {k: v for k, v in layout.read_source().items() if k != "raw_files"}
-        if previous != recorded:  # another catalogue: its raw files are not ours
-            shutil.rmtree(layout.raw, ignore_errors=True)
-    if source.name == "demo":
-        spec = DemoSpec(**(asdict(source.demo) | {"categories": source.categories}))
-        write_demo_catalogue(spec, layout.demo_source, quiet=quiet)
-    with serving(layout, recorded) as (base_url, _):
-        raws = run_fetch(source.categories, base_url, layout.raw, quiet=quiet)
-    recorded["raw_files"] = [
-        {"category": r.name, "meta": str(r.meta), "reviews": str(r.reviews)} for r in raws
-    ]
-    write_json(layout.source_file, recorded)
-    return raws
+    with hold(layout.root):
+        remove_stale_temps(layout.root, recursive=False)
+        recorded = source.as_dict()
+        if source.name == "demo" and layout.source_file.is_file():
+            previous = {k: v for k, v in layout.read_source().items() if k != "raw_files"}
+            if previous != recorded:  # another catalogue: its raw files are not ours
+                shutil.rmtree(layout.raw, ignore_errors=True)
+        if source.name == "demo":
+            spec = DemoSpec(**(asdict(source.demo) | {"categories": source.categories}))
+            write_demo_catalogue(spec, layout.demo_source, quiet=quiet)
+        with serving(layout, recorded) as (base_url, _):
+            raws = run_fetch(source.categories, base_url, layout.raw, quiet=quiet)
+        recorded["raw_files"] = [
+            {"category": r.name, "meta": str(r.meta), "reviews": str(r.reviews)} for r in raws
+        ]
+        write_json(layout.source_file, recorded)
+        return raws
 
 
 def graph(layout: Layout, options: GraphOptions, quiet: bool = False) -> dict:
-    source = layout.read_source()
-    raws = [
-        RawCategory(f["category"], Path(f["meta"]), Path(f["reviews"])) for f in source["raw_files"]
-    ]
-    return run_graph(raws, layout.graph, options, quiet=quiet)
+    with hold(layout.root):
+        source = layout.read_source()
+        raws = [
+            RawCategory(f["category"], Path(f["meta"]), Path(f["reviews"]))
+            for f in source["raw_files"]
+        ]
+        return run_graph(raws, layout.graph, options, quiet=quiet)
 
 
 def _check_graph(layout: Layout) -> None:
@@ -160,30 +166,31 @@ def crawl_images(
     quiet: bool = False,
 ) -> dict[str, int]:
     """Crawl the distinct image URLs, cut into `units.num_shards` contiguous work units."""
-    _check_graph(layout)
-    # the URL column alone, in node order: not the texts and reviews read_graph would load
-    urls = (
-        pl.read_parquet(layout.graph / "nodes.parquet", columns=["graph_id", "image_url"])
-        .sort("graph_id")["image_url"]
-        .unique(maintain_order=True)
-        .to_list()
-    )
-    count = units.num_shards
-    unit_quiet = quiet or len(units.selected()) > 1  # one bar per unit only when one runs
-    with serving(layout, layout.read_source()) as (_, host_map):
-        args = [
-            (
-                urls[unit_slice(len(urls), index, count)],
-                unit_dir(layout.crawl, index, count),
-                options,
-                host_map,
-                unit_quiet,
-                layout.crawl,
-            )
-            for index in range(count)
-        ]
-        results = run_units(crawl, args, units, "crawl", quiet)
-    return dict(sum((Counter(counts) for counts in results.values()), Counter()))
+    with hold(layout.root, shared=units.shard_index is not None):
+        _check_graph(layout)
+        # the URL column alone, in node order: not the texts and reviews read_graph would load
+        urls = (
+            pl.read_parquet(layout.graph / "nodes.parquet", columns=["graph_id", "image_url"])
+            .sort("graph_id")["image_url"]
+            .unique(maintain_order=True)
+            .to_list()
+        )
+        count = units.num_shards
+        unit_quiet = quiet or len(units.selected()) > 1  # one bar per unit only when one runs
+        with serving(layout, layout.read_source()) as (_, host_map):
+            args = [
+                (
+                    urls[unit_slice(len(urls), index, count)],
+                    unit_dir(layout.crawl, index, count),
+                    options,
+                    host_map,
+                    unit_quiet,
+                    layout.crawl,
+                )
+                for index in range(count)
+            ]
+            results = run_units(crawl, args, units, "crawl", quiet)
+        return dict(sum((Counter(counts) for counts in results.values()), Counter()))
 
 
 def _shard_plan(layout: Layout, options: ShardOptions) -> ShardPlan:
@@ -227,29 +234,30 @@ def shard(
     """Write the shards; with several units, their node files first (on the engine), then
     edges, labels and manifest here. One selected unit (`--shard-index`) writes only its node
     files and returns None: a run without `--shard-index` finishes the stage."""
-    if units.num_shards > 1:
-        args = [(layout.root, options, i, units.num_shards) for i in range(units.num_shards)]
-        run_units(shard_unit, args, units, "shard", quiet)
-        if units.shard_index is not None:
-            return None
-    plan = _shard_plan(layout, options)
-    graph_summary = json.loads((layout.graph / DONE_FILE).read_text())
-    provenance = {
-        "source": {k: v for k, v in layout.read_source().items() if k != "raw_files"},
-        "graph": graph_summary["options"],
-    }
-    manifest = write_shards(plan, layout.shards, options, provenance, *_loaders(layout), quiet)
-    write_json(
-        layout.report,
-        {
-            "graph": graph_summary["counts"],
-            "raw_files": graph_summary["files"],
-            "crawl_status": manifest["crawl_status"],
-            "dropped_images": manifest["dropped_images"],
-            "shards": manifest["counts"],
-        },
-    )
-    return manifest
+    with hold(layout.root, shared=units.shard_index is not None):
+        if units.num_shards > 1:
+            args = [(layout.root, options, i, units.num_shards) for i in range(units.num_shards)]
+            run_units(shard_unit, args, units, "shard", quiet)
+            if units.shard_index is not None:
+                return None
+        plan = _shard_plan(layout, options)
+        graph_summary = json.loads((layout.graph / DONE_FILE).read_text())
+        provenance = {
+            "source": {k: v for k, v in layout.read_source().items() if k != "raw_files"},
+            "graph": graph_summary["options"],
+        }
+        manifest = write_shards(plan, layout.shards, options, provenance, *_loaders(layout), quiet)
+        write_json(
+            layout.report,
+            {
+                "graph": graph_summary["counts"],
+                "raw_files": graph_summary["files"],
+                "crawl_status": manifest["crawl_status"],
+                "dropped_images": manifest["dropped_images"],
+                "shards": manifest["counts"],
+            },
+        )
+        return manifest
 
 
 def build(
@@ -262,8 +270,9 @@ def build(
     quiet: bool = False,
 ) -> dict | None:
     """All four stages; each skips or resumes what an earlier run already finished. Crawl
-    and shard run in work units on `units.engine`."""
-    fetch(layout, source, quiet)
-    graph(layout, graph_options, quiet)
-    crawl_images(layout, crawl_options, units, quiet)
-    return shard(layout, shard_options, units, quiet)
+    and shard run in work units on `units.engine`, under the build's hold of the folder."""
+    with hold(layout.root):
+        fetch(layout, source, quiet)
+        graph(layout, graph_options, quiet)
+        crawl_images(layout, crawl_options, units, quiet)
+        return shard(layout, shard_options, units, quiet)

@@ -2,12 +2,14 @@
 shards, results as CLIP_benchmark-shaped JSON, side-by-side tables and a chart."""
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from slip_eval import entry
+from slip_eval.bounds import number
+from slip_eval.results import remove_run_temps
 
 app = typer.Typer(
     help="Evaluate SLIP checkpoints and open_clip models on slip-data shards.",
@@ -36,7 +38,7 @@ Structure = Annotated[
         help="Also report numbers with embeddings refined by the checkpoint's graph heads.",
     ),
 ]
-Out = Annotated[Path | None, typer.Option(help="Write the result JSON here.")]
+Out = Annotated[Path | None, typer.Option(dir_okay=False, help="Write the result JSON here.")]
 CacheDir = Annotated[
     Path, typer.Option(help="Embedding cache, keyed by weights, shards and split.")
 ]
@@ -62,13 +64,14 @@ def retrieval(
     model_config: ModelConfig = None, shards: Shards = Path("out/demo"), split: Split = "test",
     structure: Structure = False,
     out: Out = None, cache_dir: CacheDir = Path("out/eval-cache"),
-    chunk_size: Annotated[int, typer.Option(help="Query rows scored at once.")] = 1024,
+    chunk_size: Annotated[int, number("Query rows scored at once.", at_least=1)] = 1024,
     quiet: Quiet = False,
 ) -> None:  # fmt: skip
     """Image→text and text→image Recall@1/5/10, MRR and median rank over a split."""
     from slip_eval.models import load_model
     from slip_eval.tasks import retrieval as run_retrieval
 
+    remove_run_temps(cache_dir, out)
     loaded = load_model(ckpt, model, pretrained, model_config)
     _finish(run_retrieval(loaded, shards, split, cache_dir, structure, chunk_size, quiet), out)
 
@@ -79,7 +82,7 @@ def classify(
     model_config: ModelConfig = None, shards: Shards = Path("out/demo"), split: Split = "test",
     structure: Structure = False,
     shots: Annotated[str, typer.Option(help="Comma-separated k; 0 is zero-shot.")] = "0,1,2,4,8,16",
-    seeds: Annotated[int, typer.Option(help="Few-shot draws averaged (mean and std).")] = 3,
+    seeds: Annotated[int, number("Few-shot draws averaged (mean and std).", at_least=1)] = 3,
     templates: Annotated[
         Path | None, typer.Option(help="A JSON list of prompt templates with {c}.")
     ] = None,
@@ -95,8 +98,6 @@ def classify(
         raise ValueError(f"--shots: {shots!r} is not a comma-separated list of integers") from None
     if not ks or ks[0] < 0:
         raise ValueError(f"--shots: {shots!r}: each k must be 0 or more")
-    if seeds < 1:
-        raise ValueError("--seeds: must be at least 1")
     prompts = DEFAULT_TEMPLATES
     if templates is not None:
         try:
@@ -105,6 +106,7 @@ def classify(
             raise ValueError(f"--templates {templates}: not a readable JSON list ({exc})") from None
         if not (isinstance(prompts, list) and prompts and all("{c}" in str(t) for t in prompts)):
             raise ValueError(f"--templates {templates}: expected a list of strings with {{c}}")
+    remove_run_temps(cache_dir, out)
     loaded = load_model(ckpt, model, pretrained, model_config)
     result = classification(
         loaded, shards, split, cache_dir, ks, seeds, prompts, structure=structure, quiet=quiet
@@ -115,7 +117,9 @@ def classify(
 @app.command()
 def compare(
     results: Annotated[list[Path], typer.Argument(help="Result JSON files, side by side.")],
-    chart: Annotated[Path | None, typer.Option(help="Write a bar chart PNG here.")] = None,
+    chart: Annotated[
+        Path | None, typer.Option(dir_okay=False, help="Write a bar chart PNG here.")
+    ] = None,
 ) -> None:
     """A side-by-side table of result files, and optionally a bar chart."""
     from slip_eval.results import bar_chart, markdown_table, read_result
@@ -131,22 +135,23 @@ def compare(
 @app.command()
 def report(
     results: Annotated[list[Path], typer.Argument(help="Result JSON files of retrieval/classify.")],
-    out: Annotated[Path, typer.Option(help="The report folder: index.html and its images.")],
+    out: Annotated[
+        Path, typer.Option(file_okay=False, help="The report folder: index.html and its images.")
+    ],
     shards: Annotated[
         Path | None,
         typer.Option(help="The evaluated shards: for the retrieval gallery and neighbourhood."),
     ] = None,
     cache_dir: CacheDir = Path("out/eval-cache"),
-    queries: Annotated[int, typer.Option(help="Title queries in the retrieval gallery.")] = 6,
-    seed: Annotated[int, typer.Option(help="Picks the queries and the neighbourhood.")] = 0,
+    queries: Annotated[int, number("Title queries in the retrieval gallery.", at_least=1)] = 6,
+    seed: Annotated[int, number("Picks the queries and the neighbourhood.", at_least=0)] = 0,
     quiet: Quiet = False,
 ) -> None:
     """A static HTML report comparing models: tables, plots, a retrieval gallery, a co-purchase
     neighbourhood."""
     from slip_eval.report import build_report
 
-    if queries < 1:
-        raise ValueError("--queries: must be at least 1")
+    remove_run_temps(cache_dir, out)
     typer.echo(f"wrote {build_report(results, out, shards, cache_dir, queries, seed, quiet)}")
 
 
@@ -160,11 +165,4 @@ def version() -> None:
 
 def main() -> None:
     """Entry point: an error becomes one line on stderr and exit status 2, never a traceback."""
-    try:
-        app()
-    except Exception as exc:
-        if os.environ.get("SLIP_DEBUG"):
-            raise
-        lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        typer.echo(f"error: {lines[-1] if len(lines) > 1 else lines[0]}", err=True)
-        sys.exit(2)
+    entry.run(app, "slip-eval")

@@ -13,6 +13,9 @@ with warnings.catch_warnings():  # PyG scripts a helper at import; torch now war
     from torch_geometric.utils import to_undirected
 
 
+SPEC_KEYS = ("dim", "layers", "heads", "fusion")  # a checkpoint's `graph_head`
+
+
 class GraphHead(nn.Module):
     """LayerNorm then GATConv per layer, joined by a tanh-gated residual or replacing (the
     checkpoint format's pseudo-code)."""
@@ -26,8 +29,17 @@ class GraphHead(nn.Module):
 
     @classmethod
     def from_state(cls, spec: dict, state: dict[str, Tensor]) -> "GraphHead":
+        """The head of a checkpoint's `graph_head` spec and state dict; ValueError (one line,
+        naming the key) if either lacks what the format promises."""
+        missing = [key for key in SPEC_KEYS if key not in spec]
+        if missing:
+            raise ValueError(f"missing key 'graph_head.{missing[0]}'")
         head = cls(spec["dim"], spec["layers"], spec["heads"], spec["fusion"])
-        head.load_state_dict(state)
+        try:
+            head.load_state_dict(state)
+        except RuntimeError as exc:  # torch lists every missing, unexpected or misfit key
+            detail = " ".join(str(exc).split("\n", 1)[-1].split())
+            raise ValueError(f"graph head weights do not fit graph_head: {detail[:300]}") from None
         return head.eval()
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:

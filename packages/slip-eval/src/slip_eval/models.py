@@ -18,6 +18,10 @@ from slip_eval.graph import GraphHead
 
 CHECKPOINT_FORMAT = "slip-checkpoint"
 CHECKPOINT_VERSION = 1
+# the keys of docs/checkpoint-format.md this reader uses; `graph_*` in slip mode only
+CHECKPOINT_KEYS = ("mode", "model_name", "model_cfg", "preprocess_cfg", "clip_state_dict")
+GRAPH_KEYS = ("graph_head", "graph_state_dict")
+GRAPH_HEADS = ("image_graph", "text_graph")
 
 
 class ModelError(ValueError):
@@ -67,6 +71,13 @@ def _from_checkpoint(path: Path) -> LoadedModel:
             f"{path}: checkpoint format version {state.get('format_version')!r}; "
             f"this slip-eval reads {CHECKPOINT_VERSION}"
         )
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if state.get("mode") == "slip":
+        missing += [key for key in GRAPH_KEYS if key not in state]
+        heads = state.get("graph_state_dict", {})
+        missing += [f"graph_state_dict.{name}" for name in GRAPH_HEADS if name not in heads]
+    if missing:
+        raise ModelError(f"{path}: missing key {missing[0]!r} (docs/checkpoint-format.md)")
     with tempfile.TemporaryDirectory() as folder:
         config = {"model_cfg": state["model_cfg"], "preprocess_cfg": state["preprocess_cfg"]}
         (Path(folder) / "open_clip_config.json").write_text(json.dumps(config))
@@ -74,14 +85,22 @@ def _from_checkpoint(path: Path) -> LoadedModel:
             lambda: open_clip.create_model_and_transforms(f"local-dir:{folder}", load_weights=False)
         )
         tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
-    clip.load_state_dict(state["clip_state_dict"])
+    try:
+        clip.load_state_dict(state["clip_state_dict"])
+    except RuntimeError as exc:  # torch lists every missing, unexpected or misfit key
+        detail = " ".join(str(exc).split("\n", 1)[-1].split())
+        raise ModelError(
+            f"{path}: clip_state_dict does not fit model_cfg: {detail[:300]}"
+        ) from None
     heads = None
-    if state.get("mode") == "slip" and state.get("graph_state_dict"):
-        spec = state["graph_head"]
-        heads = tuple(
-            GraphHead.from_state(spec, state["graph_state_dict"][name])
-            for name in ("image_graph", "text_graph")
-        )
+    if state["mode"] == "slip":
+        try:
+            heads = tuple(
+                GraphHead.from_state(state["graph_head"], state["graph_state_dict"][name])
+                for name in GRAPH_HEADS
+            )
+        except ValueError as exc:
+            raise ModelError(f"{path}: {exc} (docs/checkpoint-format.md)") from None
     return LoadedModel(
         clip.eval(), transform, tokenizer, state["model_name"], str(path), _file_digest(path), heads
     )

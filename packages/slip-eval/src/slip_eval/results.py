@@ -2,9 +2,9 @@
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
+
+from slip_eval.atomic import atomic_path, remove_stale_temps
 
 HEADLINE = {  # the metrics a side-by-side table shows, per task
     "zeroshot_retrieval": (
@@ -16,12 +16,17 @@ HEADLINE = {  # the metrics a side-by-side table shows, per task
 
 
 def write_result(result: dict, path: Path) -> None:
-    """The result as JSON, written to a temp file and renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, path)
+    """The result as JSON, written whole or not at all (atomic.py)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def remove_run_temps(cache_dir: Path, out: Path | None) -> None:
+    """Delete the temp files killed runs left in the embedding cache and of `out` (a cache file
+    is large, and nothing ever reads a temp); a live writer's stay, so runs may share a cache."""
+    remove_stale_temps(cache_dir)
+    if out is not None:
+        remove_stale_temps(out.parent, recursive=False, of=out.name)
 
 
 def read_result(path: Path) -> dict:
@@ -78,7 +83,7 @@ def markdown_table(results: list[dict], labels: list[str] | None = None) -> str:
 
 def bar_chart(results: list[dict], labels: list[str], path: Path) -> None:
     """Grouped bars of the headline metrics (plain and graph-refined where present), one colour
-    per result; a PNG, written to a temp file and renamed."""
+    per result; a PNG, written whole or not at all (atomic.py)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,12 +106,8 @@ def bar_chart(results: list[dict], labels: list[str], path: Path) -> None:
     axes.legend(fontsize=8)
     axes.set_title(" vs ".join(labels), fontsize=9)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        figure.savefig(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png")
     finally:
         plt.close(figure)
-        Path(tmp).unlink(missing_ok=True)

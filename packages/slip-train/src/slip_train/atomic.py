@@ -8,6 +8,7 @@ packages; tests/test_shared_modules.py keeps the copies equal).
 """
 
 import errno
+import glob
 import json
 import os
 import shutil
@@ -28,6 +29,9 @@ DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 class DiskFullError(OSError):
     """A write that ran out of space: names the file, the space free and the bytes written."""
 
+    def __str__(self) -> str:
+        return self.strerror  # the whole message, without OSError's "[Errno 28]"
+
 
 def _free_bytes(folder: Path) -> int:
     try:
@@ -39,10 +43,12 @@ def _free_bytes(folder: Path) -> int:
 def _disk_full(exc: BaseException, target: Path, tmp: Path) -> DiskFullError | None:
     """The one-line error for `exc` if it was the disk filling up, else None.
 
-    torch and pyarrow report a full disk in their own words (torch: "unexpected pos"), so a
-    failure with under NEARLY_FULL bytes free counts as one too."""
+    Libraries report a full disk in their own words: polars and pyarrow quote the OS's message,
+    torch says "unexpected pos", so torch's RuntimeError with under NEARLY_FULL bytes free counts
+    as one too. The caller's own errors (a reader's ValueError, say) never do."""
     free = _free_bytes(target.parent)
-    if getattr(exc, "errno", None) not in DISK_FULL_ERRNOS and not 0 <= free < NEARLY_FULL:
+    said = getattr(exc, "errno", None) in DISK_FULL_ERRNOS or os.strerror(errno.ENOSPC) in str(exc)
+    if not said and not (isinstance(exc, OSError | RuntimeError) and 0 <= free < NEARLY_FULL):
         return None
     try:
         written = tmp.stat().st_size
@@ -106,11 +112,12 @@ def _writer_alive(temp_name: str) -> bool:
     return True
 
 
-def remove_stale_temps(folder: Path, recursive: bool = True) -> int:
-    """Delete the temp files of writers that are gone (killed runs); returns how many."""
+def remove_stale_temps(folder: Path, recursive: bool = True, of: str = "") -> int:
+    """Delete the temp files of writers that are gone (killed runs); returns how many. With `of`,
+    only those of the file of that name (in a folder the user shares with other files)."""
     removed = 0
     if folder.is_dir():
-        pattern = f".*{TMP_SUFFIX}"
+        pattern = f".{glob.escape(of)}.*{TMP_SUFFIX}" if of else f".*{TMP_SUFFIX}"
         for stale in folder.rglob(pattern) if recursive else folder.glob(pattern):
             if not _writer_alive(stale.name):
                 stale.unlink(missing_ok=True)

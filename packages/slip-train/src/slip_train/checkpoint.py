@@ -1,41 +1,34 @@
 """Checkpoints (docs/checkpoint-format.md, the contract slip-eval reads) and the open_clip export.
 
-Every file is written to a temp file in its folder and renamed, so a reader never sees half of one
-and a killed run keeps its last whole checkpoint. Reading is `torch.load(weights_only=True)` only.
+Every file is written through atomic.py (a temp file in its folder, flushed, renamed), so a reader
+never sees half of one and a killed run keeps its last whole checkpoint. Reading is
+`torch.load(weights_only=True)` only.
 """
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
+
+from slip_train.atomic import atomic_path, remove_stale_temps, write_bytes
 
 FORMAT = "slip-checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = re.compile(r"step-(\d{8})\.pt")
 EXPORT_WEIGHTS = "open_clip_pytorch_model.bin"
 EXPORT_CONFIG = "open_clip_config.json"
+GRAPH_HEADS = ("image_graph", "text_graph")  # graph_state_dict's keys in slip mode
+# every key docs/checkpoint-format.md promises, but `world_size` (absent in older checkpoints)
+REQUIRED_KEYS = (
+    "slip_train_version", "step", "epoch", "batch_index", "mode", "config", "model_name",
+    "model_cfg", "preprocess_cfg", "clip_state_dict", "graph_head", "graph_state_dict",
+    "optimizer", "scheduler", "rng",
+)  # fmt: skip
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable or of another format; one line."""
-
-
-def _atomic_write(target: Path, write: Any) -> None:
-    """`write(path)` into a temp file beside `target`, flushed to disk, then renamed over it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def checkpoint_path(folder: Path, step: int) -> Path:
@@ -53,7 +46,8 @@ def save_checkpoint(state: dict, folder: Path, keep: int) -> Path:
     """Write `state` as the checkpoint of its step, then delete all but the last `keep`."""
     path = checkpoint_path(folder, state["step"])
     stamped = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
-    _atomic_write(path, lambda tmp: torch.save(stamped, tmp))
+    with atomic_path(path) as tmp:
+        torch.save(stamped, tmp)
     for old in list_checkpoints(folder)[:-keep]:
         old.unlink(missing_ok=True)
     return path
@@ -76,6 +70,12 @@ def load_checkpoint(path: str | Path) -> dict:
             f"{path}: checkpoint format version {state.get('format_version')!r}; "
             f"this slip-train reads {FORMAT_VERSION}"
         )
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if state.get("mode") == "slip":
+        heads = state.get("graph_state_dict", {})
+        missing += [f"graph_state_dict.{name}" for name in GRAPH_HEADS if name not in heads]
+    if missing:
+        raise CheckpointError(f"{path}: missing key {missing[0]!r} (docs/checkpoint-format.md)")
     return state
 
 
@@ -99,7 +99,8 @@ def export_open_clip(state: dict, folder: Path) -> Path:
     """
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / EXPORT_WEIGHTS
-    _atomic_write(weights, lambda tmp: torch.save(state["clip_state_dict"], tmp))
+    with atomic_path(weights) as tmp:
+        torch.save(state["clip_state_dict"], tmp)
     config = {
         "model_name": state["model_name"],
         "model_cfg": state["model_cfg"],
@@ -109,6 +110,14 @@ def export_open_clip(state: dict, folder: Path) -> Path:
         (folder / EXPORT_CONFIG, config),
         (folder / f"{state['model_name']}.json", state["model_cfg"]),
     ):
-        text = json.dumps(content, indent=2)
-        _atomic_write(target, lambda tmp, text=text: Path(tmp).write_text(text))
+        write_bytes(target, json.dumps(content, indent=2).encode())
     return weights
+
+
+def remove_run_temps(out_dir: Path, cache_dir: Path) -> None:
+    """Delete the temp files killed runs left in `out_dir`, its checkpoints and the node cache
+    (checkpoints and caches are large, and nothing ever reads a temp); a live writer's stay,
+    so runs may share a cache folder."""
+    remove_stale_temps(out_dir, recursive=False)
+    remove_stale_temps(out_dir / "checkpoints", recursive=False)
+    remove_stale_temps(cache_dir)

@@ -3,12 +3,12 @@
 import json
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from slip_train import entry
 from slip_train.config import load_config, to_dict
 
 app = typer.Typer(
@@ -19,7 +19,10 @@ app = typer.Typer(
 
 ConfigPath = Annotated[Path, typer.Argument(help="A TOML training config (docs/config.md).")]
 Overrides = Annotated[
-    list[str] | None, typer.Option("--set", help="Override a key, e.g. --set optim.lr=3e-4.")
+    list[str] | None,
+    typer.Option(
+        "--set", help="Override a key with a TOML value or a plain word, e.g. --set optim.lr=3e-4."
+    ),
 ]
 
 
@@ -59,7 +62,7 @@ def run(
 @app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="A slip-train checkpoint (step-*.pt).")],
-    out: Annotated[Path, typer.Option(help="Folder for the open_clip export.")],
+    out: Annotated[Path, typer.Option(file_okay=False, help="Folder for the open_clip export.")],
 ) -> None:
     """Write a checkpoint's CLIP encoders as open_clip loads them (docs/checkpoint-format.md)."""
     from slip_train.checkpoint import export_open_clip, load_checkpoint
@@ -78,12 +81,4 @@ def version() -> None:
 
 def main() -> None:
     """Entry point: an error becomes one line on stderr and exit status 2, never a traceback."""
-    try:
-        app()
-    except Exception as exc:
-        if os.environ.get("SLIP_DEBUG"):
-            raise
-        # a DataLoader worker's error arrives with its traceback: its last line is the error
-        lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        typer.echo(f"error: {lines[-1] if len(lines) > 1 else lines[0]}", err=True)
-        sys.exit(2)
+    entry.run(app, "slip-train")

@@ -5,6 +5,8 @@ value is a ConfigError whose one-line message names the key path.
 """
 
 import dataclasses
+import math
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -154,6 +156,8 @@ def _validate(config: Config) -> None:
         for path in sorted(paths):
             section, key = path.split(".")
             value = getattr(getattr(config, section), key)
+            if not math.isfinite(value):  # TOML has nan and inf
+                raise ConfigError(f"{path}: must be a finite number, got {value}")
             if value < 0 or (value == 0 and not zero_allowed):
                 rule = "at least" if zero_allowed else "greater than"
                 raise ConfigError(f"{path}: must be {rule} 0")
@@ -165,12 +169,23 @@ def _validate(config: Config) -> None:
         raise ConfigError("optim.betas: expected two numbers in [0, 1)")
 
 
-def _parse_value(text: str) -> Any:
-    """A TOML value (`3e-4`, `true`, `[10, 10]`, `"x"`); anything else is taken as a string."""
+PLAIN_WORD = re.compile(r"[\w\-./:]+", re.ASCII)
+"""What `--set` takes as a string without TOML quotes: a model name, a tag, a path."""
+
+
+def _parse_value(assignment: str, text: str) -> Any:
+    """A TOML value (`3e-4`, `true`, `[10, 10]`, `"x"`), or a plain word as a string; anything
+    else is an error, not a string with a stray quote or bracket in it."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
+        parsed = tomllib.loads(f"v = {text}")
+    except tomllib.TOMLDecodeError as exc:
+        if PLAIN_WORD.fullmatch(text):
+            return text
+        reason = str(exc).split(" (at ")[0]  # its position is in the `v = ...` we parsed
+        raise ConfigError(f"--set {assignment}: not a TOML value ({reason})") from None
+    if len(parsed) > 1:  # `1\nx = 2` would set a second key of the document, silently dropped
+        raise ConfigError(f"--set {assignment!r}: not one TOML value")
+    return parsed["v"]
 
 
 def apply_override(raw: dict, assignment: str) -> None:
@@ -184,7 +199,7 @@ def apply_override(raw: dict, assignment: str) -> None:
         node = node.setdefault(table, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {path}: {table} is not a table")
-    node[key] = _parse_value(text.strip())
+    node[key] = _parse_value(assignment, text.strip())
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:

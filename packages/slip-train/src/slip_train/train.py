@@ -6,6 +6,7 @@ random batches of the same size: the baseline SLIP is compared with.
 
 import json
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from slip_train.checkpoint import (
     checkpoint_path,
     list_checkpoints,
     load_checkpoint,
+    remove_run_temps,
     resolve_resume,
     save_checkpoint,
 )
@@ -28,6 +30,7 @@ from slip_train.config import Config, ConfigError, to_dict
 from slip_train.data import BatchDataset, batch_loader, load_train_data, to_model_images
 from slip_train.distributed import barrier, init_from_env
 from slip_train.factory import build_model, param_groups
+from slip_train.lock import hold
 from slip_train.loss import training_loss
 
 
@@ -87,7 +90,13 @@ def _keep_log_until(log_path: Path, step: int) -> None:
 
 def train(config: Config, resume: str | None = None, show_progress: bool = True) -> TrainResult:
     """Train as `config` says; `resume` is a checkpoint path or `latest` (in out_dir). Under
-    torchrun, every rank runs this; `sampler.batch_size` is per rank, as open_clip's."""
+    torchrun, every rank runs this; `sampler.batch_size` is per rank, as open_clip's. One run
+    writes to an out_dir at a time: its rank 0, the only writer there, holds it (lock.py)."""
+    with hold(config.train.out_dir) if os.environ.get("RANK", "0") == "0" else nullcontext():
+        return _train(config, resume, show_progress)
+
+
+def _train(config: Config, resume: str | None, show_progress: bool) -> TrainResult:
     cfg_train, cfg_loss, cfg_optim = config.train, config.loss, config.optim
     device = pick_device(cfg_train.device)
     if cfg_train.precision == "bf16" and device.type != "cuda":
@@ -99,6 +108,8 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
     show_progress = show_progress and ranks.main
     out_dir = Path(cfg_train.out_dir)
     checkpoints = out_dir / "checkpoints"
+    if ranks.main:  # the temps of a killed run go before anything new is written
+        remove_run_temps(out_dir, Path(config.data.cache_dir))
     torch.manual_seed(cfg_train.seed)
 
     # data: the split's graph, the planner of batches, the workers' dataset; rank 0 builds the
@@ -226,11 +237,13 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
             samples = edges = 0
             waited = 0.0  # time the step waited for the loader: > 0 means the loader is behind
             loaded = 0.0  # time a worker spent making the step's batches, in its own process
+            skipped = 0  # images dropped from the step's batches for failing their check
             for _ in range(cfg_optim.grad_accum):
                 wait_start = time.perf_counter()
                 batch = next(batches)
                 waited += time.perf_counter() - wait_start
                 loaded += batch["load_s"]
+                skipped += batch["skipped_images"]
                 images = to_model_images(batch["images"].to(device, non_blocking=True), mean, std)
                 tokens = batch["tokens"].to(device, non_blocking=True)
                 edge_index = batch["edge_index"].to(device, non_blocking=True)
@@ -262,6 +275,7 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
                 "logit_scale": model.logit_scale.exp().item(), "grad_norm": grad_norm.item(),
                 "samples": samples, "edges": edges, "samples_per_s": samples / elapsed,
                 "step_s": elapsed, "data_wait_s": waited, "load_s": loaded,
+                "skipped_images": skipped,
             }  # fmt: skip
             if ranks.main and (step % cfg_train.log_every == 0 or step == cfg_train.steps):
                 log.write(json.dumps(record) + "\n")

@@ -13,6 +13,21 @@ DECODERS = ("threads", "processes")
 RESAMPLE = ("bilinear", "bicubic", "lanczos")
 
 
+LEAST = {
+    "max_side": 1,
+    "concurrency": 1,
+    "per_host": 1,
+    "attempts": 1,
+    "max_bytes": 1,
+    "max_pixels": 1,
+    "jpeg_quality": 1,
+    "max_redirects": 0,
+    "workers": 0,
+    "per_host_rate": 0,
+}
+"""The least value of each number setting: below it a crawl fetches nothing, or fails."""
+
+
 @dataclass(frozen=True)
 class CrawlOptions:
     max_side: int = 256  # longer side at most this after resizing (never upscaled)
@@ -40,8 +55,13 @@ class CrawlOptions:
             raise ValueError(f"crawl decoder {self.decoder!r}; valid: {', '.join(DECODERS)}")
         if self.resample not in RESAMPLE:
             raise ValueError(f"crawl resample {self.resample!r}; valid: {', '.join(RESAMPLE)}")
-        if min(self.max_side, self.concurrency, self.per_host, self.attempts) < 1:
-            raise ValueError("crawl max_side, concurrency, per_host and attempts must be >= 1")
+        for name, least in LEAST.items():
+            if not getattr(self, name) >= least:
+                raise ValueError(
+                    f"crawl {name} must be at least {least}, got {getattr(self, name)}"
+                )
+        if not self.timeout > 0 or self.jpeg_quality > 100:
+            raise ValueError("crawl timeout must be above 0, jpeg_quality at most 100")
 
     part_size: int = 1000  # results per part file
     respect_robots: bool = True  # honour X-Robots-Tag noai/noimageai/noindex/noimageindex

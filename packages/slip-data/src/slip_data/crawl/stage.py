@@ -228,6 +228,14 @@ class _Run:
                         group.create_task(worker())
 
 
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first error in `group` and its subgroups: the one that stopped the crawl."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
 def crawl(
     urls: Sequence[str],
     crawl_dir: Path,
@@ -254,6 +262,8 @@ def crawl(
         state = _Run(crawl_dir, options, prior_attempts, _known_images(previous), decoder)
         try:
             asyncio.run(state.run(todo, host_map, quiet))
+        except ExceptionGroup as group:  # a worker's error (a full disk): say what, not "group"
+            raise _first_error(group) from None
         finally:
             state.flush()
             decoder.close()
