@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import polars as pl
 import pytest
 from builds import shard_bytes
 from rawfiles import product, review, write_jsonl_gz
+
+from slip_data.inspect import summarize
 
 SLIP_DATA = [sys.executable, "-m", "slip_data"]
 DEMO = [
@@ -52,6 +55,26 @@ def test_demo_build_over_http_gives_a_summary_and_report(clean_build):
     assert set(report["raw_files"]) == {
         f"{kind}:{c}" for kind in ("meta", "review") for c in ("All_Beauty", "Books", "Electronics")
     }
+
+
+def test_manifest_holds_the_label_homophily_of_its_shards(clean_build, tmp_path):
+    manifest = json.loads((clean_build / "shards" / "manifest.json").read_text())
+    stats = manifest["homophily"]
+    assert set(stats) == {"edge", "class_insensitive", "adjusted", "chance", "node_share_chance"}
+    assert 0 < stats["chance"] < 1 and 0 <= stats["edge"] <= 1
+    edges = pl.read_parquet(clean_build / "shards" / "edges.parquet")
+    assert (edges["src"] < edges["dst"]).all()  # each pair once, no self-loops: as counted
+    # shards written before the manifest held it: inspect measures the shards themselves
+    old = tmp_path / "shards"
+    shutil.copytree(clean_build / "shards", old)
+    del manifest["homophily"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert summarize(old)["homophily"] == stats
+    summary = json.loads(run("inspect", str(clean_build), "--json").stdout)
+    assert summary["homophily"] == stats and 0 <= summary["isolated_share"] < 1
+    shown = run("inspect", str(clean_build)).stdout
+    assert "label homophily" in shown and "class-insensitive" in shown
+    assert f"{round(stats['adjusted'], 3):g}" in shown
 
 
 def test_rerun_of_a_finished_build_changes_nothing(clean_build, tmp_path):

@@ -353,13 +353,23 @@ def _print_summary(summary: dict) -> None:
         "nodes": summary["nodes"],
         "edges": summary["edges"],
         "mean degree": round(summary["mean_degree"], 2),
-        "isolated nodes": summary["isolated_nodes"],
+        "isolated nodes": f"{summary['isolated_nodes']:,} ({summary['isolated_share']:.1%})",
         "connected components": summary["connected_components"],
         "largest component": summary["largest_component"],
     }
     out.print(f"[bold]shards[/bold] {summary['shards']} (format v{summary['format_version']})")
     out.print(_table("overview", overview, "what", "value"))
     out.print(_table("degree quantiles", summary["degree_quantiles"], "quantile", "degree"))
+    homophily = summary["homophily"]
+    measures = {
+        "edge": homophily["edge"],
+        "class-insensitive": homophily["class_insensitive"],
+        "adjusted": homophily["adjusted"],
+        "chance (degree-weighted)": homophily["chance"],
+        "chance (node shares)": homophily["node_share_chance"],
+    }
+    shown = {name: "-" if v is None else round(v, 3) for name, v in measures.items()}
+    out.print(_table("label homophily (docs/data.md)", shown, "measure", "value"))
     out.print(_table("splits", summary["splits"], "split"))
     out.print(_table("crawl status", summary["crawl_status"], "status"))
     labels = summary["labels"]

@@ -8,6 +8,7 @@ import networkx as nx
 import numpy as np
 import polars as pl
 
+from slip_data.homophily import label_homophily
 from slip_data.shard.writer import read_manifest
 
 DEGREE_QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
@@ -62,17 +63,26 @@ def raw_line_skips(report_path: Path) -> dict | None:
     }
 
 
+def node_labels(folder: Path, manifest: dict) -> np.ndarray:
+    """Every node's `label_id`, in `node_id` order (the node files' order): the one column read."""
+    node_files = [folder / f["path"] for f in manifest["files"] if f["kind"] == "nodes"]
+    return pl.read_parquet(node_files, columns=["label_id"])["label_id"].to_numpy()
+
+
 def summarize(shards_dir) -> dict:
-    """Counts, degree quantiles, connected components, label, split and crawl status counts, and
-    the raw lines skipped by reason when the build folder's report.json is there."""
+    """Counts, degree quantiles, connected components, label homophily, label, split and crawl
+    status counts, and the raw lines skipped by reason when the build folder's report.json is
+    there."""
     folder, manifest = read_manifest(Path(shards_dir))
     n_nodes = manifest["counts"]["nodes"]
     edges = pl.read_parquet(folder / "edges.parquet")
-    degree = np.zeros(n_nodes, dtype=np.int64)
-    np.add.at(degree, edges["src"].to_numpy(), 1)
-    np.add.at(degree, edges["dst"].to_numpy(), 1)
-    components = component_sizes(n_nodes, edges["src"].to_numpy(), edges["dst"].to_numpy())
+    src, dst = edges["src"].to_numpy(), edges["dst"].to_numpy()
+    degree = np.bincount(src, minlength=n_nodes) + np.bincount(dst, minlength=n_nodes)
+    components = component_sizes(n_nodes, src, dst)
     labels = pl.read_parquet(folder / "labels.parquet")
+    homophily = manifest.get("homophily")  # shards written before it are measured here
+    if homophily is None:
+        homophily = label_homophily(node_labels(folder, manifest), src, dst)
     return {
         "shards": str(folder),
         "format_version": manifest["format_version"],
@@ -87,8 +97,10 @@ def summarize(shards_dir) -> dict:
             for q in DEGREE_QUANTILES
         },
         "isolated_nodes": int((degree == 0).sum()),
+        "isolated_share": float((degree == 0).mean()) if n_nodes else 0.0,
         "connected_components": len(components),
         "largest_component": components[0] if components else 0,
+        "homophily": homophily,
         "labels": dict(zip(labels["label"], labels["count"], strict=True)),
         "splits": manifest["split_sizes"],
         "crawl_status": manifest["crawl_status"],

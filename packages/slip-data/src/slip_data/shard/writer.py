@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from slip_data import SHARD_FORMAT_VERSION, __version__
 from slip_data.atomic import atomic_path, remove_stale_temps, write_json
 from slip_data.graph.build import SPLITS
+from slip_data.homophily import label_homophily
 from slip_data.progress import item_progress
 
 MANIFEST = "manifest.json"
@@ -321,6 +322,9 @@ def write_shards(
         "label_names": plan.label_names,
         "categories": sorted(table["main_category"].unique().to_list()),
         "edges_stored": "once per undirected pair, src < dst",
+        "homophily": label_homophily(
+            table["label_id"].to_numpy(), plan.edges["src"].to_numpy(), plan.edges["dst"].to_numpy()
+        ),
         "crawl_status": plan.crawl_status,
         "dropped_images": plan.dropped_images,
         "files": files,
