@@ -30,8 +30,10 @@ for mode in slip clip; do
 done
 echo "== SLIP against CLIP on the demo test split"
 for task in retrieval classify; do
+    graph=()  # after the last table: how far the demo graph's neighbours share the label
+    [ "$task" = classify ] && graph=(--shards "$OUT")
     "${UV[@]}" run slip-eval compare "$RUN/eval/slip-$task.json" "$RUN/eval/clip-$task.json" \
-        --chart "$RUN/eval/$task.png"
+        --chart "$RUN/eval/$task.png" "${graph[@]}"
 done
 "${UV[@]}" run slip-eval report "$RUN"/eval/{slip,clip}-{retrieval,classify}.json --shards "$OUT" \
     --cache-dir "$RUN/eval-cache" --out "$RUN/report"

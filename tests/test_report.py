@@ -91,6 +91,7 @@ def test_report_opens_in_chromium(demo_build, evaluated, chromium, tmp_path):
     parser.feed(page)
     assert parser.links and all((out / link).is_file() for link in parser.links)
     assert "slip-tiny · slip" in page and "slip-tiny · clip" in page and "Left out" not in page
+    assert "<h2>Co-purchase graph</h2>" in page and "by chance (adjusted homophily" in page
     # a second report replaces the first whole; a folder of other files is never replaced
     invoke("report", *map(str, results), "--out", str(out))
     assert not (out / "thumbs").exists() and "no --shards given" in index.read_text()
@@ -107,7 +108,7 @@ def test_report_opens_in_chromium(demo_build, evaluated, chromium, tmp_path):
     probe = dict(re.findall(r'data-([a-z-]+)="(\d+)"', body.group(1)))
     # four plots, and per query the right image plus each of the two models' top five
     assert probe == {"images": str(4 + QUERIES * 11), "images-loaded": str(4 + QUERIES * 11),
-                     "tables": "2"}, probe  # fmt: skip
+                     "tables": "3"}, probe  # fmt: skip
     shot = tmp_path / "report.png"
     subprocess.run([*browse, f"--screenshot={shot}", "--window-size=1280,2400", index.as_uri()],
                    capture_output=True, timeout=120, check=False)  # fmt: skip

@@ -120,8 +120,14 @@ def compare(
     chart: Annotated[
         Path | None, typer.Option(dir_okay=False, help="Write a bar chart PNG here.")
     ] = None,
+    shards: Annotated[
+        Path | None,
+        typer.Option(help="The evaluated shards: print their graph's label homophily too."),
+    ] = None,
 ) -> None:
-    """A side-by-side table of result files, and optionally a bar chart."""
+    """A side-by-side table of result files, optionally a bar chart, and the evaluated graph's
+    label homophily (how far SLIP's neighbours share the label)."""
+    from slip_eval.homophily import graph_homophily, homophily_lines
     from slip_eval.results import bar_chart, markdown_table, read_result
 
     loaded = [read_result(path) for path in results]
@@ -130,6 +136,14 @@ def compare(
     if chart is not None:
         bar_chart(loaded, labels, chart)
         typer.echo(f"wrote {chart}")
+    if shards is not None:
+        stats = graph_homophily(shards)
+        lines = (
+            ["the shards predate slip-data recording it"]
+            if stats is None
+            else (homophily_lines(stats))
+        )
+        typer.echo("\nlabel homophily of the co-purchase graph:\n  " + "\n  ".join(lines))
 
 
 @app.command()

@@ -106,8 +106,8 @@ class Split:
                     yield images
 
 
-def open_split(path: str | Path, split: str) -> Split:
-    """The split's products that have an image, their titles, labels and in-split edges."""
+def read_manifest(path: str | Path) -> tuple[Path, dict]:
+    """The shard folder (`path` or `path/shards`) and its manifest, its version checked."""
     path = Path(path)
     folder = next((f for f in (path, path / "shards") if (f / "manifest.json").is_file()), None)
     if folder is None:
@@ -121,6 +121,12 @@ def open_split(path: str | Path, split: str) -> Split:
             f"{folder}: shard format version {manifest.get('format_version')!r}; "
             f"this slip-eval reads {SHARD_VERSION}"
         )
+    return folder, manifest
+
+
+def open_split(path: str | Path, split: str) -> Split:
+    """The split's products that have an image, their titles, labels and in-split edges."""
+    folder, manifest = read_manifest(path)
     if split not in SPLITS:
         raise DataError(f"--split: {split!r} is not one of {', '.join(SPLITS)}")
     node_files = [folder / f["path"] for f in manifest["files"] if f["kind"] == "nodes"]

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from slip_eval.data import Split, embed_split, open_split
+from slip_eval.homophily import ROWS as HOMOPHILY_ROWS
+from slip_eval.homophily import graph_homophily, reading
 from slip_eval.models import LoadedModel, load_model
 from slip_eval.results import flat_metrics, read_result
 
@@ -526,6 +528,20 @@ def render(entries: list[Entry], page: Page) -> str:
     )
 
 
+def graph_section(page: Page, stats: dict | None) -> None:
+    """The evaluated graph's label homophily, and what it lets one expect of SLIP."""
+    if stats is None:
+        page.notes.append("graph homophily: the shards predate slip-data recording it")
+        return
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td class='num'>"
+        f"{'–' if stats.get(key) is None else f'{stats[key]:.3f}'}</td></tr>"
+        for key, name in HOMOPHILY_ROWS
+    )
+    table = f"<table><tr><th>label homophily</th><th>value</th></tr>{rows}</table>"
+    page.sections.append(("Co-purchase graph", f"{table}<p>{html.escape(reading(stats))}</p>"))
+
+
 def _check_out(out: Path) -> None:
     """A report replaces only an earlier report or an empty folder, never other files."""
     if out.exists() and (
@@ -570,6 +586,8 @@ def _sections(
             ),
         )
     )
+    if shards is not None:
+        graph_section(page, graph_homophily(shards))
     logs: dict[str, list[dict]] = {}
     first_of_model: dict[str, Entry] = {}
     for entry in entries:
