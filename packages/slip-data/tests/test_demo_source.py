@@ -1,10 +1,11 @@
-"""The embedded demo source: format, determinism, quirks, learnable signal, images and server."""
+"""The embedded demo source: format, determinism, quirks, learnable signal, the shopper model's
+knobs (measured on the graph slip-data builds), images and server."""
 
 import asyncio
 import collections
+import dataclasses
 import gzip
 import io
-import itertools
 import json
 import math
 import re
@@ -15,10 +16,14 @@ from urllib.parse import urlparse
 
 import aiohttp
 import numpy as np
+import polars as pl
 import pytest
 from PIL import Image
 
 from slip_data.categories import CATEGORIES
+from slip_data.fetch.stage import local_raws
+from slip_data.graph.build import GraphOptions
+from slip_data.graph.stage import run_graph
 from slip_data.sources import demo
 from slip_data.sources.demo import (
     DEMO_IMAGE_HOST,
@@ -34,6 +39,8 @@ from slip_data.sources.demo_server import DemoServer
 
 SPEC = DemoSpec(products=600, seed=0)
 SMALL = DemoSpec(products=300, seed=3, categories=("Electronics", "Books", "Toys_and_Games"))
+# 100 products per subcategory: room for any homophily at the default mean degree
+ROOMY = DemoSpec(products=1200, seed=5, categories=SMALL.categories)
 META_KEYS = [
     "main_category", "title", "average_rating", "rating_number", "features", "description",
     "price", "images", "videos", "store", "categories", "details", "parent_asin",
@@ -90,10 +97,15 @@ def image_path(url: str) -> str:
         {"caption_noise": -0.1},
         {"caption_noise": 1.5},
         {"caption_noise": math.nan},
-        {"reviews_per_product": 0},
+        {"reviews_per_product": -0.1},
         {"reviews_per_product": 101},
         {"label_homophily": -0.1},
         {"label_homophily": 1.5},
+        {"mean_degree": 0},
+        {"mean_degree": 100.5},
+        {"mean_degree": math.inf},
+        {"items_per_user": 1},
+        {"items_per_user": 8.5},
         {"categories": ()},
         {"categories": ("Nope",)},
         {"categories": ("Books", "Books")},
@@ -156,7 +168,7 @@ def test_meta_lines_follow_the_format(catalogue: dict) -> None:
 
 def test_review_lines_follow_the_format(catalogue: dict) -> None:
     rows = all_reviews(catalogue)
-    assert len(rows) == round(SPEC.products * SPEC.reviews_per_product)
+    assert len(rows) == catalogue["summary"]["reviews"] > SPEC.products
     for r in rows:
         assert list(r) == REVIEW_KEYS
         assert isinstance(r["rating"], float) and r["rating"] in (1.0, 2.0, 3.0, 4.0, 5.0)
@@ -206,7 +218,7 @@ def test_quirks_are_present(catalogue: dict) -> None:
     verified = sum(r["verified_purchase"] for r in reviews) / len(reviews)
     assert 0.85 < verified < 0.95
     per_user = collections.Counter(r["user_id"] for r in reviews)
-    assert per_user.most_common(1)[0][1] >= 50  # heavy tail
+    assert per_user.most_common(1)[0][1] == demo._MOST_ITEMS_PER_USER  # a long tail, capped
     assert sum(v <= 5 for v in per_user.values()) > 0.8 * len(per_user)
 
 
@@ -259,42 +271,76 @@ def test_brand_weakly_in_titles(catalogue: dict) -> None:
     assert 0.2 < share < 0.4
 
 
-def test_co_reviews_follow_communities(catalogue: dict) -> None:
-    community = {r["parent_asin"]: COMMUNITY_OF_STORE[r["store"]] for r in all_meta(catalogue)}
-    histories = collections.defaultdict(list)
-    for r in all_reviews(catalogue):
-        if r["parent_asin"] in community:
-            histories[r["user_id"]].append(r["parent_asin"])
-    same = total = 0
-    for products in histories.values():
-        distinct = list(dict.fromkeys(products))[:20]  # a cap on long histories, as a graph would
-        for a, b in itertools.combinations(distinct, 2):
-            total += 1
-            same += community[a] == community[b]
-    assert total > 1000
-    assert same / total > 0.5  # chance level is about 0.1
+def built_graph(spec: DemoSpec, root: Path) -> tuple[float, float, dict, pl.DataFrame]:
+    """(edge homophily, mean degree, generator summary, nodes with their edges' ends) of the graph
+    slip-data's graph stage builds, with its default options, from the generated raw files."""
+    summary = write_demo_catalogue(spec, root / "raw")
+    raws = local_raws(spec.categories, root / "raw")
+    run_graph(raws, root / "graph", GraphOptions(), quiet=True)
+    nodes = pl.read_parquet(root / "graph" / "nodes.parquet").sort("graph_id")
+    edges = pl.read_parquet(root / "graph" / "edges.parquet")
+    label = nodes["label"].to_numpy()
+    src, dst = edges["src"].to_numpy(), edges["dst"].to_numpy()
+    ends = pl.DataFrame({"src": nodes["parent_asin"][src], "dst": nodes["parent_asin"][dst]})
+    return float(np.mean(label[src] == label[dst])), 2 * len(src) / len(label), summary, ends
 
 
-def test_label_homophily_makes_co_reviews_share_the_label(tmp_path: Path) -> None:
-    shares = []
-    for homophily in (0.0, 0.8):
-        root = tmp_path / str(homophily)
-        spec = DemoSpec(products=600, categories=SMALL.categories, label_homophily=homophily)
-        write_demo_catalogue(spec, root)
-        meta = [r for c in spec.categories for r in read_lines(demo_files(root, c)[0])]
-        label = {r["parent_asin"]: tuple(r["categories"][:2]) for r in meta if r["categories"]}
-        histories = collections.defaultdict(list)
-        for c in spec.categories:
-            for r in read_lines(demo_files(root, c)[1]):
-                if r["parent_asin"] in label:
-                    histories[r["user_id"]].append(r["parent_asin"])
-        pairs = [
-            label[a] == label[b]
-            for products in histories.values()
-            for a, b in itertools.combinations(list(dict.fromkeys(products))[:20], 2)
-        ]
-        shares.append(sum(pairs) / len(pairs))
-    assert shares[0] < 0.2 < 0.5 < shares[1]  # 12 subcategories: chance is about 0.08
+@pytest.mark.parametrize(
+    "spec",
+    [ROOMY, DemoSpec(products=2000, seed=5)],  # the default shape: 15 products a subcategory
+    ids=["1200-over-3-categories", "2000-over-all"],
+)
+def test_homophily_is_set_without_moving_the_density(spec: DemoSpec, tmp_path: Path) -> None:
+    degrees = []
+    for asked in (0.1, 0.4, 0.7):
+        homophily, degree, summary, _ = built_graph(
+            dataclasses.replace(spec, label_homophily=asked), tmp_path / str(asked)
+        )
+        assert abs(homophily - asked) <= 0.05
+        assert abs(degree / spec.mean_degree - 1) <= 0.1
+        # the generator measures the graph the graph stage builds
+        assert summary["edge_homophily"] == pytest.approx(homophily, abs=1e-4)
+        assert summary["mean_degree"] == pytest.approx(degree, abs=1e-4)
+        degrees.append(degree)
+    assert max(degrees) <= 1.1 * min(degrees)
+
+
+def test_density_knob_moves_the_degree_not_the_homophily(tmp_path: Path) -> None:
+    measured = {
+        degree: built_graph(dataclasses.replace(ROOMY, mean_degree=degree), tmp_path / str(degree))
+        for degree in (4.0, 12.0)
+    }
+    for asked, (homophily, degree, _, _) in measured.items():
+        assert abs(degree / asked - 1) <= 0.1
+        assert abs(homophily - ROOMY.label_homophily) <= 0.05
+    assert measured[12.0][1] > 2.5 * measured[4.0][1]
+
+
+def test_fixed_reviews_per_product_keep_the_homophily(tmp_path: Path) -> None:
+    spec = dataclasses.replace(ROOMY, reviews_per_product=3.0, label_homophily=0.3)
+    summary = write_demo_catalogue(spec, tmp_path)
+    assert summary["reviews"] == 3 * spec.products
+    assert abs(summary["edge_homophily"] - 0.3) <= 0.01
+
+
+def test_label_blind_shoppers_follow_their_communities(tmp_path: Path) -> None:
+    """At homophily 0 a shopper's purchases come from their brand-like community (and noise)."""
+    spec = dataclasses.replace(ROOMY, label_homophily=0.0)
+    _, _, _, ends = built_graph(spec, tmp_path)
+    meta = [r for c in spec.categories for r in read_lines(demo_files(tmp_path / "raw", c)[0])]
+    community = {r["parent_asin"]: COMMUNITY_OF_STORE[r["store"]] for r in meta}
+    same = [community[a] == community[b] for a, b in ends.iter_rows()]
+    assert len(same) > 1000
+    assert sum(same) / len(same) > 0.5  # chance level is about 0.1
+
+
+def test_an_unreachable_target_stops_at_the_review_cap(catalogue: dict) -> None:
+    """600 products over 132 subcategories (4 or 5 each) cannot hold a same-label degree of 4:
+    the search stops at its review cap and the summary says what the graph will be."""
+    summary = catalogue["summary"]
+    assert summary["reviews"] == demo._MOST_REVIEWS_PER_PRODUCT * SPEC.products
+    assert summary["mean_degree"] < SPEC.mean_degree
+    assert abs(summary["edge_homophily"] - SPEC.label_homophily) <= 0.01
 
 
 def test_rendered_images(catalogue: dict) -> None:

@@ -48,11 +48,25 @@ DemoSeed = Annotated[int, number("Demo: seed of the catalogue.", at_least=0, at_
 CaptionNoise = Annotated[
     float, number("Demo: share of generic or wrong titles.", at_least=0, at_most=1)
 ]
-DemoReviews = Annotated[float, number("Demo: mean reviews per product.", above=0, at_most=100)]
+DemoReviews = Annotated[
+    float,
+    number(
+        "Demo: mean reviews per product, fixed (the mean degree then follows); 0: as many as "
+        "--demo-mean-degree needs.",
+        at_least=0,
+        at_most=100,
+    ),
+]
 DemoHomophily = Annotated[
     float,
-    number("Demo: share of purchases from the buyer's own subcategory.", at_least=0, at_most=1),
+    number(
+        "Demo: edge homophily of the built graph (share of edges within one subcategory).",
+        at_least=0,
+        at_most=1,
+    ),
 ]
+DemoDegree = Annotated[float, number("Demo: mean degree of the built graph.", above=0, at_most=100)]
+DemoItems = Annotated[float, number("Demo: mean products reviewed per user.", above=1, at_most=8)]
 # graph
 VerifiedOnly = Annotated[bool, typer.Option(help="Link products through verified purchases only.")]
 MinWeight = Annotated[int, number("Keep edges with at least this many shared buyers.", at_least=1)]
@@ -109,6 +123,7 @@ RayAddress = Annotated[
 UnitRetries = Annotated[int, number("Further tries of a failed work unit.", at_least=0)]
 
 CRAWL_DEFAULTS = CrawlOptions()
+DEMO_DEFAULTS = DemoSpec()
 T = TypeVar("T")
 
 
@@ -121,6 +136,8 @@ def _source(values: dict[str, Any]) -> pipeline.SourceConfig:
         reviews_per_product=values["demo_reviews_per_product"],
         categories=names,
         label_homophily=values["demo_label_homophily"],
+        mean_degree=values["demo_mean_degree"],
+        items_per_user=values["demo_items_per_user"],
     )
     return pipeline.SourceConfig(values["source"], names, values["base_url"], demo)
 
@@ -169,11 +186,13 @@ def build(
     source: Source = "amazon2023",
     categories: Categories = "all",
     base_url: BaseUrl = DEFAULT_BASE_URL,
-    demo_products: DemoProducts = 2000,
-    demo_seed: DemoSeed = 0,
-    caption_noise: CaptionNoise = 0.2,
-    demo_reviews_per_product: DemoReviews = 6.0,
-    demo_label_homophily: DemoHomophily = 0.0,
+    demo_products: DemoProducts = DEMO_DEFAULTS.products,
+    demo_seed: DemoSeed = DEMO_DEFAULTS.seed,
+    caption_noise: CaptionNoise = DEMO_DEFAULTS.caption_noise,
+    demo_reviews_per_product: DemoReviews = DEMO_DEFAULTS.reviews_per_product,
+    demo_label_homophily: DemoHomophily = DEMO_DEFAULTS.label_homophily,
+    demo_mean_degree: DemoDegree = DEMO_DEFAULTS.mean_degree,
+    demo_items_per_user: DemoItems = DEMO_DEFAULTS.items_per_user,
     verified_only: VerifiedOnly = False,
     min_weight: MinWeight = 1,
     max_items_per_user: MaxItemsPerUser = 100,
@@ -227,11 +246,13 @@ def fetch(
     source: Source = "amazon2023",
     categories: Categories = "all",
     base_url: BaseUrl = DEFAULT_BASE_URL,
-    demo_products: DemoProducts = 2000,
-    demo_seed: DemoSeed = 0,
-    caption_noise: CaptionNoise = 0.2,
-    demo_reviews_per_product: DemoReviews = 6.0,
-    demo_label_homophily: DemoHomophily = 0.0,
+    demo_products: DemoProducts = DEMO_DEFAULTS.products,
+    demo_seed: DemoSeed = DEMO_DEFAULTS.seed,
+    caption_noise: CaptionNoise = DEMO_DEFAULTS.caption_noise,
+    demo_reviews_per_product: DemoReviews = DEMO_DEFAULTS.reviews_per_product,
+    demo_label_homophily: DemoHomophily = DEMO_DEFAULTS.label_homophily,
+    demo_mean_degree: DemoDegree = DEMO_DEFAULTS.mean_degree,
+    demo_items_per_user: DemoItems = DEMO_DEFAULTS.items_per_user,
     quiet: Quiet = False,
 ) -> None:
     """Stage 1: download (or locate) the raw meta and review files of each category."""

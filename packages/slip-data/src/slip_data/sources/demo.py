@@ -1,9 +1,12 @@
 """Embedded offline demo source: a synthetic catalogue in exactly the Amazon Reviews 2023 format.
 
 The data carries the signals the toolkit is meant to learn: the subcategory is visible in the image
-(shape x colour) and in most titles (its noun); latent brand-like communities drive co-purchases
-and show only faintly (a brand word in some titles, the store, an image background pattern).
-Everything is drawn from one seeded numpy generator, so the same spec gives the same bytes.
+(shape x colour) and in most titles (its noun); co-purchases arise as in a store (substitutes
+within a subcategory, complements across the subcategories of a category, a shopper's brand-like
+community, noise), mixed so that the graph slip-data builds has the asked edge homophily and mean
+degree; a community shows only faintly (a brand word in some titles, the store, an image
+background pattern). Everything is drawn from seeded numpy generators, so the same spec gives the
+same bytes.
 """
 
 import gzip
@@ -15,12 +18,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from slip_data.atomic import atomic_path, remove_stale_temps, write_json
 from slip_data.categories import CATEGORIES, raw_relpaths
+from slip_data.graph.build import GraphOptions, co_purchase_edges
 from slip_data.progress import item_progress
 from slip_data.sources.demo_images import (
     N_COMMUNITIES,
+    N_SUBCATEGORIES,
     SUBCATEGORIES_PER_CATEGORY,
     DemoImage,
     decode_demo_image,
@@ -43,7 +49,7 @@ __all__ = [
 
 DEMO_IMAGE_HOST = "images.slip-demo.invalid"
 SPEC_FILE = "demo-spec.json"
-GENERATOR_VERSION = 1  # bump when the bytes for a given spec change, so old roots regenerate
+GENERATOR_VERSION = 2  # bump when the bytes for a given spec change, so old roots regenerate
 
 
 # category -> (readable root name, ((subcategory name, title noun), ...) with 4 subcategories)
@@ -257,7 +263,23 @@ REVIEW_EXTRAS = (
 _NOUNS = tuple(noun for c in CATEGORIES for _, noun in TAXONOMY[c][1])
 _COMMUNITY_P = np.array([1 / (i + 4) for i in range(N_COMMUNITIES)])
 _COMMUNITY_P /= _COMMUNITY_P.sum()
-_IN_COMMUNITY = 0.8  # share of a user's purchases from their own community
+# The shopper model (docs/data.md, "--source demo"): the mix t in [-1, 1] sets the shares of a
+# shopper's later purchases (_mix); these two constants fix the rest of the path. The complements'
+# share puts the category-level homophily at the published coarse-label figures (about 0.8) at
+# the default label homophily.
+_COMPLEMENTS = 0.65  # complements' share of the non-substitutes at t = 0
+_COMMUNITY = 0.8  # community picks' share of the purchases left, noise the rest
+_REPEAT = 0.015  # a review of the shopper's previous product again
+_ORPHAN = 0.005  # a review of a product missing from the metadata
+# A user reviews at most as many products as a subcategory of the default catalogue holds (2,000
+# over 132), so that even the most active can keep to their own: the dataset's tail of users
+# with thousands of reviews would link most of a small catalogue and swamp the label structure.
+_MOST_ITEMS_PER_USER = 15
+_BLOCK = 4096  # shoppers per block of the stream, each block with a generator of its own
+_MOST_REVIEWS_PER_PRODUCT = 25  # where the search for the mean degree stops (Amazon: 18-27)
+_HOMOPHILY_TOLERANCE = 0.002
+_DEGREE_TOLERANCE = 0.005  # relative
+_GRAPH = GraphOptions()  # the graph the targets are measured on: slip-data's defaults
 _T0 = 1136073600000  # 2006-01-01, ms
 _T_END = 1696032000000  # 2023-09-30, ms
 _YEAR_MS = 365 * 86_400_000
@@ -280,9 +302,11 @@ class DemoSpec:
     products: int = 2000
     seed: int = 0
     caption_noise: float = 0.2
-    reviews_per_product: float = 6.0
+    reviews_per_product: float = 0.0  # 0: as many reviews as mean_degree needs
     categories: tuple[str, ...] = CATEGORIES
-    label_homophily: float = 0.0  # share of purchases from the user's own subcategory
+    label_homophily: float = 0.5  # edge homophily of the built graph (docs/data.md: why 0.5)
+    mean_degree: float = 8.0
+    items_per_user: float = 2.3
 
     def __post_init__(self) -> None:
         def is_int(v: object) -> bool:
@@ -301,10 +325,17 @@ class DemoSpec:
             raise ValueError(f"caption_noise must be from 0 to 1, got {self.caption_noise!r}")
         if not is_real(self.label_homophily) or not 0 <= self.label_homophily <= 1:
             raise ValueError(f"label_homophily must be from 0 to 1, got {self.label_homophily!r}")
-        if not is_real(self.reviews_per_product) or not 0 < self.reviews_per_product <= 100:
+        if not is_real(self.reviews_per_product) or not 0 <= self.reviews_per_product <= 100:
             raise ValueError(
-                "reviews_per_product must be above 0 and at most 100, "
-                f"got {self.reviews_per_product!r}"
+                f"reviews_per_product must be from 0 to 100, got {self.reviews_per_product!r}"
+            )
+        if not is_real(self.mean_degree) or not 0 < self.mean_degree <= 100:
+            raise ValueError(
+                f"mean_degree must be above 0 and at most 100, got {self.mean_degree!r}"
+            )
+        if not is_real(self.items_per_user) or not 1 < self.items_per_user <= 8:
+            raise ValueError(
+                f"items_per_user must be above 1 and at most 8, got {self.items_per_user!r}"
             )
         names = (self.categories,) if isinstance(self.categories, str) else self.categories
         try:
@@ -322,6 +353,8 @@ class DemoSpec:
         object.__setattr__(self, "caption_noise", float(self.caption_noise))
         object.__setattr__(self, "reviews_per_product", float(self.reviews_per_product))
         object.__setattr__(self, "label_homophily", float(self.label_homophily))
+        object.__setattr__(self, "mean_degree", float(self.mean_degree))
+        object.__setattr__(self, "items_per_user", float(self.items_per_user))
         object.__setattr__(self, "categories", tuple(c for c in CATEGORIES if c in names))
 
     def as_json(self) -> dict:
@@ -341,6 +374,225 @@ def demo_files(root: Path, category: str) -> tuple[Path, Path]:
     return Path(root) / meta, Path(root) / reviews
 
 
+def _mix(t: float) -> tuple[float, float, float]:
+    """(substitute, complement, community) shares of a shopper's purchases after the first; noise
+    is the rest. t = -1 ignores the label (community and noise), 0 adds complements, 1 is all
+    substitutes: the graph's edge homophily grows with t, so one search finds the t asked for."""
+    substitute = max(t, 0.0)
+    complement = _COMPLEMENTS * (1 - abs(t))
+    return substitute, complement, (1 - substitute - complement) * _COMMUNITY
+
+
+def _count_cdf(mean: float, most: int) -> np.ndarray:
+    """CDF over 1..most of a power law k**-a with the given mean (uniform where even a = 0 falls
+    short): most users review one or two products and a few many, as in the dataset."""
+    k = np.arange(1, most + 1, dtype=np.float64)
+
+    def mean_at(a: float) -> float:
+        weights = k**-a
+        return float(k @ weights / weights.sum())
+
+    lo, hi = 0.0, 64.0
+    if mean_at(0.0) > mean:
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if mean_at(mid) > mean else (lo, mid)
+    cdf = np.cumsum(k**-lo)
+    cdf /= cdf[-1]
+    cdf[-1] = 1.0
+    return cdf
+
+
+def _search(
+    value: Callable[[float], float],
+    *,
+    lo: float,
+    hi: float,
+    target: float,
+    tolerance: float,
+    integer: bool = False,
+) -> float:
+    """An x in [lo, hi] where the non-decreasing `value` is within `tolerance` of `target`, else
+    the closer end of the last bracket (regula falsi, Illinois variant: few evaluations)."""
+    f_lo, f_hi = value(lo) - target, value(hi) - target
+    if f_lo >= -tolerance or f_hi <= tolerance:
+        return lo if f_lo >= -tolerance else hi
+    side = 0
+    while hi - lo > (1 if integer else 1e-6):
+        x = lo + (hi - lo) * f_lo / (f_lo - f_hi)
+        if integer:
+            x = min(max(round(x), lo + 1), hi - 1)
+        f = value(x) - target
+        if abs(f) <= tolerance:
+            return x
+        if f < 0:
+            lo, f_lo, f_hi = x, f, f_hi / 2 if side < 0 else f_hi
+            side = -1
+        else:
+            hi, f_hi, f_lo = x, f, f_lo / 2 if side > 0 else f_lo
+            side = 1
+    return lo if target - value(lo) < value(hi) - target else hi
+
+
+class _Picker:
+    """Popularity-weighted product draws from a wanted group (a community, a subcategory), for
+    many draws at once: sorted by group, each group is one range of the cumulative weights; a
+    group without products falls back to all of them."""
+
+    def __init__(self, group: np.ndarray, groups: int, popularity: np.ndarray) -> None:
+        self.order = np.argsort(group, kind="stable")
+        self.cum = np.concatenate([[0.0], np.cumsum(popularity[self.order])])
+        self.edges = np.searchsorted(group[self.order], np.arange(groups + 1))
+
+    def __call__(self, rng: np.random.Generator, wanted: np.ndarray) -> np.ndarray:
+        lo, hi = self.edges[wanted], self.edges[wanted + 1]
+        empty = lo == hi
+        lo[empty], hi[empty] = 0, len(self.order)
+        target = self.cum[lo] + rng.random(len(wanted)) * (self.cum[hi] - self.cum[lo])
+        pos = np.clip(np.searchsorted(self.cum, target, side="right") - 1, lo, hi - 1)
+        return self.order[pos]
+
+
+class _Shoppers:
+    """An endless, seeded stream of shoppers with every candidate purchase drawn; a catalogue is
+    its first `length` reviews under one mix (_mix). A block of shoppers has a generator of its
+    own, so the start of the stream does not depend on how far it is read, and the homophily and
+    degree can be measured for any (mix, length) on the same draws."""
+
+    def __init__(self, catalogue: "_Catalogue") -> None:
+        spec = catalogue.spec
+        self.spec, self.psub, self.kept = spec, catalogue.psub, catalogue.kept
+        n, popularity = spec.products, catalogue.popularity
+        self.by_subcategory = _Picker(catalogue.psub, N_SUBCATEGORIES, popularity)
+        self.by_community = _Picker(catalogue.pcomm, N_COMMUNITIES, popularity)
+        self.anywhere = _Picker(np.zeros(n, dtype=np.int64), 1, popularity)
+        self.count_cdf = _count_cdf(spec.items_per_user, _MOST_ITEMS_PER_USER)
+        self.blocks: list[dict[str, np.ndarray]] = []
+        self.stream: dict[str, np.ndarray] = {}
+        self.measured: dict[tuple[float, int], tuple[float, float]] = {}
+
+    def _block(self, index: int) -> dict[str, np.ndarray]:
+        # the 1 keeps these generators apart from the catalogue's own
+        rng = np.random.default_rng([GENERATOR_VERSION, self.spec.seed, 1, index])
+        most = len(self.count_cdf)
+        counts = np.minimum(1 + np.searchsorted(self.count_cdf, rng.random(_BLOCK)), most)
+        local = np.repeat(np.arange(_BLOCK), counts)
+        size, starts = local.size, np.cumsum(counts) - counts
+        first = np.zeros(size, dtype=bool)
+        first[starts] = True
+        community = rng.choice(N_COMMUNITIES, _BLOCK, p=_COMMUNITY_P)
+        start = rng.integers(_T0, _T_END, _BLOCK)
+        span = rng.exponential(2 * _YEAR_MS, _BLOCK)
+        own = self.by_community(rng, community[local])
+        anchor = self.psub[own[starts]][local]  # the subcategory of the first purchase
+        offset = rng.integers(1, SUBCATEGORIES_PER_CATEGORY, size)
+        block = anchor - anchor % SUBCATEGORIES_PER_CATEGORY
+        related = block + (anchor + offset) % SUBCATEGORIES_PER_CATEGORY
+        ts = start[local] + (rng.random(size) * span[local]).astype(np.int64)
+        return {
+            "user": (local + index * _BLOCK).astype(np.int32),
+            "first": first,
+            "draw": rng.random(size),
+            "substitute": self.by_subcategory(rng, anchor),
+            "complement": self.by_subcategory(rng, related),
+            "community": own,
+            "noise": self.anywhere(rng, np.zeros(size, dtype=np.int64)),
+            "repeat": (rng.random(size) < _REPEAT) & ~first,
+            "orphan": rng.random(size) < _ORPHAN,
+            "ts": np.minimum(ts, _T_END - rng.integers(0, _YEAR_MS // 4, size)),
+        }
+
+    def columns(self, length: int) -> dict[str, np.ndarray]:
+        """The stream's first `length` reviews, drawing further blocks as needed."""
+        if len(self.stream.get("user", ())) < length:
+            have = sum(len(b["user"]) for b in self.blocks)
+            while have < length:
+                self.blocks.append(self._block(len(self.blocks)))
+                have += len(self.blocks[-1]["user"])
+            self.stream = {k: np.concatenate([b[k] for b in self.blocks]) for k in self.blocks[0]}
+        return {k: v[:length] for k, v in self.stream.items()}
+
+    def products(self, t: float, length: int) -> np.ndarray:
+        """The product of each of the first `length` reviews under mix t."""
+        stream = self.columns(length)
+        kind = np.searchsorted(np.cumsum(_mix(t)), stream["draw"], side="right")
+        kinds = [stream[k] for k in ("substitute", "complement", "community", "noise")]
+        product = np.choose(kind, kinds)
+        product[stream["first"]] = stream["community"][stream["first"]]
+        at = np.flatnonzero(stream["repeat"])
+        product[at] = product[at - 1]
+        return product
+
+    def measure(self, t: float, length: int) -> tuple[float, float]:
+        """(edge homophily, mean degree) of the graph slip-data will build from these reviews:
+        its own edge code on the products and reviews its filters keep."""
+        key = (t, length)
+        if key not in self.measured:
+            stream, product = self.columns(length), self.products(t, length)
+            keep = ~stream["orphan"] & self.kept[product]
+            user_items = (
+                pl.DataFrame(
+                    {"user": stream["user"][keep], "item": product[keep], "ts": stream["ts"][keep]}
+                )
+                .group_by("user", "item")
+                .agg(timestamp=pl.col("ts").max())
+            )
+            edges = co_purchase_edges(
+                user_items, self.spec.products, _GRAPH.max_items_per_user, _GRAPH.min_weight
+            )
+            label = self.psub[edges["src"].to_numpy()] == self.psub[edges["dst"].to_numpy()]
+            homophily = float(label.mean()) if label.size else 0.0
+            self.measured[key] = (homophily, 2 * label.size / max(1, int(self.kept.sum())))
+        return self.measured[key]
+
+    def solve(self) -> tuple[float, int]:
+        """(mix, reviews) giving the asked edge homophily and mean degree (or, with
+        reviews_per_product, that many reviews). The two searches alternate, each from the
+        other's last answer, until the degree still holds once the mix is found: the homophily
+        barely moves with the number of reviews, so a round or two suffices."""
+        spec, n = self.spec, self.spec.products
+        most = n * _MOST_REVIEWS_PER_PRODUCT
+
+        def solve_mix(length: int) -> float:
+            return _search(
+                lambda t: self.measure(t, length)[0],
+                lo=-1.0,
+                hi=1.0,
+                target=spec.label_homophily,
+                tolerance=_HOMOPHILY_TOLERANCE,
+            )
+
+        def solve_length(t: float, guess: int) -> int:
+            def degree(length: float) -> float:
+                return self.measure(t, int(length))[1] / spec.mean_degree
+
+            lo, hi = guess, guess
+            while degree(lo) > 1 and lo > 1:
+                lo //= 2
+            while degree(hi) < 1 and hi < most:
+                hi = min(most, 2 * hi)
+            return int(
+                _search(degree, lo=lo, hi=hi, target=1.0, tolerance=_DEGREE_TOLERANCE, integer=True)
+            )
+
+        if spec.reviews_per_product:
+            length = max(1, round(n * spec.reviews_per_product))
+            return solve_mix(length), length
+        # a first guess from the pairs a review adds, before repeated pairs
+        k = np.minimum(np.arange(1, len(self.count_cdf) + 1), _GRAPH.max_items_per_user)
+        pmf = np.diff(self.count_cdf, prepend=0.0)
+        pairs_per_review = max((pmf @ (k * (k - 1) / 2)) / (pmf @ k), 1e-9)
+        length = int(min(most, max(1, spec.mean_degree * n / 2 / pairs_per_review)))
+        t = solve_mix(length)
+        for _ in range(4):
+            length = solve_length(t, length)
+            t = solve_mix(length)
+            off = abs(self.measure(t, length)[1] / spec.mean_degree - 1)
+            if off <= _DEGREE_TOLERANCE or length == most:
+                break
+        return t, length
+
+
 class _Catalogue:
     """All random draws of a spec, as numpy arrays; lines are built from these per category."""
 
@@ -348,8 +600,8 @@ class _Catalogue:
         self.spec = spec
         rng = np.random.default_rng([GENERATOR_VERSION, spec.seed])
         self._sample_products(rng)
-        self._sample_reviews(rng)
         self._sample_meta(rng)
+        self._sample_reviews(rng)
         self._aggregate_ratings(rng)
         mix = int(rng.integers(0, 2**62))
         # Affine maps coprime with the alphabet size: unique ids that look scrambled.
@@ -376,50 +628,19 @@ class _Catalogue:
         self.quality = np.clip(rng.normal(4.2, 0.5, n), 1.5, 5.0)
 
     def _sample_reviews(self, rng: np.random.Generator) -> None:
-        """Heavy-tailed users, each of one community, buy mostly from it, by popularity."""
-        n, k = self.spec.products, len(self.spec.categories)
-        total = max(1, round(n * self.spec.reviews_per_product))
-        cap = min(2000, max(100, total // 50))
-        parts, drawn = [], 0
-        while drawn < total:
-            part = np.minimum(rng.zipf(2.3, max(1024, (total - drawn) // 2)), cap)
-            parts.append(part)
-            drawn += int(part.sum())
-        counts = np.concatenate(parts)
-        ends = np.cumsum(counts)
-        last = int(np.searchsorted(ends, total))
-        counts = counts[: last + 1]
-        counts[-1] -= ends[last] - total
-        users = len(counts)
-        ucomm = rng.choice(N_COMMUNITIES, users, p=_COMMUNITY_P)
-        ustart = rng.integers(_T0, _T_END, users)
-        uspan = rng.exponential(2 * _YEAR_MS, users)
-        self.users = users
-        self.ruser = np.repeat(np.arange(users, dtype=np.int32), counts)
-        rcomm = np.where(
-            rng.random(total) < _IN_COMMUNITY,
-            ucomm[self.ruser],
-            rng.choice(N_COMMUNITIES, total, p=_COMMUNITY_P),
-        )
-        rprod = self._pick_products(rng, self.pcomm, N_COMMUNITIES, rcomm)
-        if self.spec.label_homophily > 0:  # no extra draws at 0: the default catalogue unchanged
-            # Each user's own subcategory is that of their first purchase; a share of their
-            # purchases comes from it, so co-purchases share the label that often.
-            usub = self.psub[rprod[np.searchsorted(self.ruser, np.arange(users))]]
-            own = np.flatnonzero(rng.random(total) < self.spec.label_homophily)
-            subcategories = len(CATEGORIES) * SUBCATEGORIES_PER_CATEGORY
-            rprod[own] = self._pick_products(rng, self.psub, subcategories, usub[self.ruser[own]])
-        repeat = rng.random(total) < 0.015  # the same user reviewing the same product again
-        repeat[1:] &= self.ruser[1:] == self.ruser[:-1]
-        repeat[0] = False
-        at = np.flatnonzero(repeat)
-        rprod[at] = rprod[at - 1]
-        self.rprod = rprod.astype(np.int32)
-        self.orphan = rng.random(total) < 0.005
+        """The reviews are the start of an endless stream of shoppers, as many as the density
+        asks for, mixed so that their graph has the asked homophily (_Shoppers.solve)."""
+        shoppers = _Shoppers(self)
+        mix, total = shoppers.solve()
+        self.graph_homophily, self.graph_degree = shoppers.measure(mix, total)
+        stream = shoppers.columns(total)
+        self.rprod = shoppers.products(mix, total).astype(np.int32)
+        self.ruser = stream["user"]
+        self.users = int(self.ruser[-1]) + 1
+        self.orphan = stream["orphan"]
         self.orphan_rank = np.cumsum(self.orphan) - 1
+        self.ts = stream["ts"]
         self.variant_asin = (rng.random(total) < 0.1) & ~self.orphan
-        ts = ustart[self.ruser] + (rng.random(total) * uspan[self.ruser]).astype(np.int64)
-        self.ts = np.minimum(ts, _T_END - rng.integers(0, _YEAR_MS // 4, total))
         noise = rng.normal(0.0, 0.9, total)
         self.rating = np.clip(np.rint(self.quality[self.rprod] + noise), 1, 5).astype(np.int8)
         self.rtitle = rng.integers(0, 6, total, dtype=np.int8)
@@ -432,28 +653,10 @@ class _Catalogue:
         self.helpful = np.minimum(rng.pareto(1.3, total) * 0.5, 5000).astype(np.int32)
         self.verified = rng.random(total) < 0.9
         # Files hold one category each, in time order.
+        k = len(self.spec.categories)
         rcat_out = self.pcat[self.rprod]
         self.review_order = np.lexsort((self.ts, rcat_out))
         self.review_bounds = np.searchsorted(rcat_out[self.review_order], np.arange(k + 1))
-
-    def _pick_products(
-        self, rng: np.random.Generator, group: np.ndarray, groups: int, wanted: np.ndarray
-    ) -> np.ndarray:
-        """Popularity-weighted product of each review's wanted group (a product's community or
-        subcategory, as `group` gives it), vectorised.
-
-        Products sorted by group make each group one contiguous range of the cumulative weights;
-        a group without products falls back to all of them.
-        """
-        order = np.argsort(group, kind="stable")
-        cum = np.concatenate([[0.0], np.cumsum(self.popularity[order])])
-        edges = np.searchsorted(group[order], np.arange(groups + 1))
-        lo, hi = edges[wanted], edges[wanted + 1]
-        empty = lo == hi
-        lo[empty], hi[empty] = 0, len(order)
-        target = cum[lo] + rng.random(len(wanted)) * (cum[hi] - cum[lo])
-        pos = np.clip(np.searchsorted(cum, target, side="right") - 1, lo, hi - 1)
-        return order[pos]
 
     def _sample_meta(self, rng: np.random.Generator) -> None:
         n, noise = self.spec.products, self.spec.caption_noise
@@ -483,6 +686,8 @@ class _Catalogue:
         self.details = rng.random(n) < 0.85
         self.colour = rng.integers(0, len(COLOURS), n)
         self.first_day = rng.integers(0, (_T_END - _T0) // 86_400_000, n)
+        # what the graph stage keeps: a title, an image and a label
+        self.kept = ~(self.empty_title | self.no_images | self.empty_categories)
 
     def _aggregate_ratings(self, rng: np.random.Generator) -> None:
         n = self.spec.products
@@ -759,6 +964,9 @@ def write_demo_catalogue(spec: DemoSpec, root: Path, quiet: bool = True) -> dict
         "products": spec.products,
         "reviews": len(catalogue.rprod),
         "users": catalogue.users,
+        # what the graph stage will build with its default options
+        "edge_homophily": round(catalogue.graph_homophily, 4),
+        "mean_degree": round(catalogue.graph_degree, 4),
         "categories": per_category,
     }
     write_json(
