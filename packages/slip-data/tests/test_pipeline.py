@@ -45,6 +45,8 @@ def clean_build(tmp_path_factory) -> Path:
 def test_demo_build_over_http_gives_a_summary_and_report(clean_build):
     summary = json.loads(run("inspect", str(clean_build), "--json").stdout)
     assert summary["source"] == "demo" and summary["categories"] == 3
+    assert summary["raw_lines"]["skipped"] == {}
+    assert "read, all kept" in run("inspect", str(clean_build)).stdout
     assert summary["nodes"] > 300 and summary["edges"] > summary["nodes"]
     assert summary["crawl_status"]["ok"] >= summary["nodes"]
     assert set(summary["splits"]) == {"train", "val", "test"}

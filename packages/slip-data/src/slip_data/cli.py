@@ -397,7 +397,9 @@ def _print_summary(summary: dict) -> None:
     top = dict(sorted(labels.items(), key=lambda kv: -kv[1])[:15])
     out.print(_table(f"labels ({len(labels)}, largest 15)", top, "label"))
     raw = summary["raw_lines"]
-    if raw is not None:
+    if raw is not None and not raw["skipped"]:
+        out.print(f"raw lines: {raw['lines']:,} read, all kept")
+    elif raw is not None:
         title = f"raw lines: {raw['lines']:,} read, {raw['kept']:,} kept, skipped by reason"
         table = Table(title=title, title_justify="left")
         table.add_column("reason")
