@@ -33,9 +33,15 @@ with hold(sys.argv[1], shared=sys.argv[2] == "shared"):
 FORK_AND_HOLD = """
 import multiprocessing, sys, time
 from slip_data.lock import hold
+def rest(ready):
+    ready.set()  # the fork hooks ran before this: its copy of the lock is closed if ever
+    time.sleep(60)
 with hold(sys.argv[1]):
-    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    fork = multiprocessing.get_context("fork")
+    ready = fork.Event()
+    child = fork.Process(target=rest, args=(ready,))
     child.start()
+    ready.wait(60)
     print(child.pid, flush=True)
     time.sleep(600)
 """
