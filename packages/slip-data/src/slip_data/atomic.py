@@ -95,21 +95,23 @@ def write_json(target: Path, obj: Any) -> None:
     write_bytes(target, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
+def process_running(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _writer_alive(temp_name: str) -> bool:
     """Whether the process named in a temp file's name (`.NAME.PID.RANDOM.tmp`) still runs here."""
     parts = temp_name[: -len(TMP_SUFFIX)].rsplit(".", 2)
     if len(parts) != 3 or not parts[1].isdigit():
         return False  # not ours, or from a version that did not name the writer
-    pid = int(parts[1])
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_running(int(parts[1]))
 
 
 def remove_stale_temps(folder: Path, recursive: bool = True, of: str = "") -> int:

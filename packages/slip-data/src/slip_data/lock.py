@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .atomic import process_running
+
 LOCK_FILE = ".lock"
 PROGRAM = __name__.split(".")[0].replace("_", "-")  # slip-data or slip-train, by the copy
 
@@ -36,22 +38,12 @@ class FolderInUse(RuntimeError):
     """Another process writes to the folder; the message names the folder and its PID."""
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def _holder(fd: int) -> str:
     """The PID to name: the last listed that runs here, else the last listed (a holder on another
     machine of a shared filesystem); empty before a holder has written its PID."""
     words = os.pread(fd, 1 << 16, 0).split()
     listed = [int(word) for word in words if word.isdigit() and int(word) != os.getpid()]
-    running = [pid for pid in listed if _running(pid)]
+    running = [pid for pid in listed if process_running(pid)]
     return str((running or listed)[-1]) if listed else ""
 
 
