@@ -75,7 +75,9 @@ def step_times(
         model = built.model.to(device)
         if config.train.compile:
             model = torch.compile(model)
-        optimizer = torch.optim.AdamW(param_groups(model, 0.2), lr=1e-4, fused=device == "cuda")
+        optimizer = torch.optim.AdamW(
+            param_groups(model, weight_decay=0.2, lr=1e-4), fused=device == "cuda"
+        )
         runs.append((config, model, optimizer))
     mean, std = (
         torch.tensor(v, device=device).view(-1, 1, 1) for v in (built.image_mean, built.image_std)
@@ -103,7 +105,9 @@ def step_times(
             with autocast:
                 out = model(batch["images"], batch["tokens"], edges)
             out = {key: value.float() for key, value in out.items()}
-            losses = training_loss(out, edges, model.logit_scale, 0.5, 0.07)
+            losses = training_loss(
+                out, edges, model.logit_scale, structural_weight=0.5, structural_temperature=0.07
+            )
             losses["loss"].backward()
             optimizer.step()
             sync()

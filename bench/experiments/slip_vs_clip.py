@@ -78,7 +78,13 @@ METRICS = {  # name in the summary: (result file, key in the result's metrics)
     "4-shot probe acc1": ("classify", ("linear_probe", "4", "acc1_mean")),
     "4-shot prototype acc1": ("classify", ("prototype", "4", "acc1_mean")),
 }
-MAIN = "start=pretrained,size=11000,noise=0.2,homophily=0.5,weight=0.5,batch=128"
+MAIN = "start=pretrained,size=11000,noise=0.2,homophily=0.5,weight=0.5,batch=128,variant=paper"
+VARIANTS = {  # SLIP's variants (docs/method.md, "A SLIP that does no harm"): their config keys
+    "paper": [],  # neighbours as equal positives, the gradient through the heads into the encoders
+    "soft": ["loss.positives=soft", "loss.neighbour_mass=0.5"],
+    "heads": ["loss.structural_gradient=heads"],
+    "headlr10": ["optim.graph_head_lr_scale=10"],
+}
 # CPU seconds on this project's 2-core machine, one thread a run (slip-tiny): for --plan only.
 BUILD_S_PER_PRODUCT = 0.0023  # 25 s for 11,000 products
 STEP_S_PER_SAMPLE = 0.4 / 128  # a training step of 128: 0.43 s beside another busy process
@@ -93,6 +99,7 @@ class Cell(NamedTuple):
     homophily: float
     weight: float
     batch: int
+    variant: str  # SLIP's variant: a key of VARIANTS
 
 
 AXES = {  # axis: (option, parse one level)
@@ -102,6 +109,7 @@ AXES = {  # axis: (option, parse one level)
     "homophily": ("--homophily", float),
     "weight": ("--weights", float),
     "batch": ("--batches", int),
+    "variant": ("--variants", str),
 }
 
 
@@ -111,7 +119,8 @@ def shards_name(size: int, noise: float, homophily: float) -> str:
 
 def cell_name(cell: Cell) -> str:
     shards = shards_name(cell.size, cell.noise, cell.homophily)
-    return f"{cell.start}-{shards}-weight{cell.weight:g}-batch{cell.batch}"
+    variant = "" if cell.variant == "paper" else f"-{cell.variant}"
+    return f"{cell.start}-{shards}-weight{cell.weight:g}-batch{cell.batch}{variant}"
 
 
 class Grid:
@@ -125,9 +134,19 @@ class Grid:
         for axis, (option, parse) in AXES.items():
             for text in getattr(args, option.lstrip("-").replace("-", "_")).split(","):
                 self.cells.setdefault(self.main._replace(**{axis: parse(text)}), [axis])
+        # a variant is measured at every homophily level: whether it harms where neighbours are
+        # unrelated and keeps the gain where they share semantics is the question it answers
+        levels = [cell for cell, axes in self.cells.items() if "homophily" in axes]
+        for variant in {cell.variant for cell, axes in self.cells.items() if "variant" in axes}:
+            for cell in levels:
+                axes = self.cells.setdefault(cell._replace(variant=variant), [])
+                axes += [] if "homophily" in axes else ["homophily"]
         for cell in self.cells:
             if cell.start not in CONFIGS:
                 raise SystemExit(f"--start: {cell.start!r} is not one of {', '.join(CONFIGS)}")
+            if cell.variant not in VARIANTS:
+                known = ", ".join(VARIANTS)
+                raise SystemExit(f"--variants: {cell.variant!r} is not one of {known}")
         # the pretraining catalogue: the generator's default graph, which CLIP never reads
         catalogue = f"demo-{args.pretrain_products}-noise{self.main.noise:g}"
         self.pretraining_build = WORK / "shards" / f"{catalogue}-seed{args.pretrain_demo_seed}"
@@ -147,12 +166,14 @@ class Grid:
         start = f"pretrained-{self.pretraining}" if cell.start == "pretrained" else cell.start
         shards = shards_name(cell.size, cell.noise, cell.homophily)
         group = f"{shards}-batch{cell.batch}-steps{self.steps(cell)}"
-        name = f"slip-weight{cell.weight:g}-seed{seed}" if mode == "slip" else f"clip-seed{seed}"
+        variant = "" if cell.variant == "paper" else f"-{cell.variant}"
+        slip = f"slip-weight{cell.weight:g}{variant}-seed{seed}"
+        name = slip if mode == "slip" else f"clip-seed{seed}"
         return WORK / "runs" / start / group / name
 
     def todo(self) -> list[tuple[Cell, str, int]]:
         """The runs not done, (cell, mode, seed); a CLIP run shared by cells that differ only in
-        the structural weight appears once."""
+        the structural weight or SLIP's variant appears once."""
         runs = {}
         for cell in self.cells:
             for seed in self.seeds:
@@ -252,7 +273,7 @@ def train_and_evaluate(grid: Grid, run: tuple[Cell, str, int], weights: Path | N
         f'train.device="{args.device}"',
     ]
     if mode == "slip":
-        overrides.append(f"loss.structural_weight={cell.weight}")
+        overrides += [f"loss.structural_weight={cell.weight}", *VARIANTS[cell.variant]]
     if cell.start == "pretrained":
         overrides.append(f'model.pretrained="{weights}"')
     checkpoint = train(
@@ -441,22 +462,27 @@ def markdown(summary: dict, grid: Grid) -> str:
         "## SLIP − CLIP by axis (paired mean [95% interval]; the other axes at the main cell)",
         "",
     ]
+    order = list(VARIANTS)
     for axis in AXES:
-        entries = sorted((e for e in summary.values() if axis in e["axes"]), key=lambda e: e[axis])
+        entries = sorted(
+            (e for e in summary.values() if axis in e["axes"]),
+            key=lambda e: (order.index(e["variant"]), e[axis]),
+        )
         if len(entries) < 2:
             continue
+        variants = axis != "variant" and len({e["variant"] for e in entries}) > 1
         lines += [
             f"### {axis}",
             "",
-            f"| {axis} | edge homophily (adjusted) | mean degree | seeds | "
-            + " | ".join(METRICS)
-            + " |",
-            "|---" * (len(METRICS) + 4) + "|",
+            f"| {axis} | {'variant | ' if variants else ''}edge homophily (adjusted) | "
+            "mean degree | seeds | " + " | ".join(METRICS) + " |",
+            "|---" * (len(METRICS) + 4 + variants) + "|",
         ]
         for e in entries:
             diffs = [e["metrics"][m]["slip_minus_clip"] for m in METRICS]
             lines.append(
-                f"| {level(e[axis])} | {homophily(e)} | {e['graph']['mean_degree']:.1f} | "
+                f"| {level(e[axis])} | {e['variant'] + ' | ' if variants else ''}"
+                f"{homophily(e)} | {e['graph']['mean_degree']:.1f} | "
                 f"{len(e['seeds'])} | "
                 + " | ".join(f"{signed(d['mean'])} {interval(d)}" for d in diffs)
                 + " |"
@@ -471,7 +497,9 @@ def markdown(summary: dict, grid: Grid) -> str:
             f"{e['start']} start, {e['size']:,} products ({graph['test_products']:,} in the test "
             f"split), caption noise {e['noise']:g}, label homophily option {e['homophily']:g}: "
             f"edge homophily (adjusted) {homophily(e)}, mean degree {graph['mean_degree']:.1f}; "
-            f"structural weight {e['weight']:g}; {e['steps']} steps of {e['batch']}; seeds "
+            f"structural weight {e['weight']:g}, SLIP variant {e['variant']} "
+            f"({', '.join(VARIANTS[e['variant']]) or 'as the paper'}); "
+            f"{e['steps']} steps of {e['batch']}; seeds "
             f"{', '.join(map(str, e['seeds']))}; trained on {', '.join(e['devices'])}.",
         ]
         if "pretraining" in e:
@@ -506,7 +534,7 @@ def print_plan(grid: Grid, todo: list[tuple[Cell, str, int]]) -> None:
     for cell, axes in grid.cells.items():
         runs = sum(run[0] == cell for run in todo)
         print(
-            f"  {cell_name(cell):66} {grid.steps(cell):5} steps, {runs:2} runs to do "
+            f"  {cell_name(cell):74} {grid.steps(cell):5} steps, {runs:2} runs to do "
             f"({', '.join(axes)})"
         )
     builds = {grid.build(cell): cell.size for cell in grid.cells}
@@ -536,6 +564,9 @@ def main() -> None:
     parser.add_argument("--homophily", default="0,0.25,0.5,0.75", help="--demo-label-homophily")
     parser.add_argument("--weights", default="0,0.25,0.5,1", help="loss.structural_weight")
     parser.add_argument("--batches", default="64,128,256", help="sampler.batch_size")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="SLIP's variants, at each homophily level"
+    )
     parser.add_argument("--seeds", default="0,1,2", help="train.seed values, in every cell")
     parser.add_argument("--steps", type=int, default=500, help="steps at the main batch size")
     parser.add_argument("--pretrain-products", type=int, default=20000)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from slip_train.loss import clip_loss, positive_mask, structural_loss
+from slip_train.loss import clip_loss, positive_mask, positive_targets, structural_loss
 
 
 def unit(rows):
@@ -65,7 +65,7 @@ def test_structural_loss_by_hand():
 
     columns = [list(col) for col in zip(*sim, strict=True)]
     expected = (direction(sim) + direction(columns)) / 2
-    got = structural_loss(image, text, edges, temperature)
+    got = structural_loss(image, text, edges, temperature=temperature)
     assert got.item() == pytest.approx(expected, rel=1e-12)
 
 
@@ -84,6 +84,51 @@ def test_neighbours_as_positives_lower_the_loss_when_they_are_close():
     text = image.clone()
     text[1] = image[0]  # product 1's caption looks like product 0's image
     linked = torch.tensor([[0], [1]])
-    assert structural_loss(image, text, linked, 0.1) < structural_loss(
-        image, text, torch.empty(2, 0, dtype=torch.long), 0.1
+    none = torch.empty(2, 0, dtype=torch.long)
+    assert structural_loss(image, text, linked, temperature=0.1) < structural_loss(
+        image, text, none, temperature=0.1
     )
+
+
+def test_soft_targets_give_the_own_pair_a_fixed_share_whatever_the_degree():
+    edges = torch.tensor([[0, 0, 0, 3], [1, 2, 4, 4]])  # 0 has 3 neighbours, 3 has 1, 5 none
+    equal = positive_targets(6, edges, neighbour_mass=None)
+    soft = positive_targets(6, edges, neighbour_mass=0.2)
+    ones = torch.ones(6, dtype=torch.float64)
+    assert torch.allclose(equal.sum(1), ones) and torch.allclose(soft.sum(1), ones)
+    assert equal[0].tolist() == pytest.approx([0.25, 0.25, 0.25, 0, 0.25, 0])
+    assert soft[0].tolist() == pytest.approx([0.8, 0.2 / 3, 0.2 / 3, 0, 0.2 / 3, 0])
+    assert soft[3].tolist() == pytest.approx([0, 0, 0, 0.8, 0.2, 0])
+    assert soft[4].tolist() == pytest.approx([0.2 / 2, 0, 0, 0.2 / 2, 0.8, 0])
+    assert soft[5].tolist() == [0, 0, 0, 0, 0, 1]  # no neighbour: all on its own pair
+
+
+def test_soft_structural_loss_by_hand():
+    image = unit([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    text = unit([[1.0, 0.1], [0.1, 1.0], [1.0, 0.9]])
+    edges = torch.tensor([[0, 0], [1, 2]])  # 0 with 1 and with 2
+    temperature, mass = 0.5, 0.3
+    sim = (image @ text.T / temperature).tolist()
+    targets = {0: {0: 0.7, 1: 0.15, 2: 0.15}, 1: {1: 0.7, 0: 0.3}, 2: {2: 0.7, 0: 0.3}}
+
+    def direction(rows):
+        total = 0.0
+        for i, row in enumerate(rows):
+            log_z = math.log(sum(math.exp(v) for v in row))
+            total += -sum(q * (row[j] - log_z) for j, q in targets[i].items())
+        return total / len(rows)
+
+    columns = [list(col) for col in zip(*sim, strict=True)]
+    expected = (direction(sim) + direction(columns)) / 2
+    got = structural_loss(image, text, edges, temperature=temperature, neighbour_mass=mass)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_zero_neighbour_mass_is_plain_infonce():
+    torch.manual_seed(1)
+    image = torch.nn.functional.normalize(torch.randn(5, 4, dtype=torch.float64), dim=1)
+    text = torch.nn.functional.normalize(torch.randn(5, 4, dtype=torch.float64), dim=1)
+    edges = torch.tensor([[0, 1, 2], [1, 2, 4]])
+    got = structural_loss(image, text, edges, temperature=0.25, neighbour_mass=0.0)
+    expected = clip_loss(image, text, torch.tensor(math.log(4.0), dtype=torch.float64))
+    assert got.item() == pytest.approx(expected.item(), rel=1e-12)

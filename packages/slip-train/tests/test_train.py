@@ -232,13 +232,43 @@ def test_no_weight_decay_on_norms_biases_gates_and_the_logit_scale(shards, tmp_p
     from slip_train.factory import param_groups
 
     model = build_model(make_config(shards, tmp_path).model, with_graph=True).model
-    no_decay, decay = param_groups(model, 0.2)
+    groups = param_groups(model, weight_decay=0.2, lr=1e-3, graph_head_lr_scale=10.0)
     names = {id(p): n for n, p in model.named_parameters()}
-    assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0
-    undecayed = {names[id(p)] for p in no_decay["params"]}
+    no_decay = [p for g in groups if g["weight_decay"] == 0.0 for p in g["params"]]
+    decay = [p for g in groups if g["weight_decay"] == 0.2 for p in g["params"]]
+    assert len(no_decay) + len(decay) == len(names)  # every parameter, once
+    undecayed = {names[id(p)] for p in no_decay}
     assert {"clip.logit_scale", "image_graph.gates", "text_graph.norms.0.weight"} <= undecayed
-    assert all(p.ndim >= 2 for p in decay["params"])
-    assert "clip.visual.conv1.weight" in {names[id(p)] for p in decay["params"]}
+    assert all(p.ndim >= 2 for p in decay)
+    assert "clip.visual.conv1.weight" in {names[id(p)] for p in decay}
+    by_lr = {round(g["lr"], 9): {names[id(p)].split(".")[0] for p in g["params"]} for g in groups}
+    assert by_lr == {1e-3: {"clip"}, 1e-2: {"image_graph", "text_graph"}}
+    assert groups[0]["lr"] == 1e-3  # group 0 is the encoders': the lr the log reports
+
+
+def test_heads_only_gradient_keeps_the_structural_loss_out_of_the_encoders(shards, tmp_path):
+    from slip_train.loss import structural_loss
+
+    torch.manual_seed(0)
+    context = open_clip.get_model_config("slip-tiny")["text_cfg"]["context_length"]
+    images, tokens = torch.randn(4, 3, 64, 64), torch.randint(1, 100, (4, context))
+    edges = torch.tensor([[0, 1], [1, 2]])
+    grads = {}
+    for gradient in ("encoders", "heads"):
+        model = build_model(
+            make_config(shards, tmp_path).model, with_graph=True, structural_gradient=gradient
+        ).model
+        with torch.no_grad():  # open the gates so the heads' own parameters get a gradient
+            model.image_graph.gates.fill_(0.5)
+            model.text_graph.gates.fill_(0.5)
+        out = model(images, tokens, edges)
+        structural_loss(out["image_graph"], out["text_graph"], edges, temperature=0.07).backward()
+        grads[gradient] = {
+            part: any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+            for part, module in (("encoders", model.clip), ("heads", model.graph_heads()))
+        }
+    assert grads["encoders"] == {"encoders": True, "heads": True}
+    assert grads["heads"] == {"encoders": False, "heads": True}
 
 
 def test_torch_compile_trains_as_eager(shards, tmp_path):

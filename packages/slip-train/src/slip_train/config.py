@@ -50,6 +50,9 @@ class LossConfig:
     mode: str = "slip"  # slip, or clip: the baseline through the same code, without structure
     structural_weight: float = 0.5
     structural_temperature: float = 0.07
+    positives: str = "equal"  # equal (each neighbour counts as much as the own pair) or soft
+    neighbour_mass: float = 0.5  # soft: the neighbours' share of each anchor's target, in [0, 1]
+    structural_gradient: str = "encoders"  # encoders (through the heads) or heads (heads only)
 
 
 @dataclass
@@ -61,6 +64,7 @@ class OptimConfig:
     warmup_steps: int = 50
     grad_clip: float = 1.0
     grad_accum: int = 1
+    graph_head_lr_scale: float = 1.0  # the graph heads' learning rate, as a multiple of lr
 
 
 @dataclass
@@ -90,6 +94,8 @@ class Config:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "loss.mode": ("slip", "clip"),
+    "loss.positives": ("equal", "soft"),
+    "loss.structural_gradient": ("encoders", "heads"),
     "model.fusion": ("gated_residual", "replace"),
     "train.device": ("auto", "cuda", "cpu"),
     "train.precision": ("fp32", "bf16"),
@@ -101,6 +107,7 @@ POSITIVE = {
     "sampler.batch_size", "model.gat_layers", "model.gat_heads",
     "optim.lr", "optim.grad_accum", "train.steps", "train.log_every", "train.checkpoint_every",
     "train.keep_checkpoints", "loss.structural_temperature", "optim.grad_clip", "optim.eps",
+    "optim.graph_head_lr_scale",
 }  # fmt: skip
 NON_NEGATIVE = {
     "data.num_workers", "optim.warmup_steps", "optim.weight_decay", "loss.structural_weight",
@@ -163,6 +170,8 @@ def _validate(config: Config) -> None:
                 raise ConfigError(f"{path}: must be {rule} 0")
     if not config.sampler.fanouts or min(config.sampler.fanouts) < 1:
         raise ConfigError("sampler.fanouts: needs at least one hop, each at least 1")
+    if not 0 <= config.loss.neighbour_mass <= 1:
+        raise ConfigError("loss.neighbour_mass: expected a number in [0, 1]")
     if not 0 <= config.model.gat_dropout < 1:
         raise ConfigError("model.gat_dropout: expected a number in [0, 1)")
     if len(config.optim.betas) != 2 or not all(0 <= b < 1 for b in config.optim.betas):

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import open_clip
-import torch
 from torchvision.transforms import Compose, Normalize, ToTensor
 
 from slip_train.config import ModelConfig
@@ -29,9 +28,12 @@ class Built:
     preprocess_cfg: dict
 
 
-def build_model(config: ModelConfig, with_graph: bool) -> Built:
+def build_model(
+    config: ModelConfig, with_graph: bool, structural_gradient: str = "encoders"
+) -> Built:
     """open_clip model by name (`pretrained`: none, a tag, or a local weights file) and, when
-    `with_graph`, a GAT head per modality. Errors are one line naming the key."""
+    `with_graph`, a GAT head per modality, whose gradient reaches the encoders unless
+    `structural_gradient` is "heads". Errors are one line naming the key."""
     if config.name not in open_clip.list_models():
         raise ValueError(
             f"model.name: open_clip knows no model {config.name!r} "
@@ -54,7 +56,9 @@ def build_model(config: ModelConfig, with_graph: bool) -> Built:
             for _ in range(2)
         )
     return Built(
-        model=SlipModel(clip, image_graph, text_graph),
+        model=SlipModel(
+            clip, image_graph, text_graph, detach_graph_input=structural_gradient == "heads"
+        ),
         train_transform=pil_steps,
         image_mean=tuple(normalize.mean),
         image_std=tuple(normalize.std),
@@ -81,16 +85,23 @@ def split_train_transform(transform: Callable) -> tuple[Compose, Normalize]:
     return Compose(steps[:-2]), steps[-1]
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(
+    model: SlipModel, *, weight_decay: float, lr: float, graph_head_lr_scale: float = 1.0
+) -> list[dict]:
     """open_clip's rule: no weight decay on norms, biases, gains, embeddings' scale and the logit
-    scale (every parameter of fewer than 2 dimensions), decay on the rest."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        exclude = param.ndim < 2 or "bn" in name or "ln" in name or "bias" in name
-        (no_decay if exclude or "logit_scale" in name else decay).append(param)
-    return [
-        {"params": no_decay, "weight_decay": 0.0},
-        {"params": decay, "weight_decay": weight_decay},
-    ]
+    scale (every parameter of fewer than 2 dimensions), decay on the rest. The graph heads' groups
+    come after the encoders' (so group 0 holds the encoders' lr), at `lr × graph_head_lr_scale`:
+    new layers on a pretrained encoder may need to learn faster than it."""
+    groups = []
+    for part, part_lr in ((model.clip, lr), (model.graph_heads(), lr * graph_head_lr_scale)):
+        decay, no_decay = [], []
+        for name, param in part.named_parameters():
+            if not param.requires_grad:
+                continue
+            exclude = param.ndim < 2 or "bn" in name or "ln" in name or "bias" in name
+            (no_decay if exclude or "logit_scale" in name else decay).append(param)
+        groups += [
+            {"params": no_decay, "weight_decay": 0.0, "lr": part_lr},
+            {"params": decay, "weight_decay": weight_decay, "lr": part_lr},
+        ]
+    return [group for group in groups if group["params"]]

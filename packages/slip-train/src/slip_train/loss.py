@@ -34,16 +34,40 @@ def positive_mask(num_nodes: int, edge_index: Tensor) -> Tensor:
     return mask
 
 
-def structural_loss(image: Tensor, text: Tensor, edge_index: Tensor, temperature: float) -> Tensor:
-    """Multi-positive InfoNCE, both directions: each anchor's log-probability averaged over its
-    positives (itself and its neighbours), as in supervised contrastive learning."""
-    positives = positive_mask(image.shape[0], edge_index)
+def positive_targets(num_nodes: int, edge_index: Tensor, neighbour_mass: float | None) -> Tensor:
+    """(n, n) target distribution over each anchor's positives, rows summing to 1.
+
+    `neighbour_mass` None: every positive (itself and each neighbour) counts equally, so the
+    neighbours' share grows with the degree. A number m: the anchor's own pair keeps 1 - m and its
+    neighbours share m, whatever the degree, which bounds how far unrelated neighbours can pull
+    (a product without a neighbour in the batch keeps 1 on its own pair).
+    """
+    positives = positive_mask(num_nodes, edge_index).double()
+    if neighbour_mass is None:
+        return positives / positives.sum(1, keepdim=True)
+    self_pair = torch.eye(num_nodes, dtype=positives.dtype, device=positives.device)
+    neighbours = positives - self_pair
+    degree = neighbours.sum(1, keepdim=True)
+    shared = neighbours * (neighbour_mass / degree.clamp(min=1))
+    return shared + self_pair * (1 - neighbour_mass * (degree > 0).to(positives.dtype))
+
+
+def structural_loss(
+    image: Tensor,
+    text: Tensor,
+    edge_index: Tensor,
+    *,
+    temperature: float,
+    neighbour_mass: float | None = None,
+) -> Tensor:
+    """Multi-positive InfoNCE, both directions: the cross-entropy between each anchor's
+    similarities and its targets (`positive_targets`); with equal targets it is supervised
+    contrastive learning's log-probability averaged over the positives."""
+    targets = positive_targets(image.shape[0], edge_index, neighbour_mass).to(image.dtype)
     logits = image @ text.T / temperature
-    per_direction = []
-    for scores in (logits, logits.T):
-        log_prob = scores.log_softmax(dim=1)
-        mean_positive = (log_prob * positives).sum(1) / positives.sum(1)
-        per_direction.append(-mean_positive.mean())
+    per_direction = [
+        -(scores.log_softmax(dim=1) * targets).sum(1).mean() for scores in (logits, logits.T)
+    ]
     return (per_direction[0] + per_direction[1]) / 2
 
 
@@ -51,8 +75,10 @@ def training_loss(
     out: dict[str, Tensor],
     edge_index: Tensor,
     logit_scale: Tensor,
+    *,
     structural_weight: float,
     structural_temperature: float,
+    neighbour_mass: float | None = None,
 ) -> dict[str, Tensor]:
     """CLIP's loss on the encoders' embeddings, plus (when the model has graph heads) the weighted
     structural loss on the graph-refined ones; `loss` is what is minimised."""
@@ -60,7 +86,11 @@ def training_loss(
     losses["loss"] = losses["clip_loss"]
     if "image_graph" in out:
         losses["structural_loss"] = structural_loss(
-            out["image_graph"], out["text_graph"], edge_index, structural_temperature
+            out["image_graph"],
+            out["text_graph"],
+            edge_index,
+            temperature=structural_temperature,
+            neighbour_mass=neighbour_mass,
         )
         losses["loss"] = losses["loss"] + structural_weight * losses["structural_loss"]
     return losses

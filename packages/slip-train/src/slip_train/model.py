@@ -49,15 +49,27 @@ class GraphHead(nn.Module):
 
 class SlipModel(nn.Module):
     """`clip` is a plain open_clip model (exported as is); `image_graph` and `text_graph` are
-    None in `clip` mode, so the baseline runs through the same code without a graph head."""
+    None in `clip` mode, so the baseline runs through the same code without a graph head. With
+    `detach_graph_input` the heads see the encoders' embeddings without their gradient, so the
+    structural loss trains the heads alone and the encoders learn from CLIP's loss only."""
 
     def __init__(
-        self, clip: nn.Module, image_graph: GraphHead | None, text_graph: GraphHead | None
+        self,
+        clip: nn.Module,
+        image_graph: GraphHead | None,
+        text_graph: GraphHead | None,
+        *,
+        detach_graph_input: bool = False,
     ) -> None:
         super().__init__()
         self.clip = clip
         self.image_graph = image_graph
         self.text_graph = text_graph
+        self.detach_graph_input = detach_graph_input
+
+    def graph_heads(self) -> nn.ModuleList:
+        """The heads present (none in `clip` mode): the parameters SLIP adds to CLIP."""
+        return nn.ModuleList(h for h in (self.image_graph, self.text_graph) if h is not None)
 
     @property
     def logit_scale(self) -> Tensor:
@@ -72,6 +84,8 @@ class SlipModel(nn.Module):
         out = {"image": F.normalize(image, dim=-1), "text": F.normalize(text, dim=-1)}
         if self.image_graph is not None and self.text_graph is not None:
             undirected = to_undirected(edge_index, num_nodes=image.shape[0])
+            if self.detach_graph_input:
+                image, text = image.detach(), text.detach()
             out["image_graph"] = F.normalize(self.image_graph(image, undirected), dim=-1)
             out["text_graph"] = F.normalize(self.text_graph(text, undirected), dim=-1)
         return out

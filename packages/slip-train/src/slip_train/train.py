@@ -143,7 +143,10 @@ def _train(config: Config, resume: str | None, show_progress: bool) -> TrainResu
     )
 
     # model, optimizer, schedule
-    built = build_model(config.model, with_graph=cfg_loss.mode == "slip")
+    built = build_model(
+        config.model, with_graph=cfg_loss.mode == "slip",
+        structural_gradient=cfg_loss.structural_gradient,
+    )  # fmt: skip
     model = built.model.to(device)
     if cfg_train.grad_checkpointing:
         model.clip.set_grad_checkpointing(True)
@@ -156,7 +159,10 @@ def _train(config: Config, resume: str | None, show_progress: bool) -> TrainResu
         image_size[0] if isinstance(image_size, (tuple, list)) else image_size,
     )  # fmt: skip
     optimizer = torch.optim.AdamW(
-        param_groups(model, cfg_optim.weight_decay),
+        param_groups(
+            model, weight_decay=cfg_optim.weight_decay, lr=cfg_optim.lr,
+            graph_head_lr_scale=cfg_optim.graph_head_lr_scale,
+        ),
         lr=cfg_optim.lr, betas=tuple(cfg_optim.betas), eps=cfg_optim.eps,
         fused=device.type == "cuda",  # one kernel for the whole update on the GPU
     )  # fmt: skip
@@ -251,7 +257,11 @@ def _train(config: Config, resume: str | None, show_progress: bool) -> TrainResu
                     out = forward(images, tokens, edge_index)
                 losses = training_loss(
                     {k: v.float() for k, v in out.items()}, edge_index, model.logit_scale,
-                    cfg_loss.structural_weight, cfg_loss.structural_temperature,
+                    structural_weight=cfg_loss.structural_weight,
+                    structural_temperature=cfg_loss.structural_temperature,
+                    neighbour_mass=(
+                        cfg_loss.neighbour_mass if cfg_loss.positives == "soft" else None
+                    ),
                 )  # fmt: skip
                 if not torch.isfinite(losses["loss"]):
                     raise TrainingError(
