@@ -1,6 +1,7 @@
 """`slip-eval report` on two tiny runs (SLIP and CLIP) of the demo build, opened in a real
 headless Chromium: every image the page shows loads, and its tables are there."""
 
+import json
 import os
 import re
 import shutil
@@ -66,6 +67,29 @@ def evaluated(demo_build, tmp_path_factory) -> tuple[list[Path], Path]:
     return results, cache
 
 
+def experiment_summary(folder: Path) -> Path:
+    """Two cells on the homophily axis of bench/experiments/slip_vs_clip.py's summary.json, with
+    the fields the report reads (docs/eval.md)."""
+    main = {"start": "pretrained", "size": 11000, "noise": 0.2, "homophily": 0.5, "weight": 0.5,
+            "batch": 128}  # fmt: skip
+    cells = {}
+    for homophily, edge in ((0.5, 0.5), (0.0, 0.12)):
+        mean = edge / 10
+        diff = {"mean": mean, "std": 0.01, "n": 3, "ci95": [mean - 0.02, mean + 0.02]}
+        cells[f"pretrained-demo-11000-noise0.2-homophily{homophily:g}-weight0.5-batch128"] = {
+            "axes": list(main) if homophily == main["homophily"] else ["homophily"],
+            **main,
+            "homophily": homophily,
+            "steps": 500,
+            "seeds": [0, 1, 2],
+            "graph": {"edge_homophily": edge},
+            "metrics": {"text→image R@1": {"slip_minus_clip": diff}},
+        }
+    path = folder / "summary.json"
+    path.write_text(json.dumps(cells))
+    return path
+
+
 class Sources(HTMLParser):
     """Every src and href of a page."""
 
@@ -80,11 +104,13 @@ class Sources(HTMLParser):
 def test_report_opens_in_chromium(demo_build, evaluated, chromium, tmp_path):
     results, cache = evaluated
     out = tmp_path / "report"
+    summary = experiment_summary(tmp_path)
     said = invoke("report", *map(str, results), "--out", str(out), "--shards", str(demo_build),
-                  "--cache-dir", str(cache), "--queries", str(QUERIES))  # fmt: skip
+                  "--cache-dir", str(cache), "--queries", str(QUERIES),
+                  "--experiment", str(summary))  # fmt: skip
     index = out / "index.html"
     assert f"wrote {index}" in said
-    for name in ("loss.png", "recall.png", "fewshot.png", "neighbourhood.png"):
+    for name in ("loss.png", "recall.png", "fewshot.png", "neighbourhood.png", "homophily.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     page = index.read_text()
     parser = Sources()
@@ -92,11 +118,13 @@ def test_report_opens_in_chromium(demo_build, evaluated, chromium, tmp_path):
     assert parser.links and all((out / link).is_file() for link in parser.links)
     assert "slip-tiny · slip" in page and "slip-tiny · clip" in page and "Left out" not in page
     assert "<h2>Co-purchase graph</h2>" in page and "by chance (adjusted homophily" in page
+    assert "<h2>SLIP − CLIP against label homophily</h2>" in page and 'src="homophily.png"' in page
     # a second report replaces the first whole; a folder of other files is never replaced
     invoke("report", *map(str, results), "--out", str(out))
     assert not (out / "thumbs").exists() and "no --shards given" in index.read_text()
     invoke("report", *map(str, results), "--out", str(out), "--shards", str(demo_build),
-           "--cache-dir", str(cache), "--queries", str(QUERIES))  # fmt: skip
+           "--cache-dir", str(cache), "--queries", str(QUERIES),
+           "--experiment", str(summary))  # fmt: skip
 
     browse = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
               "--virtual-time-budget=10000"]  # fmt: skip
@@ -106,9 +134,10 @@ def test_report_opens_in_chromium(demo_build, evaluated, chromium, tmp_path):
     body = re.search(r"<body([^>]*)>", dom.stdout)
     assert body, dom.stdout[:2000]
     probe = dict(re.findall(r'data-([a-z-]+)="(\d+)"', body.group(1)))
-    # four plots, and per query the right image plus each of the two models' top five
-    assert probe == {"images": str(4 + QUERIES * 11), "images-loaded": str(4 + QUERIES * 11),
-                     "tables": "3"}, probe  # fmt: skip
+    # five plots, and per query the right image plus each of the two models' top five; the
+    # metrics tables of both tasks, the homophily table and the experiment's
+    assert probe == {"images": str(5 + QUERIES * 11), "images-loaded": str(5 + QUERIES * 11),
+                     "tables": "4"}, probe  # fmt: skip
     shot = tmp_path / "report.png"
     subprocess.run([*browse, f"--screenshot={shot}", "--window-size=1280,2400", index.as_uri()],
                    capture_output=True, timeout=120, check=False)  # fmt: skip

@@ -159,14 +159,25 @@ def report(
     cache_dir: CacheDir = Path("out/eval-cache"),
     queries: Annotated[int, number("Title queries in the retrieval gallery.", at_least=1)] = 6,
     seed: Annotated[int, number("Picks the queries and the neighbourhood.", at_least=0)] = 0,
+    experiment: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False,
+            help="The summary.json of bench/experiments/slip_vs_clip.py: plot SLIP − CLIP "
+            "against label homophily.",
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """A static HTML report comparing models: tables, plots, a retrieval gallery, a co-purchase
-    neighbourhood."""
+    neighbourhood, and an experiment's SLIP − CLIP against label homophily."""
     from slip_eval.report import build_report
 
     remove_run_temps(cache_dir, out)
-    typer.echo(f"wrote {build_report(results, out, shards, cache_dir, queries, seed, quiet)}")
+    index = build_report(
+        results, out, shards, cache_dir, queries, seed, quiet, experiment=experiment
+    )
+    typer.echo(f"wrote {index}")
 
 
 @app.command()

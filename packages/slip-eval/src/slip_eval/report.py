@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from slip_eval.data import Split, embed_split, open_split
+from slip_eval.experiment import experiment_section, read_experiment
+from slip_eval.figures import pyplot, save
 from slip_eval.homophily import ROWS as HOMOPHILY_ROWS
 from slip_eval.homophily import graph_homophily, reading
 from slip_eval.models import LoadedModel, load_model
@@ -120,25 +122,10 @@ def read_entries(paths: Iterable[Path]) -> list[Entry]:
     return entries
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _colours(entries: list[Entry]) -> dict[str, str]:
     """One colour per model, the same in every plot."""
     labels = list(dict.fromkeys(e.label for e in entries))
     return {label: f"C{i % 10}" for i, label in enumerate(labels)}
-
-
-def _save(figure, path: Path) -> None:
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    _pyplot().close(figure)
 
 
 # ---- tables -------------------------------------------------------------------------------------
@@ -202,7 +189,7 @@ def read_log(path: Path) -> list[dict]:
 def loss_figure(logs: dict[str, list[dict]], colours: dict[str, str], path: Path) -> None:
     """The minimised loss and its contrastive part per model: SLIP minimises more than CLIP
     (its structural term), so only the contrastive part compares like with like."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for label, records in logs.items():
         steps = [r["step"] for r in records]
@@ -216,12 +203,12 @@ def loss_figure(logs: dict[str, list[dict]], colours: dict[str, str], path: Path
         ax.xaxis.get_major_locator().set_params(integer=True)  # steps are whole numbers
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(figure, path)
+    save(figure, path)
 
 
 def recall_figure(entries: list[Entry], colours: dict[str, str], path: Path) -> None:
     """Recall@1/5/10 per model, both directions; graph-refined numbers dashed."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
     directions = (("image_retrieval", "text → image"), ("text_retrieval", "image → text"))
     for ax, (prefix, title) in zip(axes, directions, strict=True):
@@ -238,13 +225,13 @@ def recall_figure(entries: list[Entry], colours: dict[str, str], path: Path) -> 
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(figure, path)
+    save(figure, path)
 
 
 def fewshot_figure(entries: list[Entry], colours: dict[str, str], path: Path) -> None:
     """Top-1 accuracy against shots per model and few-shot method, zero-shot as shot 0; error bars
     are the std over the few-shot draws."""
-    plt = _pyplot()
+    plt = pyplot()
     methods = list(
         dict.fromkeys(m for e in entries for m in e.result.get("fewshot", {}).get("metrics", {}))
     )
@@ -280,7 +267,7 @@ def fewshot_figure(entries: list[Entry], colours: dict[str, str], path: Path) ->
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(figure, path)
+    save(figure, path)
 
 
 # ---- gallery and neighbourhood ------------------------------------------------------------------
@@ -398,7 +385,7 @@ def neighbourhood_figure(
     """The sampled co-purchase neighbourhood: thumbnails as nodes, co-purchases as lines."""
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
-    plt = _pyplot()
+    plt = pyplot()
     centre, hop1, hop2, edges = picked
     positions = _layout(centre, hop1, hop2, edges)
     figure, ax = plt.subplots(figsize=(9, 9))
@@ -446,7 +433,7 @@ def neighbourhood_figure(
         f"{len(hop1)} neighbours (blue), {len(hop2)} at two hops (grey)",
         fontsize=10,
     )
-    _save(figure, path)
+    save(figure, path)
 
 
 def thumbnails(split: Split, wanted: set[int], folder: Path) -> dict[int, Image.Image]:
@@ -655,15 +642,21 @@ def build_report(
     n_queries: int = 6,
     seed: int = 0,
     quiet: bool = False,
+    *,
+    experiment: Path | None = None,
 ) -> Path:
-    """Write the report folder `out` (index.html and its images) and return index.html's path."""
+    """Write the report folder `out` (index.html and its images) and return index.html's path;
+    with `experiment`, that summary's SLIP − CLIP against label homophily last."""
     entries = read_entries(paths)
+    homophily_axis = None if experiment is None else read_experiment(experiment)
     _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         page = Page()
         _sections(entries, folder, page, shards, cache_dir, n_queries, seed, quiet)
+        if homophily_axis is not None:
+            page.sections.append(experiment_section(homophily_axis, folder))
         (folder / "index.html").write_text(render(entries, page), encoding="utf-8")
         _publish(folder, out)
     finally:
