@@ -181,7 +181,7 @@ def test_bad_input_is_one_line(demo_build, runs, tmp_path, monkeypatch, capsys):
         (["retrieval", "--model", "x", "--model-config", "none.json", *shards], "no such file"),
         (["retrieval", *shards], "give --ckpt (a checkpoint or export) or --model"),
         (["retrieval", "--ckpt", clip, "--structure", *shards], "the model has no graph head"),
-        (["retrieval", "--ckpt", slip, "--split", "dev", *shards], "--split: 'dev' is not one of"),
+        (["retrieval", "--ckpt", slip, "--split", "dev", *shards], "'dev' is not one of"),
         (["retrieval", "--ckpt", str(corrupt), *shards], "not a readable checkpoint"),
         (["retrieval", "--ckpt", str(tmp_path), *shards], "without open_clip_config.json"),
         (["retrieval", "--ckpt", slip, "--shards", "nowhere"], "no manifest.json in nowhere"),

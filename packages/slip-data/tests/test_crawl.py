@@ -374,7 +374,7 @@ def test_process_decoder_and_filters(server: Server, tmp_path: Path) -> None:
     assert results["threads", "bilinear"] == results["processes", "bilinear"]
     assert [r[1] for r in results["threads", "lanczos"]] == ["ok", "ok", "decode_error"]
     assert results["threads", "lanczos"] != results["threads", "bilinear"]
-    with pytest.raises(ValueError, match="crawl resample 'nearest'"):
+    with pytest.raises(ValueError, match="resample: 'nearest' is not one of bilinear"):
         replace(FAST, resample="nearest")
 
 

@@ -164,7 +164,7 @@ def test_bad_raw_input_is_counted_not_fatal(tmp_path):
          "missing raw file"),
         (["crawl", "--out", "{tmp}/o", "--num-shards", "2", "--shard-index", "2"],
          "--shard-index 2 is outside 0..1 (--num-shards 2)"),
-        (["shard", "--out", "{tmp}/o", "--engine", "spark"], "engine 'spark'; valid: local, ray"),
+        (["shard", "--out", "{tmp}/o", "--engine", "spark"], "'spark' is not one of 'local'"),
     ],
 )  # fmt: skip
 def test_bad_invocations_are_one_line_errors(tmp_path, args, expected):

@@ -4,12 +4,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from slip_data.shard.writer import (
-    ShardFormatError,
-    ShardOptions,
-    read_manifest,
-    run_shard,
-)
+from slip_data.shard.writer import ShardOptions, run_shard
+from slip_data.shard_contract import ShardFormatError, read_manifest
 
 
 def graph_outputs(n=7):

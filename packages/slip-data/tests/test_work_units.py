@@ -91,7 +91,7 @@ def test_unit_slices_cover_every_item_once():
 def test_unit_options_are_checked():
     with pytest.raises(ValueError, match=r"--shard-index 3 is outside 0\.\.2"):
         UnitOptions(num_shards=3, shard_index=3)
-    with pytest.raises(ValueError, match="engine 'spark'; valid: local, ray"):
+    with pytest.raises(ValueError, match="engine: 'spark' is not one of local, ray"):
         UnitOptions(engine="spark")
     assert UnitOptions(num_shards=4, shard_index=2).selected() == [2]
 

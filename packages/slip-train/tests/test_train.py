@@ -105,9 +105,12 @@ def test_export_loads_in_open_clip(shards, tmp_path):
         assert torch.allclose(model.encode_text(tokens), expected[1])
 
 
-def test_a_loss_that_is_not_finite_stops_the_run_keeping_the_last_checkpoint(
-    shards, tmp_path, monkeypatch
+@pytest.mark.parametrize(("log_every", "stopped", "lines"), [(1, 3, [1, 2]), (5, 4, [])])
+def test_a_loss_that_is_not_finite_stops_the_run_before_its_next_checkpoint(
+    shards, tmp_path, monkeypatch, log_every, stopped, lines
 ):
+    """The loop reads the losses back from the device only for a log line or a checkpoint: step
+    3's is caught at the first of them after it, and no checkpoint is written after it."""
     real = train_module.training_loss
     calls = []
 
@@ -119,13 +122,30 @@ def test_a_loss_that_is_not_finite_stops_the_run_keeping_the_last_checkpoint(
         return losses
 
     monkeypatch.setattr(train_module, "training_loss", failing)
-    config = make_config(shards, tmp_path, "train.steps=5", "train.checkpoint_every=2")
+    overrides = ["train.steps=6", "train.checkpoint_every=2", f"train.log_every={log_every}"]
     with pytest.raises(TrainingError) as error:
-        train(config, show_progress=False)
+        train(make_config(shards, tmp_path, *overrides), show_progress=False)
     message = str(error.value)
-    assert message.startswith("step 3: loss is nan, not finite") and "\n" not in message
-    assert message.endswith("step-00000002.pt")
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "step-00000002.pt")["step"] == 2
+    assert message.startswith(f"step 3: loss is nan, not finite; stopped at step {stopped},")
+    assert message.endswith("step-00000002.pt") and "\n" not in message
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == ["step-00000002.pt"]
+    assert load_checkpoint(checkpoints / "step-00000002.pt")["step"] == 2
+    assert [r["step"] for r in read_log(tmp_path)] == lines
+
+
+def test_a_line_every_few_steps_is_the_logged_steps_with_the_mean_timings(shards, tmp_path):
+    every = train(make_config(shards, tmp_path / "every", "train.steps=5"), show_progress=False)
+    train(make_config(shards, tmp_path, "train.steps=5", "train.log_every=2"), show_progress=False)
+    log, each = read_log(tmp_path), read_log(tmp_path / "every")
+    assert [r["step"] for r in log] == [2, 4, 5] and every.step == 5
+    assert all(r.keys() == each[0].keys() for r in log)
+    for line in log:  # the same training, read back less often
+        same = each[line["step"] - 1]
+        for key in ("loss", "clip_loss", "structural_loss", "grad_norm", "logit_scale", "lr"):
+            assert line[key] == same[key], key
+        assert line["samples_per_s"] == pytest.approx(line["samples"] / line["step_s"])
+        assert 0 <= line["data_wait_s"] < line["step_s"] and line["logit_scale"] <= 100
 
 
 def test_grad_checkpointing_and_tensorboard_and_no_silent_overwrite(shards, tmp_path):
@@ -239,8 +259,13 @@ def test_no_weight_decay_on_norms_biases_gates_and_the_logit_scale(shards, tmp_p
     assert len(no_decay) + len(decay) == len(names)  # every parameter, once
     undecayed = {names[id(p)] for p in no_decay}
     assert {"clip.logit_scale", "image_graph.gates", "text_graph.norms.0.weight"} <= undecayed
-    assert all(p.ndim >= 2 for p in decay)
+    assert all(p.ndim <= 1 for p in no_decay) and all(p.ndim >= 2 for p in decay)
     assert "clip.visual.conv1.weight" in {names[id(p)] for p in decay}
+    # by shape, whatever the name: a matrix named like a bias or a norm is decayed
+    model.text_graph.register_parameter("ln_bias_table", torch.nn.Parameter(torch.zeros(3, 4)))
+    regrouped = param_groups(model, weight_decay=0.2, lr=1e-3)
+    table = model.text_graph.ln_bias_table
+    assert any(p is table for g in regrouped if g["weight_decay"] == 0.2 for p in g["params"])
     by_lr = {round(g["lr"], 9): {names[id(p)].split(".")[0] for p in g["params"]} for g in groups}
     assert by_lr == {1e-3: {"clip"}, 1e-2: {"image_graph", "text_graph"}}
     assert groups[0]["lr"] == 1e-3  # group 0 is the encoders': the lr the log reports

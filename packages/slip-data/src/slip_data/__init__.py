@@ -1,4 +1,3 @@
 """slip-data: Amazon Reviews 2023 (or the embedded demo) to co-purchase graph shards."""
 
 __version__ = "0.1.0"
-SHARD_FORMAT_VERSION = 1

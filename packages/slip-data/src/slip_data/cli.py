@@ -1,9 +1,19 @@
-"""`slip-data`: build co-purchase graph shards; `build` runs every stage, each is a command too."""
+"""`slip-data`: build co-purchase graph shards; `build` runs every stage, each is a command too.
 
+A stage's options are the fields of its options dataclass (CrawlOptions, GraphOptions, ...), each
+with its type, bounds and help (option_fields.py); a command that takes the dataclass has one flag
+per field, and `--config FILE.toml` sets any of them.
+"""
+
+import functools
+import inspect
 import json
-from dataclasses import fields
+import tomllib
+import typing
+from collections.abc import Callable
+from dataclasses import Field, asdict, dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -11,13 +21,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from slip_data import entry, pipeline
-from slip_data.bounds import number
+from slip_data.bounds import Bounds, number
 from slip_data.categories import parse_categories
 from slip_data.crawl import CrawlOptions
 from slip_data.distribute import UnitOptions
 from slip_data.fetch.stage import DEFAULT_BASE_URL
 from slip_data.graph.build import GraphOptions
 from slip_data.inspect import summarize
+from slip_data.option_fields import (
+    check_fields,
+    flag_default,
+    from_flag,
+    is_option,
+    option,
+    split_annotation,
+)
 from slip_data.shard.writer import ShardOptions
 from slip_data.sources.demo import DemoSpec
 
@@ -39,300 +57,238 @@ Out = Annotated[
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
-# fetch
-Source = Annotated[str, typer.Option(help="amazon2023 (raw files) or demo (embedded, offline).")]
-Categories = Annotated[str, typer.Option(help="'all' or a comma list of category names.")]
-BaseUrl = Annotated[str, typer.Option(help="Base URL or local folder of the raw files.")]
-DemoProducts = Annotated[int, number("Demo: number of products.", at_least=300, at_most=1_000_000)]
-DemoSeed = Annotated[int, number("Demo: seed of the catalogue.", at_least=0, at_most=2**63 - 1)]
-CaptionNoise = Annotated[
-    float, number("Demo: share of generic or wrong titles.", at_least=0, at_most=1)
-]
-DemoReviews = Annotated[
-    float,
-    number(
+DEMO = DemoSpec()
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """fetch's options: the raw files' source, or the demo catalogue to generate."""
+
+    source: Literal["amazon2023", "demo"] = option(
+        "amazon2023", "amazon2023 (raw files) or demo (embedded, offline)."
+    )
+    categories: str = option("all", "'all' or a comma list of category names.")
+    base_url: str = option(DEFAULT_BASE_URL, "Base URL or local folder of the raw files.")
+    demo_products: Annotated[int, Bounds(at_least=300, at_most=1_000_000)] = option(
+        DEMO.products, "Demo: number of products."
+    )
+    demo_seed: Annotated[int, Bounds(at_least=0, at_most=2**63 - 1)] = option(
+        DEMO.seed, "Demo: seed of the catalogue."
+    )
+    caption_noise: Annotated[float, Bounds(at_least=0, at_most=1)] = option(
+        DEMO.caption_noise, "Demo: share of generic or wrong titles."
+    )
+    demo_reviews_per_product: Annotated[float, Bounds(at_least=0, at_most=100)] = option(
+        DEMO.reviews_per_product,
         "Demo: mean reviews per product, fixed (the mean degree then follows); 0: as many as "
         "--demo-mean-degree needs.",
-        at_least=0,
-        at_most=100,
-    ),
-]
-DemoHomophily = Annotated[
-    float,
-    number(
-        "Demo: edge homophily of the built graph (share of edges within one subcategory).",
-        at_least=0,
-        at_most=1,
-    ),
-]
-DemoDegree = Annotated[float, number("Demo: mean degree of the built graph.", above=0, at_most=100)]
-DemoItems = Annotated[float, number("Demo: mean products reviewed per user.", above=1, at_most=8)]
-# graph
-VerifiedOnly = Annotated[bool, typer.Option(help="Link products through verified purchases only.")]
-MinWeight = Annotated[int, number("Keep edges with at least this many shared buyers.", at_least=1)]
-MaxItemsPerUser = Annotated[int, number("A user's most recent N products make pairs.", at_least=1)]
-MinDegree = Annotated[int, number("Keep the k-core with this minimum degree (0: off).", at_least=0)]
-LabelLevel = Annotated[int, number("Level of `categories` used as label (0 = root).", at_least=0)]
-LabelLevels = Annotated[str, typer.Option(help="Per-category levels, e.g. 'Books=2,Software=1'.")]
-MaxReviews = Annotated[int, number("Review texts kept per product.", at_least=0)]
-Split = Annotated[str, typer.Option(help="train,val,test shares.")]
-Seed = Annotated[
-    int, number("Seed of the train/val/test node split.", at_least=-(2**63), at_most=2**63 - 1)
-]
-# crawl
-MaxSide = Annotated[int, number("Resize images so the longer side is at most this.", at_least=1)]
-Concurrency = Annotated[int, number("Image requests in flight.", at_least=1)]
-PerHost = Annotated[int, number("Connections per host.", at_least=1)]
-PerHostRate = Annotated[float, number("Requests per second per host (0: no limit).", at_least=0)]
-Timeout = Annotated[float, number("Total seconds per image request, body included.", above=0)]
-MaxBytes = Annotated[int, number("Largest image response read, in bytes.", at_least=1)]
-Attempts = Annotated[int, number("Tries per image within one run.", at_least=1)]
-AllowPrivate = Annotated[
-    bool, typer.Option(help="Allow image URLs on private, loopback and link-local addresses.")
-]
-UserAgent = Annotated[str, typer.Option(help="User-Agent header of the crawler.")]
-MaxPixels = Annotated[int, number("Largest image (width x height, from its header).", at_least=1)]
-MaxRedirects = Annotated[int, number("Redirects followed per image request.", at_least=0)]
-RespectRobots = Annotated[
-    bool,
-    typer.Option(
-        "--respect-robots/--ignore-robots",
-        help="Honour X-Robots-Tag noai, noimageai, noindex, noimageindex (status opted_out).",
-    ),
-]
-JpegQuality = Annotated[int, number("JPEG quality of the stored images.", at_least=1, at_most=100)]
-Workers = Annotated[int, number("Image decoding threads or processes (0: per core).", at_least=0)]
-Decoder = Annotated[str, typer.Option(help="Decode in 'threads' (faster) or 'processes'.")]
-Resample = Annotated[str, typer.Option(help="Resize filter: bilinear, bicubic or lanczos.")]
-# shard
-RowsPerShard = Annotated[int, number("Products per node shard file.", at_least=1)]
-KeepMissing = Annotated[bool, typer.Option(help="Keep products whose image failed (image null).")]
-
-# work units (crawl and shard)
-Engine = Annotated[str, typer.Option(help="Run work units on 'local' processes or on 'ray'.")]
-NumShards = Annotated[
-    int, number("Work units the crawl and shard stages are cut into.", at_least=1)
-]
-ShardIndex = Annotated[
-    int | None, number("Run only this work unit, here (for job arrays of your own).", at_least=0)
-]
-Processes = Annotated[int, number("Local engine: work units run at once.", at_least=1)]
-RayAddress = Annotated[
-    str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else start one).")
-]
-UnitRetries = Annotated[int, number("Further tries of a failed work unit.", at_least=0)]
-
-CRAWL_DEFAULTS = CrawlOptions()
-DEMO_DEFAULTS = DemoSpec()
-T = TypeVar("T")
-
-
-def _source(values: dict[str, Any]) -> pipeline.SourceConfig:
-    names = tuple(parse_categories(values["categories"]))
-    demo = DemoSpec(
-        products=values["demo_products"],
-        seed=values["demo_seed"],
-        caption_noise=values["caption_noise"],
-        reviews_per_product=values["demo_reviews_per_product"],
-        categories=names,
-        label_homophily=values["demo_label_homophily"],
-        mean_degree=values["demo_mean_degree"],
-        items_per_user=values["demo_items_per_user"],
     )
-    return pipeline.SourceConfig(values["source"], names, values["base_url"], demo)
+    demo_label_homophily: Annotated[float, Bounds(at_least=0, at_most=1)] = option(
+        DEMO.label_homophily,
+        "Demo: edge homophily of the built graph (share of edges within one subcategory).",
+    )
+    demo_mean_degree: Annotated[float, Bounds(above=0, at_most=100)] = option(
+        DEMO.mean_degree, "Demo: mean degree of the built graph."
+    )
+    demo_items_per_user: Annotated[float, Bounds(above=1, at_most=8)] = option(
+        DEMO.items_per_user, "Demo: mean products reviewed per user."
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def config(self) -> pipeline.SourceConfig:
+        """What the fetch stage takes: the categories parsed, the demo's spec made."""
+        names = tuple(parse_categories(self.categories))
+        demo = DemoSpec(
+            products=self.demo_products,
+            seed=self.demo_seed,
+            caption_noise=self.caption_noise,
+            reviews_per_product=self.demo_reviews_per_product,
+            categories=names,
+            label_homophily=self.demo_label_homophily,
+            mean_degree=self.demo_mean_degree,
+            items_per_user=self.demo_items_per_user,
+        )
+        return pipeline.SourceConfig(self.source, names, self.base_url, demo)
 
 
-def _label_levels(spec: str) -> dict[str, int]:
-    levels = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        name, sep, level = item.partition("=")
-        if not sep or not level.strip().isdigit():
-            raise ValueError(f"--label-levels entry {item!r} is not CATEGORY=LEVEL")
-        levels[parse_categories(name.strip())[0]] = int(level)
-    return levels
+class Omit(frozenset[str]):
+    """`Annotated[UnitOptions, Omit({"shard_index"})]`: the command has no flag for these
+    fields; they keep their defaults."""
 
 
-def _split(spec: str) -> tuple[float, float, float]:
+CONFIG_KEYS: set[str] = set()
+"""Every option some command takes: a config file's key of another command's options is skipped,
+so one file serves `build` and each stage; any other key is an error."""
+
+
+def _flag_name(item: Field) -> str:
+    """The parameter (and config key) of a field: its flag's name with `_` for `-`."""
+    flag = item.metadata["flag"]
+    return flag.split("/")[0].lstrip("-").replace("-", "_") if flag else item.name
+
+
+def _flag(item: Field, hint: Any, panel: str) -> inspect.Parameter:
+    """The keyword parameter typer reads as the field's flag: typed and bounded as the field,
+    listed in `--help` under `panel`."""
+    base, bounds = split_annotation(hint)
+    help, flag = item.metadata["help"], item.metadata["flag"]
+    decls = [flag] if flag else []
+    if "parse" in item.metadata:
+        base = str
+    if bounds is None:
+        info = typer.Option(*decls, help=help, rich_help_panel=panel)
+    else:
+        info = number(help, *decls, **asdict(bounds), panel=panel)
+    return inspect.Parameter(
+        _flag_name(item),
+        inspect.Parameter.KEYWORD_ONLY,
+        default=flag_default(item),
+        annotation=Annotated[base, info],
+    )
+
+
+def _config_values(ctx: typer.Context, path: Path, names: set[str]) -> dict[str, Any]:
+    """The file's values of the options `names`, each checked as its flag's value is."""
     try:
-        shares = tuple(float(part) for part in spec.split(","))
-    except ValueError:
-        raise ValueError(f"--split {spec!r} is not three numbers like 0.8,0.1,0.1") from None
-    if len(shares) != 3:
-        raise ValueError(f"--split {spec!r} needs three shares (train,val,test)")
-    return shares  # type: ignore[return-value]
+        table = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    params = {param.name: param for param in ctx.command.params if param.name in names}
+    for key, value in table.items():
+        if key not in CONFIG_KEYS:
+            raise ValueError(
+                f"{path}: unknown key {key!r}; a key is an option's name with _ for - "
+                f"(see `{ctx.command_path} --help`)"
+            )
+        if key not in params:
+            continue  # another command's option
+        if isinstance(value, dict | list):
+            raise ValueError(f"{path}: {key}: expected one value as its flag takes, got {value!r}")
+        try:
+            params[key].process_value(ctx, value)
+        except typer.BadParameter as exc:
+            raise ValueError(f"{path}: {exc.format_message()}") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    return {key: value for key, value in table.items() if key in params}
 
 
-def _pick(cls: type[T], values: dict[str, Any]) -> T:
-    """The options dataclass `cls` from a command's arguments of the same names."""
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    return cls(**{name: value for name, value in values.items() if name in names})
+def _config_option(names: set[str]) -> inspect.Parameter:
+    """`--config FILE.toml`: values for the options `names`; a flag on the command line wins."""
+
+    def read(ctx: typer.Context, path: Path | None) -> Path | None:
+        if path is not None:
+            ctx.default_map = _config_values(ctx, path, names)
+        return path
+
+    info = typer.Option(
+        "--config",
+        exists=True,
+        dir_okay=False,
+        is_eager=True,
+        callback=read,
+        help="A TOML file of option values, keyed by option name with _ for - (max_side = 512); "
+        "a flag given here wins over the file, the file over the default.",
+    )
+    return inspect.Parameter(
+        "config",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[Path | None, info],
+    )
 
 
-def _units(values: dict[str, Any]) -> UnitOptions:
-    return _pick(UnitOptions, values)
+def stage_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`command` as typer sees it: each options-dataclass parameter (`crawl: CrawlOptions`) is
+    one flag per option field, plus `--config`; the command is called with the dataclasses made
+    from those flags, so every flag reaches its field."""
+    hints = typing.get_type_hints(command, include_extras=True)
+    own, flags, groups = [], [], {}
+    for name, parameter in inspect.signature(command).parameters.items():
+        group, *extras = typing.get_args(hints[name]) or (hints[name],)
+        if not is_dataclass(group):
+            own.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+            continue
+        omit = next((extra for extra in extras if isinstance(extra, Omit)), Omit())
+        group_hints = typing.get_type_hints(group, include_extras=True)
+        chosen = [item for item in fields(group) if is_option(item) and item.name not in omit]
+        groups[name] = (group, {_flag_name(item): item for item in chosen})
+        panel = name.replace("_", " ").capitalize()  # `work_units: UnitOptions`: "Work units"
+        flags += [_flag(item, group_hints[item.name], panel) for item in chosen]
+    names = {flag.name for flag in flags}
+    CONFIG_KEYS.update(names)
 
+    @functools.wraps(command)
+    def run(**values: Any) -> Any:
+        values.pop("config")
+        for name, (group, items) in groups.items():
+            given = {item.name: from_flag(item, values.pop(flag)) for flag, item in items.items()}
+            values[name] = group(**given)
+        return command(**values)
 
-def _graph_options(values: dict[str, Any]) -> GraphOptions:
-    converted = {
-        "label_levels": _label_levels(values["label_levels"]),
-        "split_fractions": _split(values["split"]),
-    }
-    return _pick(GraphOptions, values | converted)
+    required = [parameter for parameter in own if parameter.default is inspect.Parameter.empty]
+    rest = [parameter for parameter in own if parameter.default is not inspect.Parameter.empty]
+    parameters = [*required, *flags, _config_option(names), *rest]
+    run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    run.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    return run
 
 
 @app.command()
+@stage_options
 def build(
     out_dir: Out,
-    source: Source = "amazon2023",
-    categories: Categories = "all",
-    base_url: BaseUrl = DEFAULT_BASE_URL,
-    demo_products: DemoProducts = DEMO_DEFAULTS.products,
-    demo_seed: DemoSeed = DEMO_DEFAULTS.seed,
-    caption_noise: CaptionNoise = DEMO_DEFAULTS.caption_noise,
-    demo_reviews_per_product: DemoReviews = DEMO_DEFAULTS.reviews_per_product,
-    demo_label_homophily: DemoHomophily = DEMO_DEFAULTS.label_homophily,
-    demo_mean_degree: DemoDegree = DEMO_DEFAULTS.mean_degree,
-    demo_items_per_user: DemoItems = DEMO_DEFAULTS.items_per_user,
-    verified_only: VerifiedOnly = False,
-    min_weight: MinWeight = 1,
-    max_items_per_user: MaxItemsPerUser = 100,
-    min_degree: MinDegree = 0,
-    label_level: LabelLevel = 1,
-    label_levels: LabelLevels = "",
-    max_reviews: MaxReviews = 25,
-    split: Split = "0.8,0.1,0.1",
-    seed: Seed = 0,
-    max_side: MaxSide = CRAWL_DEFAULTS.max_side,
-    concurrency: Concurrency = CRAWL_DEFAULTS.concurrency,
-    per_host: PerHost = CRAWL_DEFAULTS.per_host,
-    per_host_rate: PerHostRate = CRAWL_DEFAULTS.per_host_rate,
-    timeout: Timeout = CRAWL_DEFAULTS.timeout,
-    max_bytes: MaxBytes = CRAWL_DEFAULTS.max_bytes,
-    attempts: Attempts = CRAWL_DEFAULTS.attempts,
-    allow_private_network: AllowPrivate = False,
-    user_agent: UserAgent = CRAWL_DEFAULTS.user_agent,
-    max_pixels: MaxPixels = CRAWL_DEFAULTS.max_pixels,
-    max_redirects: MaxRedirects = CRAWL_DEFAULTS.max_redirects,
-    respect_robots: RespectRobots = CRAWL_DEFAULTS.respect_robots,
-    jpeg_quality: JpegQuality = CRAWL_DEFAULTS.jpeg_quality,
-    workers: Workers = CRAWL_DEFAULTS.workers,
-    decoder: Decoder = CRAWL_DEFAULTS.decoder,
-    resample: Resample = CRAWL_DEFAULTS.resample,
-    rows_per_shard: RowsPerShard = 10_000,
-    keep_missing_images: KeepMissing = False,
-    engine: Engine = "local",
-    num_shards: NumShards = 1,
-    processes: Processes = 1,
-    ray_address: RayAddress = None,
-    unit_retries: UnitRetries = 2,
+    source: SourceOptions,
+    graph: GraphOptions,
+    crawl: CrawlOptions,
+    shard: ShardOptions,
+    work_units: Annotated[UnitOptions, Omit({"shard_index"})],
     quiet: Quiet = False,
 ) -> None:
     """Run fetch -> graph -> crawl -> shard, then print the summary of the shards."""
-    pipeline.build(
-        pipeline.Layout(out_dir),
-        _source(locals()),
-        _graph_options(locals()),
-        _pick(CrawlOptions, locals()),
-        _pick(ShardOptions, locals()),
-        _units(locals()),
-        quiet=quiet,
-    )
-    _print_summary(summarize(pipeline.Layout(out_dir).shards))
+    layout = pipeline.Layout(out_dir)
+    pipeline.build(layout, source.config(), graph, crawl, shard, work_units, quiet=quiet)
+    _print_summary(summarize(layout.shards))
 
 
 @app.command()
-def fetch(
-    out_dir: Out,
-    source: Source = "amazon2023",
-    categories: Categories = "all",
-    base_url: BaseUrl = DEFAULT_BASE_URL,
-    demo_products: DemoProducts = DEMO_DEFAULTS.products,
-    demo_seed: DemoSeed = DEMO_DEFAULTS.seed,
-    caption_noise: CaptionNoise = DEMO_DEFAULTS.caption_noise,
-    demo_reviews_per_product: DemoReviews = DEMO_DEFAULTS.reviews_per_product,
-    demo_label_homophily: DemoHomophily = DEMO_DEFAULTS.label_homophily,
-    demo_mean_degree: DemoDegree = DEMO_DEFAULTS.mean_degree,
-    demo_items_per_user: DemoItems = DEMO_DEFAULTS.items_per_user,
-    quiet: Quiet = False,
-) -> None:
+@stage_options
+def fetch(out_dir: Out, source: SourceOptions, quiet: Quiet = False) -> None:
     """Stage 1: download (or locate) the raw meta and review files of each category."""
-    raws = pipeline.fetch(pipeline.Layout(out_dir), _source(locals()), quiet=quiet)
+    raws = pipeline.fetch(pipeline.Layout(out_dir), source.config(), quiet=quiet)
     typer.echo(f"fetched {2 * len(raws)} raw files for {len(raws)} categories")
 
 
 @app.command()
-def graph(
-    out_dir: Out,
-    verified_only: VerifiedOnly = False,
-    min_weight: MinWeight = 1,
-    max_items_per_user: MaxItemsPerUser = 100,
-    min_degree: MinDegree = 0,
-    label_level: LabelLevel = 1,
-    label_levels: LabelLevels = "",
-    max_reviews: MaxReviews = 25,
-    split: Split = "0.8,0.1,0.1",
-    seed: Seed = 0,
-    quiet: Quiet = False,
-) -> None:
+@stage_options
+def graph(out_dir: Out, graph: GraphOptions, quiet: Quiet = False) -> None:
     """Stage 2: parse the raw files and build the filtered co-purchase graph."""
-    counts = pipeline.graph(pipeline.Layout(out_dir), _graph_options(locals()), quiet)["counts"]
+    counts = pipeline.graph(pipeline.Layout(out_dir), graph, quiet)["counts"]
     typer.echo(f"graph: {counts['nodes']} nodes, {counts['edges']} edges")
 
 
 @app.command()
-def crawl(
-    out_dir: Out,
-    max_side: MaxSide = CRAWL_DEFAULTS.max_side,
-    concurrency: Concurrency = CRAWL_DEFAULTS.concurrency,
-    per_host: PerHost = CRAWL_DEFAULTS.per_host,
-    per_host_rate: PerHostRate = CRAWL_DEFAULTS.per_host_rate,
-    timeout: Timeout = CRAWL_DEFAULTS.timeout,
-    max_bytes: MaxBytes = CRAWL_DEFAULTS.max_bytes,
-    attempts: Attempts = CRAWL_DEFAULTS.attempts,
-    allow_private_network: AllowPrivate = False,
-    user_agent: UserAgent = CRAWL_DEFAULTS.user_agent,
-    max_pixels: MaxPixels = CRAWL_DEFAULTS.max_pixels,
-    max_redirects: MaxRedirects = CRAWL_DEFAULTS.max_redirects,
-    respect_robots: RespectRobots = CRAWL_DEFAULTS.respect_robots,
-    jpeg_quality: JpegQuality = CRAWL_DEFAULTS.jpeg_quality,
-    workers: Workers = CRAWL_DEFAULTS.workers,
-    decoder: Decoder = CRAWL_DEFAULTS.decoder,
-    resample: Resample = CRAWL_DEFAULTS.resample,
-    engine: Engine = "local",
-    num_shards: NumShards = 1,
-    processes: Processes = 1,
-    ray_address: RayAddress = None,
-    unit_retries: UnitRetries = 2,
-    shard_index: ShardIndex = None,
-    quiet: Quiet = False,
-) -> None:
+@stage_options
+def crawl(out_dir: Out, crawl: CrawlOptions, work_units: UnitOptions, quiet: Quiet = False) -> None:
     """Stage 3: fetch and resize each product's main image; a rerun retries only failures."""
-    options, units = _pick(CrawlOptions, locals()), _units(locals())
-    counts = pipeline.crawl_images(pipeline.Layout(out_dir), options, units, quiet)
+    counts = pipeline.crawl_images(pipeline.Layout(out_dir), crawl, work_units, quiet)
     typer.echo(
         "crawl: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to do")
     )
 
 
 @app.command()
-def shard(
-    out_dir: Out,
-    rows_per_shard: RowsPerShard = 10_000,
-    keep_missing_images: KeepMissing = False,
-    engine: Engine = "local",
-    num_shards: NumShards = 1,
-    processes: Processes = 1,
-    ray_address: RayAddress = None,
-    unit_retries: UnitRetries = 2,
-    shard_index: ShardIndex = None,
-    quiet: Quiet = False,
-) -> None:
+@stage_options
+def shard(out_dir: Out, shard: ShardOptions, work_units: UnitOptions, quiet: Quiet = False) -> None:
     """Stage 4: write the Parquet node shards, edges, labels and manifest."""
-    layout, units = pipeline.Layout(out_dir), _units(locals())
-    manifest = pipeline.shard(layout, _pick(ShardOptions, locals()), units, quiet)
+    layout = pipeline.Layout(out_dir)
+    manifest = pipeline.shard(layout, shard, work_units, quiet)
     if manifest is None:
+        unit, units = work_units.shard_index, work_units.num_shards
         typer.echo(
-            f"shard unit {shard_index} of {num_shards} written; once every unit is, "
+            f"shard unit {unit} of {units} written; once every unit is, "
             f"`slip-data shard --out {out_dir}` writes edges, labels and the manifest"
         )
         return
@@ -412,5 +368,6 @@ def _print_summary(summary: dict) -> None:
 
 
 def main() -> None:
-    """Entry point: an error becomes one line on stderr and exit status 2, never a traceback."""
+    """Entry point: a user's error is one line on stderr (exit status 2), a bug a traceback and
+    a request to report it (exit status 1); entry.py."""
     entry.run(app, "slip-data")

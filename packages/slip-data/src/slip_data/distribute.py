@@ -15,31 +15,42 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as connection_wait
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from slip_data.atomic import DiskFullError
+from slip_data.bounds import Bounds
+from slip_data.option_fields import check_fields, option
 from slip_data.progress import item_progress
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("local", "ray")
-
 
 @dataclass(frozen=True)
 class UnitOptions:
-    num_shards: int = 1  # work units the stage is cut into
-    shard_index: int | None = None  # run only this unit, in this process
-    engine: str = "local"  # local: a process per unit, `processes` at once; ray: Ray tasks
-    processes: int = 1  # local engine: units at once (1: one after another, in this process)
-    ray_address: str | None = None  # None: RAY_ADDRESS if set, else a Ray instance started here
-    unit_retries: int = 2  # further tries of a failed unit
+    """How a stage is cut into work units and where they run."""
+
+    num_shards: Annotated[int, Bounds(at_least=1)] = option(
+        1, "Work units the crawl and shard stages are cut into."
+    )
+    shard_index: Annotated[int | None, Bounds(at_least=0)] = option(
+        None, "Run only this work unit, here (for job arrays of your own)."
+    )
+    engine: Literal["local", "ray"] = option(
+        "local", "local: a process per unit, --processes at once; ray: Ray tasks."
+    )
+    processes: Annotated[int, Bounds(at_least=1)] = option(
+        1, "Local engine: work units run at once (1: one after another, in this process)."
+    )
+    ray_address: str | None = option(
+        None, "Ray cluster address (default: RAY_ADDRESS, else a Ray instance started here)."
+    )
+    unit_retries: Annotated[int, Bounds(at_least=0)] = option(
+        2, "Further tries of a failed work unit."
+    )
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine {self.engine!r}; valid: {', '.join(ENGINES)}")
-        if self.num_shards < 1 or self.processes < 1 or self.unit_retries < 0:
-            raise ValueError("num_shards and processes must be >= 1, unit_retries >= 0")
-        if self.shard_index is not None and not 0 <= self.shard_index < self.num_shards:
+        check_fields(self)
+        if self.shard_index is not None and not self.shard_index < self.num_shards:
             raise ValueError(
                 f"--shard-index {self.shard_index} is outside 0..{self.num_shards - 1} "
                 f"(--num-shards {self.num_shards})"

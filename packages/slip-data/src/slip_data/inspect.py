@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from slip_data.homophily import label_homophily
-from slip_data.shard.writer import read_manifest
+from slip_data.shard_contract import read_manifest
 
 DEGREE_QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 MAX_EXAMPLES = 3  # `file:line` examples shown per skip reason

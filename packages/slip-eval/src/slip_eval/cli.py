@@ -3,7 +3,7 @@ shards, results as CLIP_benchmark-shaped JSON, side-by-side tables and a chart."
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -30,7 +30,7 @@ ModelConfig = Annotated[
     typer.Option(help="With --model: an open_clip model config JSON (or a folder of them)."),
 ]
 Shards = Annotated[Path, typer.Option(help="A slip-data build folder or its shards/ folder.")]
-Split = Annotated[str, typer.Option(help="train, val or test.")]
+Split = Annotated[Literal["train", "val", "test"], typer.Option(help="The split evaluated.")]
 Structure = Annotated[
     bool,
     typer.Option(
@@ -189,5 +189,6 @@ def version() -> None:
 
 
 def main() -> None:
-    """Entry point: an error becomes one line on stderr and exit status 2, never a traceback."""
+    """Entry point: a user's error becomes one line on stderr and exit status 2; a bug shows its
+    traceback and asks to be reported (entry.py)."""
     entry.run(app, "slip-eval")

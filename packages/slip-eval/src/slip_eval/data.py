@@ -33,32 +33,13 @@ from torch import Tensor
 
 from slip_eval.atomic import atomic_path
 from slip_eval.models import LoadedModel
+from slip_eval.shard_contract import node_paths, read_manifest, read_verified
 
-SHARD_VERSION = 1
 SPLITS = ("train", "val", "test")
 
 
 class DataError(ValueError):
     """Shards or a split that cannot be evaluated; one line."""
-
-
-def _verified(folder: Path, manifest: dict, path: Path) -> pa.Buffer:
-    """The file's bytes, read once and checked against the manifest's sha256 (when it lists one):
-    parsing the bytes that were hashed leaves no window for the file to change."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: unreadable ({exc.strerror or exc})") from None
-    listed = {f["path"]: f.get("sha256") for f in manifest["files"]}
-    expected = listed.get(path.relative_to(folder).as_posix())
-    if expected is not None:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected:
-            raise DataError(
-                f"{path}: sha256 {actual} is not the manifest's {expected} "
-                "(the file changed after slip-data wrote it)"
-            )
-    return pa.py_buffer(data)
 
 
 @dataclass
@@ -74,7 +55,7 @@ class Split:
 
     @property
     def node_files(self) -> list[Path]:
-        return [self.folder / f["path"] for f in self.manifest["files"] if f["kind"] == "nodes"]
+        return node_paths(self.folder, self.manifest)
 
     def images(self, batch_size: int) -> Iterator[list[bytes]]:
         """The split's image bytes in node_id order, a batch at a time (one node file in memory):
@@ -82,7 +63,8 @@ class Split:
         image against its image_sha256."""
         columns = ["node_id", "split", "image_sha256", "image"]
         for path in self.node_files:
-            shard = pq.ParquetFile(pa.BufferReader(_verified(self.folder, self.manifest, path)))
+            data = read_verified(self.folder, self.manifest, path, error=DataError)
+            shard = pq.ParquetFile(pa.BufferReader(data))
             for batch in shard.iter_batches(batch_size, columns=columns):
                 wanted = pc.and_(
                     pc.equal(batch.column("split"), self.name),
@@ -106,34 +88,12 @@ class Split:
                     yield images
 
 
-def read_manifest(path: str | Path) -> tuple[Path, dict]:
-    """The shard folder (`path` or `path/shards`) and its manifest, its version checked."""
-    path = Path(path)
-    folder = next((f for f in (path, path / "shards") if (f / "manifest.json").is_file()), None)
-    if folder is None:
-        raise DataError(f"no manifest.json in {path} or {path / 'shards'}: not slip-data shards")
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{folder / 'manifest.json'}: unreadable ({exc})") from None
-    if manifest.get("format_version") != SHARD_VERSION:
-        raise DataError(
-            f"{folder}: shard format version {manifest.get('format_version')!r}; "
-            f"this slip-eval reads {SHARD_VERSION}"
-        )
-    return folder, manifest
-
-
 def open_split(path: str | Path, split: str) -> Split:
     """The split's products that have an image, their titles, labels and in-split edges."""
-    folder, manifest = read_manifest(path)
+    folder, manifest = read_manifest(path, error=DataError)
     if split not in SPLITS:
         raise DataError(f"--split: {split!r} is not one of {', '.join(SPLITS)}")
-    node_files = [folder / f["path"] for f in manifest["files"] if f["kind"] == "nodes"]
-    missing = [str(p) for p in node_files if not p.is_file()]
-    if missing:
-        raise DataError(f"{missing[0]}: listed in the manifest but missing")
-    table = ds.dataset(node_files, format="parquet").to_table(
+    table = ds.dataset(node_paths(folder, manifest), format="parquet").to_table(
         columns=["node_id", "title", "label_id"],
         filter=(pc.field("split") == split) & pc.field("image_sha256").is_valid(),
     )
@@ -141,7 +101,8 @@ def open_split(path: str | Path, split: str) -> Split:
         raise DataError(f"{folder}: the {split!r} split has no product with an image")
     node_ids = table["node_id"].to_numpy()
     edges = pq.read_table(
-        _verified(folder, manifest, folder / "edges.parquet"), columns=["src", "dst"]
+        read_verified(folder, manifest, folder / "edges.parquet", error=DataError),
+        columns=["src", "dst"],
     )
     local = np.full(manifest["counts"]["nodes"], -1, dtype=np.int64)
     local[node_ids] = np.arange(node_ids.size)

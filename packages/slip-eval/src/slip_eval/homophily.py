@@ -8,7 +8,7 @@ graph's edges join products of one label more often than chance, which adjusted 
 
 from pathlib import Path
 
-from slip_eval.data import read_manifest
+from slip_eval.shard_contract import read_manifest
 
 LITTLE = 0.1  # adjusted homophily under which neighbours share the label hardly above chance
 ROWS = (  # (manifest key, what the report and compare call it)

@@ -11,17 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import open_clip
-import torch
 from torch import nn
 
-from slip_eval.graph import GraphHead
+from slip_eval.checkpoint_contract import GRAPH_HEADS, read_checkpoint
+from slip_eval.graph_head import GraphHead
+from slip_eval.shard_contract import file_sha256
 
-CHECKPOINT_FORMAT = "slip-checkpoint"
-CHECKPOINT_VERSION = 1
-# the keys of docs/checkpoint-format.md this reader uses; `graph_*` in slip mode only
+# the keys of docs/checkpoint-format.md this reader uses (and, in slip mode, the graph heads')
 CHECKPOINT_KEYS = ("mode", "model_name", "model_cfg", "preprocess_cfg", "clip_state_dict")
-GRAPH_KEYS = ("graph_head", "graph_state_dict")
-GRAPH_HEADS = ("image_graph", "text_graph")
 
 
 class ModelError(ValueError):
@@ -39,14 +36,6 @@ class LoadedModel:
     graph_heads: tuple[GraphHead, GraphHead] | None  # (image, text), slip checkpoints only
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _quietly(build: Callable):
     """open_clip logs a warning when it builds without weights; ours are loaded right after."""
     logger = logging.getLogger()
@@ -59,25 +48,7 @@ def _quietly(build: Callable):
 
 
 def _from_checkpoint(path: Path) -> LoadedModel:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a truncated or foreign file
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelError(f"{path}: not a readable checkpoint ({reason})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ModelError(f"{path}: not a slip-train checkpoint (docs/checkpoint-format.md)")
-    if state.get("format_version") != CHECKPOINT_VERSION:
-        raise ModelError(
-            f"{path}: checkpoint format version {state.get('format_version')!r}; "
-            f"this slip-eval reads {CHECKPOINT_VERSION}"
-        )
-    missing = [key for key in CHECKPOINT_KEYS if key not in state]
-    if state.get("mode") == "slip":
-        missing += [key for key in GRAPH_KEYS if key not in state]
-        heads = state.get("graph_state_dict", {})
-        missing += [f"graph_state_dict.{name}" for name in GRAPH_HEADS if name not in heads]
-    if missing:
-        raise ModelError(f"{path}: missing key {missing[0]!r} (docs/checkpoint-format.md)")
+    state = read_checkpoint(path, needs=CHECKPOINT_KEYS, error=ModelError)
     with tempfile.TemporaryDirectory() as folder:
         config = {"model_cfg": state["model_cfg"], "preprocess_cfg": state["preprocess_cfg"]}
         (Path(folder) / "open_clip_config.json").write_text(json.dumps(config))
@@ -102,7 +73,7 @@ def _from_checkpoint(path: Path) -> LoadedModel:
         except ValueError as exc:
             raise ModelError(f"{path}: {exc} (docs/checkpoint-format.md)") from None
     return LoadedModel(
-        clip.eval(), transform, tokenizer, state["model_name"], str(path), _file_digest(path), heads
+        clip.eval(), transform, tokenizer, state["model_name"], str(path), file_sha256(path), heads
     )
 
 
@@ -116,7 +87,7 @@ def _from_export(folder: Path) -> LoadedModel:
         ) from None
     name = json.loads((folder / "open_clip_config.json").read_text()).get("model_name", folder.name)
     weights = sorted(p for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".safetensors"))
-    fingerprint = hashlib.sha256("".join(_file_digest(p) for p in weights).encode()).hexdigest()
+    fingerprint = hashlib.sha256("".join(file_sha256(p) for p in weights).encode()).hexdigest()
     return LoadedModel(clip.eval(), transform, tokenizer, name, str(folder), fingerprint, None)
 
 
@@ -130,7 +101,7 @@ def _from_open_clip(name: str, pretrained: str) -> LoadedModel:
     except RuntimeError as exc:  # open_clip's message for an unknown tag, a bad file, no network
         raise ModelError(f"--pretrained {pretrained!r}: {str(exc).splitlines()[0]}") from None
     source = Path(pretrained)
-    fingerprint = f"{name}:{_file_digest(source) if source.is_file() else pretrained}"
+    fingerprint = f"{name}:{file_sha256(source) if source.is_file() else pretrained}"
     return LoadedModel(
         clip.eval(), transform, open_clip.get_tokenizer(name), name, pretrained,
         hashlib.sha256(fingerprint.encode()).hexdigest(), None,
@@ -153,8 +124,6 @@ def load_model(
             if not (path / "open_clip_config.json").is_file():
                 raise ModelError(f"{path}: a folder without open_clip_config.json is no export")
             return _from_export(path)
-        if not path.is_file():
-            raise ModelError(f"{path}: no such checkpoint")
         return _from_checkpoint(path)
     if model:
         return _from_open_clip(model, pretrained or "")

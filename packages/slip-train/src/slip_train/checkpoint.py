@@ -1,4 +1,5 @@
-"""Checkpoints (docs/checkpoint-format.md, the contract slip-eval reads) and the open_clip export.
+"""Checkpoints (docs/checkpoint-format.md, the contract slip-eval reads): what a run writes and how
+it reads it back (`Checkpointer`), and the open_clip export.
 
 Every file is written through atomic.py (a temp file in its folder, flushed, renamed), so a reader
 never sees half of one and a killed run keeps its last whole checkpoint. Reading is
@@ -7,18 +8,24 @@ never sees half of one and a killed run keeps its last whole checkpoint. Reading
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+from slip_train import __version__
 from slip_train.atomic import atomic_path, remove_stale_temps, write_bytes
+from slip_train.checkpoint_contract import FORMAT, FORMAT_VERSION, GRAPH_HEADS, read_checkpoint
+from slip_train.config import Config, ConfigError, to_dict
+from slip_train.distributed import Ranks
 
-FORMAT = "slip-checkpoint"
-FORMAT_VERSION = 1
+if TYPE_CHECKING:  # the model pulls in PyG, which reading a checkpoint does not need
+    from slip_train.model import SlipModel
+
 CHECKPOINT_NAME = re.compile(r"step-(\d{8})\.pt")
 EXPORT_WEIGHTS = "open_clip_pytorch_model.bin"
 EXPORT_CONFIG = "open_clip_config.json"
-GRAPH_HEADS = ("image_graph", "text_graph")  # graph_state_dict's keys in slip mode
 # every key docs/checkpoint-format.md promises, but `world_size` (absent in older checkpoints)
 REQUIRED_KEYS = (
     "slip_train_version", "step", "epoch", "batch_index", "mode", "config", "model_name",
@@ -55,28 +62,116 @@ def save_checkpoint(state: dict, folder: Path, keep: int) -> Path:
 
 def load_checkpoint(path: str | Path) -> dict:
     """A checkpoint's contents, checked; CheckpointError (one line) otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a truncated or foreign file
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a slip-train checkpoint (docs/checkpoint-format.md)")
-    if state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format version {state.get('format_version')!r}; "
-            f"this slip-train reads {FORMAT_VERSION}"
-        )
-    missing = [key for key in REQUIRED_KEYS if key not in state]
-    if state.get("mode") == "slip":
-        heads = state.get("graph_state_dict", {})
-        missing += [f"graph_state_dict.{name}" for name in GRAPH_HEADS if name not in heads]
-    if missing:
-        raise CheckpointError(f"{path}: missing key {missing[0]!r} (docs/checkpoint-format.md)")
+    return read_checkpoint(Path(path), needs=REQUIRED_KEYS, error=CheckpointError)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a run is: the optimizer steps done, and the next batch of the plan (its epoch and
+    its index in that epoch)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_index: int = 0
+
+
+@dataclass(kw_only=True)
+class Checkpointer:
+    """A run's checkpoints, as torchtitan keeps them: what one holds (`state`) and how a run takes
+    it back (`restore`) side by side, so that the two read the same keys. Every rank restores; rank
+    0 alone writes, since all ranks hold the same weights and optimizer state."""
+
+    config: Config
+    model: "SlipModel"
+    model_cfg: dict  # the open_clip architecture config, for exports
+    preprocess_cfg: dict
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ranks: Ranks
+    last: Path | None = None  # the last whole checkpoint: the one resumed, then each one written
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.config.train.out_dir) / "checkpoints"
+
+    def save(self, position: Position) -> Path:
+        """Rank 0 writes the checkpoint of `position`, keeping the last `train.keep_checkpoints`."""
+        self.last = checkpoint_path(self.folder, position.step)
+        if self.ranks.main:
+            save_checkpoint(self.state(position), self.folder, self.config.train.keep_checkpoints)
+        return self.last
+
+    def state(self, position: Position) -> dict:
+        """Everything docs/checkpoint-format.md promises, but the format stamp."""
+        model = self.config.model
+        return {
+            "slip_train_version": __version__,
+            "step": position.step,
+            "epoch": position.epoch,
+            "batch_index": position.batch_index,
+            "mode": self.config.loss.mode,
+            "config": to_dict(self.config),
+            "model_name": model.name,
+            "model_cfg": self.model_cfg,
+            "preprocess_cfg": self.preprocess_cfg,
+            "clip_state_dict": self.model.clip.state_dict(),
+            "graph_head": {
+                "dim": self.model_cfg["embed_dim"],
+                "layers": model.gat_layers,
+                "heads": model.gat_heads,
+                "fusion": model.fusion,
+            },
+            "graph_state_dict": {name: head.state_dict() for name, head in self._heads()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": _rng_state(),
+            "world_size": self.ranks.world,
+        }
+
+    def restore(self, resume: str | None) -> Position:
+        """Where the run starts: step 0 in an out_dir without checkpoints, or the checkpoint
+        `resume` names (a path, or `latest`) read back into the model, the optimizer, the schedule
+        and the RNG, at the same world size only (the batches' shares would differ)."""
+        if not resume:
+            if list_checkpoints(self.folder):
+                raise ConfigError(
+                    f"train.out_dir: {self.folder.parent} already holds checkpoints; continue "
+                    "with --resume latest or train into another out_dir"
+                )
+            return Position()
+        path = resolve_resume(resume, self.folder)
+        state = load_checkpoint(path)
+        if state.get("world_size", 1) != self.ranks.world:
+            raise ConfigError(
+                f"--resume: {path} was written by {state.get('world_size', 1)} process(es); "
+                f"resume it with as many (this run has {self.ranks.world})"
+            )
+        self.model.clip.load_state_dict(state["clip_state_dict"])
+        for name, head in self._heads():
+            head.load_state_dict(state["graph_state_dict"][name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        self.last = path
+        return Position(state["step"], state["epoch"], state["batch_index"])
+
+    def _heads(self) -> list[tuple[str, torch.nn.Module]]:
+        """The graph heads present, by their key in `graph_state_dict` (none in `clip` mode)."""
+        heads = ((name, getattr(self.model, name)) for name in GRAPH_HEADS)
+        return [(name, head) for name, head in heads if head is not None]
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def resolve_resume(resume: str, folder: Path) -> Path:

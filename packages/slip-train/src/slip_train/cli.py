@@ -80,5 +80,6 @@ def version() -> None:
 
 
 def main() -> None:
-    """Entry point: an error becomes one line on stderr and exit status 2, never a traceback."""
+    """Entry point: a user's error is one line on stderr (exit status 2), a bug a traceback and
+    a request to report it (exit status 1); entry.py."""
     entry.run(app, "slip-train")

@@ -1,84 +1,161 @@
 """Training config: TOML parsed into typed dataclasses, with `--set a.b=value` overrides.
 
-Every key is documented with its default in docs/config.md. An unknown key, a wrong type or a bad
-value is a ConfigError whose one-line message names the key path.
+Each field carries its own rules, torchtitan's way: a `Literal` of its choices, `Bounds` on a
+number, `Length` on a list; one checker reads them. Every key is documented with its default and
+rules in docs/config.md (tests/test_docs.py keeps the page true). An unknown key, a wrong type or a
+bad value is a ConfigError whose one-line message names the key path.
 """
 
 import dataclasses
 import math
+import operator
 import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the key path."""
 
 
+SIDES = {
+    "at_least": ("at least", ">=", operator.ge),
+    "above": ("greater than", ">", operator.gt),
+    "at_most": ("at most", "<=", operator.le),
+    "below": ("less than", "<", operator.lt),
+}
+"""Each side a bound may close: its words in a message, its sign in the docs, its test."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Where a number field may lie (None: that side is open); it must be finite too, since
+    TOML has nan and inf."""
+
+    at_least: float | None = None
+    above: float | None = None
+    at_most: float | None = None
+    below: float | None = None
+
+    def sides(self) -> list[tuple[str, float]]:
+        """The closed sides, in SIDES' order (the lower first)."""
+        return [(side, bound) for side in SIDES if (bound := getattr(self, side)) is not None]
+
+    def __str__(self) -> str:
+        """`> 0`, or `[0, 1)` when both sides are closed: as docs/config.md lists it."""
+        sides = self.sides()
+        if len(sides) == 1:
+            ((side, bound),) = sides
+            return f"{SIDES[side][1]} {bound}"
+        (low, a), (high, b) = sides
+        opening = "[" if low == "at_least" else "("
+        closing = "]" if high == "at_most" else ")"
+        return f"{opening}{a}, {b}{closing}"
+
+    def check(self, path: str, value: float) -> None:
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: must be a finite number, got {value}")
+        sides = self.sides()
+        if all(SIDES[side][2](value, bound) for side, bound in sides):
+            return
+        if len(sides) == 2:
+            raise ConfigError(f"{path}: expected a number in {self}")
+        ((side, bound),) = sides
+        raise ConfigError(f"{path}: must be {SIDES[side][0]} {bound}")
+
+
+@dataclass(frozen=True)
+class Length:
+    """How many items a list field holds: `exactly`, or `at_least`."""
+
+    at_least: int | None = None
+    exactly: int | None = None
+
+    def __str__(self) -> str:
+        count = self.exactly if self.exactly is not None else self.at_least
+        return f"{'' if self.exactly is not None else 'at least '}{count} item{'s' * (count != 1)}"
+
+    def check(self, path: str, value: list) -> None:
+        if (self.exactly is not None and len(value) != self.exactly) or (
+            self.at_least is not None and len(value) < self.at_least
+        ):
+            raise ConfigError(f"{path}: expected {self}, got {len(value)}")
+
+
+POSITIVE = Bounds(above=0)
+NON_NEGATIVE = Bounds(at_least=0)
+SHARE = Bounds(at_least=0, at_most=1)
+BELOW_ONE = Bounds(at_least=0, below=1)
+
+
 @dataclass
 class DataConfig:
     shards: str = "out/demo/shards"  # a slip-data build folder or its shards/ folder
-    split: str = "train"
-    num_workers: int = 2  # DataLoader worker processes that decode and augment images
+    split: Literal["train", "val", "test"] = "train"
+    num_workers: Annotated[int, NON_NEGATIVE] = 2  # DataLoader worker processes
     pin_memory: bool = True
     cache_dir: str = "out/cache"  # the memory-mapped node cache, one subfolder per shard set
 
 
 @dataclass
 class SamplerConfig:
-    batch_size: int = 128  # nodes per batch in both modes: seeds, neighbours, random fill
-    fanouts: list[int] = field(default_factory=lambda: [3])
-    edges: str = "induced"  # induced (every edge among batch nodes) or sampled
-    device: str = "cpu"  # cpu (numba kernels), or cuda: the training graph sampled on the GPU
+    batch_size: Annotated[int, POSITIVE] = 128  # nodes per batch in both modes
+    fanouts: Annotated[list[Annotated[int, POSITIVE]], Length(at_least=1)] = field(
+        default_factory=lambda: [3]  # neighbours drawn per node at each hop
+    )
+    edges: Literal["induced", "sampled"] = "induced"  # every edge among batch nodes, or drawn
+    device: Literal["cpu", "cuda"] = "cpu"  # numba kernels, or the graph sampled on the GPU
 
 
 @dataclass
 class ModelConfig:
     name: str = "slip-tiny"  # an open_clip model name or a config in slip_train/model_configs
     pretrained: str = ""  # "", an open_clip tag such as "openai", or a local file
-    gat_layers: int = 1
-    gat_heads: int = 4
-    fusion: str = "gated_residual"  # gated_residual or replace
-    gat_dropout: float = 0.0
+    gat_layers: Annotated[int, POSITIVE] = 1
+    gat_heads: Annotated[int, POSITIVE] = 4
+    fusion: Literal["gated_residual", "replace"] = "gated_residual"
+    gat_dropout: Annotated[float, BELOW_ONE] = 0.0
 
 
 @dataclass
 class LossConfig:
-    mode: str = "slip"  # slip, or clip: the baseline through the same code, without structure
-    structural_weight: float = 0.5
-    structural_temperature: float = 0.07
-    positives: str = "equal"  # equal (each neighbour counts as much as the own pair) or soft
-    neighbour_mass: float = 0.5  # soft: the neighbours' share of each anchor's target, in [0, 1]
-    structural_gradient: str = "encoders"  # encoders (through the heads) or heads (heads only)
+    mode: Literal["slip", "clip"] = "slip"  # clip: the baseline through the same code
+    structural_weight: Annotated[float, NON_NEGATIVE] = 0.5
+    structural_temperature: Annotated[float, POSITIVE] = 0.07
+    positives: Literal["equal", "soft"] = "equal"  # equal: a neighbour counts as the own pair
+    neighbour_mass: Annotated[float, SHARE] = 0.5  # soft: the neighbours' share of the target
+    structural_gradient: Literal["encoders", "heads"] = "encoders"  # or the heads only
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 5e-4
-    weight_decay: float = 0.2
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    eps: float = 1e-6
-    warmup_steps: int = 50
-    grad_clip: float = 1.0
-    grad_accum: int = 1
-    graph_head_lr_scale: float = 1.0  # the graph heads' learning rate, as a multiple of lr
+    lr: Annotated[float, POSITIVE] = 5e-4
+    weight_decay: Annotated[float, NON_NEGATIVE] = 0.2
+    betas: Annotated[list[Annotated[float, BELOW_ONE]], Length(exactly=2)] = field(
+        default_factory=lambda: [0.9, 0.98]
+    )
+    eps: Annotated[float, POSITIVE] = 1e-6
+    warmup_steps: Annotated[int, NON_NEGATIVE] = 50
+    grad_clip: Annotated[float, POSITIVE] = 1.0
+    grad_accum: Annotated[int, POSITIVE] = 1
+    graph_head_lr_scale: Annotated[float, POSITIVE] = 1.0  # the graph heads' lr, a multiple of lr
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 500
+    steps: Annotated[int, POSITIVE] = 500
     seed: int = 0
-    device: str = "auto"  # auto (CUDA when present), cuda or cpu
-    precision: str = "fp32"  # fp32 or bf16 (autocast, CUDA only)
+    device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when present
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast, CUDA only
     compile: bool = False
     grad_checkpointing: bool = False
     out_dir: str = "out/train"
-    log_every: int = 1
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 3
+    log_every: Annotated[int, POSITIVE] = 1
+    checkpoint_every: Annotated[int, POSITIVE] = 100
+    keep_checkpoints: Annotated[int, POSITIVE] = 3
     tensorboard: bool = False
 
 
@@ -92,36 +169,19 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "loss.mode": ("slip", "clip"),
-    "loss.positives": ("equal", "soft"),
-    "loss.structural_gradient": ("encoders", "heads"),
-    "model.fusion": ("gated_residual", "replace"),
-    "train.device": ("auto", "cuda", "cpu"),
-    "train.precision": ("fp32", "bf16"),
-    "data.split": ("train", "val", "test"),
-    "sampler.edges": ("induced", "sampled"),
-    "sampler.device": ("cpu", "cuda"),
-}
-POSITIVE = {
-    "sampler.batch_size", "model.gat_layers", "model.gat_heads",
-    "optim.lr", "optim.grad_accum", "train.steps", "train.log_every", "train.checkpoint_every",
-    "train.keep_checkpoints", "loss.structural_temperature", "optim.grad_clip", "optim.eps",
-    "optim.graph_head_lr_scale",
-}  # fmt: skip
-NON_NEGATIVE = {
-    "data.num_workers", "optim.warmup_steps", "optim.weight_decay", "loss.structural_weight",
-}  # fmt: skip
-
-
-def _check_type(path: str, value: Any, annotation: Any) -> Any:
-    """The value as the annotation's type, or a ConfigError naming `path`."""
+def _as_type(path: str, value: Any, annotation: Any) -> Any:
+    """The value as the annotation's type (one of a Literal's choices), or a ConfigError."""
     origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(choices)}")
+        return value
     if origin is list:
         (inner,) = typing.get_args(annotation)
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected a list, got {value!r}")
-        return [_check_type(f"{path}[{i}]", item, inner) for i, item in enumerate(value)]
+        return [_check(f"{path}[{i}]", item, inner) for i, item in enumerate(value)]
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if annotation is bool and not isinstance(value, bool):
@@ -133,49 +193,37 @@ def _check_type(path: str, value: Any, annotation: Any) -> Any:
     return value
 
 
+def _check(path: str, value: Any, annotation: Any) -> Any:
+    """The value as the field's type, within the rules next to it, or a ConfigError."""
+    rules: list = []
+    if typing.get_origin(annotation) is Annotated:
+        annotation, *rules = typing.get_args(annotation)
+    value = _as_type(path, value, annotation)
+    for rule in rules:
+        rule.check(path, value)
+    return value
+
+
 def _build(cls: type, values: dict, prefix: str) -> Any:
+    """`cls` from its TOML table, each field (a default too) checked against its rules."""
     if not isinstance(values, dict):
         raise ConfigError(f"{prefix.rstrip('.')}: expected a table, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls, include_extras=True)
+    known = [item.name for item in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(
             f"unknown key {prefix}{unknown[0]}; valid keys here: {', '.join(sorted(known))}"
         )
+    defaults = cls()
     kwargs = {}
-    for name, value in values.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+    for name in known:
+        if dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _build(hints[name], values.get(name, {}), f"{prefix}{name}.")
         else:
-            kwargs[name] = _check_type(f"{prefix}{name}", value, hint)
+            value = values.get(name, getattr(defaults, name))
+            kwargs[name] = _check(f"{prefix}{name}", value, hints[name])
     return cls(**kwargs)
-
-
-def _validate(config: Config) -> None:
-    for path, choices in CHOICES.items():
-        section, key = path.split(".")
-        value = getattr(getattr(config, section), key)
-        if value not in choices:
-            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(choices)}")
-    for paths, zero_allowed in ((POSITIVE, False), (NON_NEGATIVE, True)):
-        for path in sorted(paths):
-            section, key = path.split(".")
-            value = getattr(getattr(config, section), key)
-            if not math.isfinite(value):  # TOML has nan and inf
-                raise ConfigError(f"{path}: must be a finite number, got {value}")
-            if value < 0 or (value == 0 and not zero_allowed):
-                rule = "at least" if zero_allowed else "greater than"
-                raise ConfigError(f"{path}: must be {rule} 0")
-    if not config.sampler.fanouts or min(config.sampler.fanouts) < 1:
-        raise ConfigError("sampler.fanouts: needs at least one hop, each at least 1")
-    if not 0 <= config.loss.neighbour_mass <= 1:
-        raise ConfigError("loss.neighbour_mass: expected a number in [0, 1]")
-    if not 0 <= config.model.gat_dropout < 1:
-        raise ConfigError("model.gat_dropout: expected a number in [0, 1)")
-    if len(config.optim.betas) != 2 or not all(0 <= b < 1 for b in config.optim.betas):
-        raise ConfigError("optim.betas: expected two numbers in [0, 1)")
 
 
 PLAIN_WORD = re.compile(r"[\w\-./:]+", re.ASCII)
@@ -212,7 +260,7 @@ def apply_override(raw: dict, assignment: str) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Defaults, then the TOML file, then each override; validated."""
+    """Defaults, then the TOML file, then each override; every key checked."""
     raw: dict = {}
     if path is not None:
         try:
@@ -223,9 +271,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     for assignment in overrides:
         apply_override(raw, assignment)
-    config = _build(Config, raw, "")
-    _validate(config)
-    return config
+    return _build(Config, raw, "")
 
 
 def to_dict(config: Config) -> dict:

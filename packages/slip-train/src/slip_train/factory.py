@@ -88,18 +88,17 @@ def split_train_transform(transform: Callable) -> tuple[Compose, Normalize]:
 def param_groups(
     model: SlipModel, *, weight_decay: float, lr: float, graph_head_lr_scale: float = 1.0
 ) -> list[dict]:
-    """open_clip's rule: no weight decay on norms, biases, gains, embeddings' scale and the logit
-    scale (every parameter of fewer than 2 dimensions), decay on the rest. The graph heads' groups
-    come after the encoders' (so group 0 holds the encoders' lr), at `lr × graph_head_lr_scale`:
-    new layers on a pretrained encoder may need to learn faster than it."""
+    """Weight decay by shape, as open_clip's rule reads without its name matching (which breaks on
+    a renamed layer): none on parameters of at most 1 dimension (norms' gains and biases, biases,
+    the gates, the logit scale), decay on matrices and embeddings. The graph heads' groups come
+    after the encoders' (so group 0 holds the encoders' lr), at `lr × graph_head_lr_scale`: new
+    layers on a pretrained encoder may need to learn faster than it."""
     groups = []
     for part, part_lr in ((model.clip, lr), (model.graph_heads(), lr * graph_head_lr_scale)):
         decay, no_decay = [], []
-        for name, param in part.named_parameters():
-            if not param.requires_grad:
-                continue
-            exclude = param.ndim < 2 or "bn" in name or "ln" in name or "bias" in name
-            (no_decay if exclude or "logit_scale" in name else decay).append(param)
+        for param in part.parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim <= 1 else decay).append(param)
         groups += [
             {"params": no_decay, "weight_decay": 0.0, "lr": part_lr},
             {"params": decay, "weight_decay": weight_decay, "lr": part_lr},

@@ -11,16 +11,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-MAX_LOGIT_SCALE = math.log(100.0)  # open_clip clamps the learned log scale here
+# the training loop clamps the learned log scale to [0, ln 100] in place after every optimizer
+# step, as open_clip's does: the loss then always has a gradient for it, and the log and the
+# export carry the scale the loss used
+MAX_LOGIT_SCALE = math.log(100.0)
 
 
 def clip_loss(image: Tensor, text: Tensor, logit_scale: Tensor) -> Tensor:
     """Mean of image->text and text->image cross-entropy over the batch (open_clip's ClipLoss).
 
-    `image` and `text` are L2-normalised (n, d); `logit_scale` is the log of the scale, clamped
-    to [0, ln 100] as open_clip does.
+    `image` and `text` are L2-normalised (n, d); `logit_scale` is the log of the scale.
     """
-    scale = logit_scale.clamp(0, MAX_LOGIT_SCALE).exp()
+    scale = logit_scale.exp()
     logits = scale * image @ text.T
     labels = torch.arange(image.shape[0], device=image.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2

@@ -1,50 +1,16 @@
 """SLIP's model: an open_clip CLIP dual encoder plus one graph head per modality.
 
-A graph head refines each embedding with those of its in-batch co-purchase neighbours through
-PyG's GATConv layers. With `gated_residual` fusion every layer adds its output through a learned
-tanh gate that starts at 0, so a fresh head returns the encoder's embedding unchanged and the run
-starts as plain CLIP (docs/method.md).
+A graph head (graph_head.py) refines each embedding with those of its in-batch co-purchase
+neighbours through PyG's GATConv layers. With `gated_residual` fusion every layer adds its output
+through a learned tanh gate that starts at 0, so a fresh head returns the encoder's embedding
+unchanged and the run starts as plain CLIP (docs/method.md).
 """
 
-import warnings
-
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slip_train.distributed import gather_rows
-
-with warnings.catch_warnings():  # PyG scripts a helper at import; torch now warns on that
-    warnings.filterwarnings("ignore", r".*torch\.jit\.script.*deprecated", FutureWarning)
-    from torch_geometric.nn import GATConv
-    from torch_geometric.utils import to_undirected
-
-
-class GraphHead(nn.Module):
-    """GAT layers over the in-batch graph for one modality's (n, d) embeddings."""
-
-    def __init__(
-        self, dim: int, layers: int, heads: int, fusion: str, dropout: float = 0.0
-    ) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"model.gat_heads: {heads} does not divide the embedding size {dim}")
-        self.fusion = fusion
-        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(layers))
-        self.convs = nn.ModuleList(
-            GATConv(dim, dim // heads, heads=heads, dropout=dropout) for _ in range(layers)
-        )
-        self.gates = nn.Parameter(torch.zeros(layers)) if fusion == "gated_residual" else None
-
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        h = x
-        for layer, (norm, conv) in enumerate(zip(self.norms, self.convs, strict=True)):
-            out = conv(norm(h), edge_index)
-            if self.gates is not None:
-                h = h + torch.tanh(self.gates[layer]) * out
-            else:
-                h = out if layer == len(self.convs) - 1 else F.elu(out)
-        return h
+from slip_train.graph_head import GraphHead, undirected
 
 
 class SlipModel(nn.Module):
@@ -83,9 +49,9 @@ class SlipModel(nn.Module):
         text = gather_rows(self.clip.encode_text(tokens))
         out = {"image": F.normalize(image, dim=-1), "text": F.normalize(text, dim=-1)}
         if self.image_graph is not None and self.text_graph is not None:
-            undirected = to_undirected(edge_index, num_nodes=image.shape[0])
+            both_ways = undirected(edge_index, image.shape[0])
             if self.detach_graph_input:
                 image, text = image.detach(), text.detach()
-            out["image_graph"] = F.normalize(self.image_graph(image, undirected), dim=-1)
-            out["text_graph"] = F.normalize(self.text_graph(text, undirected), dim=-1)
+            out["image_graph"] = F.normalize(self.image_graph(image, both_ways), dim=-1)
+            out["text_graph"] = F.normalize(self.text_graph(text, both_ways), dim=-1)
         return out

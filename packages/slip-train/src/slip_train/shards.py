@@ -11,7 +11,6 @@ silent difference in what is trained on; each image is checked against its image
 is decoded (slip_train.data).
 """
 
-import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -23,24 +22,14 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from slip_train.atomic import atomic_path, write_bytes
+from slip_train.shard_contract import (
+    EDGE_COLUMNS,
+    NODE_COLUMNS,
+    node_paths,
+    read_manifest,
+    read_verified,
+)
 
-FORMAT_VERSION = 1
-NODE_COLUMNS = {
-    "node_id": pa.int64(),
-    "parent_asin": pa.string(),
-    "main_category": pa.string(),
-    "label": pa.string(),
-    "label_id": pa.int32(),
-    "title": pa.string(),
-    "text": pa.string(),
-    "reviews": pa.list_(pa.string()),
-    "image": pa.binary(),
-    "image_sha256": pa.string(),
-    "width": pa.int32(),
-    "height": pa.int32(),
-    "split": pa.string(),
-}
-EDGE_COLUMNS = {"src": pa.int64(), "dst": pa.int64(), "weight": pa.int32()}
 NODE_CACHE = "nodes.arrow"
 NODE_CACHE_SCHEMA = pa.schema(
     {"image": pa.large_binary(), "title": pa.large_string(), "image_sha256": pa.large_string()}
@@ -84,7 +73,7 @@ class Shards:
 
     @property
     def node_files(self) -> list[Path]:
-        return [self.folder / f["path"] for f in self.manifest["files"] if f["kind"] == "nodes"]
+        return node_paths(self.folder, self.manifest)
 
     @property
     def num_nodes(self) -> int:
@@ -98,44 +87,16 @@ class Shards:
         return pq.read_table(self.verified(self.folder / "edges.parquet"))
 
     def verified(self, path: Path) -> pa.Buffer:
-        """The file's bytes, read once and checked against the manifest's sha256 (when it lists
-        one): parsing the same bytes that were hashed leaves no window for the file to change."""
-        data = path.read_bytes()
-        name = path.relative_to(self.folder).as_posix()
-        listed = {f["path"]: f.get("sha256") for f in self.manifest["files"]}
-        expected = listed.get(name)
-        if expected is not None:
-            actual = hashlib.sha256(data).hexdigest()
-            if actual != expected:
-                raise ShardError(
-                    f"{path}: sha256 {actual} is not the manifest's {expected} "
-                    "(the file changed after slip-data wrote it)"
-                )
-        return pa.py_buffer(data)
+        """The file's bytes, checked against the manifest's sha256 (read_verified)."""
+        return read_verified(self.folder, self.manifest, path, error=ShardError)
 
 
 def open_shards(path: str | Path) -> Shards:
     """A shard folder (or a build folder holding shards/), its version and columns checked."""
-    path = Path(path)
-    for folder in (path, path / "shards"):
-        if (folder / "manifest.json").is_file():
-            break
-    else:
-        raise ShardError(f"no manifest.json in {path} or {path / 'shards'}: not slip-data shards")
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ShardError(f"{folder / 'manifest.json'}: unreadable ({exc})") from None
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ShardError(
-            f"{folder}: shard format version {version!r}; this slip-train reads {FORMAT_VERSION}"
-        )
+    folder, manifest = read_manifest(path, error=ShardError)
     shards = Shards(folder, manifest)
     for entry in manifest.get("files", []):
         file = folder / entry["path"]
-        if not file.is_file():
-            raise ShardError(f"{file}: listed in the manifest but missing")
         try:
             schema = pq.read_schema(file)
         except (OSError, pa.ArrowException) as exc:

@@ -1,4 +1,7 @@
-"""The training loop, top to bottom: data, model, optimizer, then steps with logs and checkpoints.
+"""The training loop, in torchtitan's and nanoGPT's shape: `train()` sets the run up, restores it
+(checkpoint.py's Checkpointer), then calls `train_step` once per optimizer step, logging and
+checkpointing between steps. It reads numbers back from the device only for a log line or a
+checkpoint, so that the host can queue the next step's work meanwhile.
 
 `loss.mode = "clip"` runs the same loop without graph heads or structural loss, on uniformly
 random batches of the same size: the baseline SLIP is compared with.
@@ -8,30 +11,26 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
-from slip_train import __version__
 from slip_train.batches import BatchPlanner
-from slip_train.checkpoint import (
-    checkpoint_path,
-    list_checkpoints,
-    load_checkpoint,
-    remove_run_temps,
-    resolve_resume,
-    save_checkpoint,
-)
-from slip_train.config import Config, ConfigError, to_dict
+from slip_train.checkpoint import Checkpointer, Position, remove_run_temps
+from slip_train.config import Config, ConfigError
 from slip_train.data import BatchDataset, batch_loader, load_train_data, to_model_images
-from slip_train.distributed import barrier, init_from_env
+from slip_train.distributed import Ranks, barrier, init_from_env
 from slip_train.factory import build_model, param_groups
 from slip_train.lock import hold
-from slip_train.loss import training_loss
+from slip_train.loss import MAX_LOGIT_SCALE, training_loss
+from slip_train.model import SlipModel
 
 
 class TrainingError(RuntimeError):
@@ -65,27 +64,82 @@ def warmup_cosine(warmup: int, total: int):
     return factor
 
 
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+@dataclass(kw_only=True)
+class StepParts:
+    """What every optimizer step uses, set up once by `train()`."""
+
+    model: SlipModel  # its parameters, and the logit scale clamped after each update
+    forward: Callable[..., dict[str, Tensor]]  # `model`, in DDP and torch.compile when asked
+    no_sync: Callable[[], AbstractContextManager]  # DDP's, for the micro-batches before the last
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss: Callable[..., dict[str, Tensor]]  # training_loss with the run's loss settings
+    inputs: Callable[[dict], tuple[Tensor, Tensor, Tensor]]  # a loader batch, on the device
+    autocast: AbstractContextManager
+    grad_accum: int
+    grad_clip: float
+    world: int
 
 
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+@dataclass
+class Step:
+    """One optimizer step; its tensors stay on the device until a log line or a check needs them."""
+
+    losses: dict[str, Tensor]  # the mean over the micro-batches
+    grad_norm: Tensor  # before clipping
+    samples: int  # over all ranks
+    edges: int
+    waited: float  # seconds spent waiting for the loader: > 0 means the loader is behind
+    loaded: float  # seconds a worker spent making the step's batches, in its own process
+    skipped: int  # images dropped from the step's batches for failing their check
+    epoch: int  # where the batch plan goes on from: the next batch is `batch_index` of `epoch`
+    batch_index: int
 
 
-def _keep_log_until(log_path: Path, step: int) -> None:
-    """After a resume, drop log lines of steps the resumed run will redo."""
-    if not log_path.is_file():
-        return
-    lines = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
-    tmp = log_path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    tmp.replace(log_path)
+def train_step(batches: Iterator[dict], parts: StepParts) -> Step:
+    """Forward and backward over `grad_accum` micro-batches, then the update, without waiting for
+    the device: the losses are summed there. Under DDP the gradients are all-reduced once, in the
+    last micro-batch's backward (`no_sync` before it, as nanoGPT). The logit scale is clamped in
+    place after the update, as open_clip does."""
+    parts.optimizer.zero_grad(set_to_none=True)
+    losses: dict[str, Tensor] = {}
+    samples = edges = skipped = 0
+    waited = loaded = 0.0
+    for micro in range(parts.grad_accum):
+        started = time.perf_counter()
+        batch = next(batches)
+        waited += time.perf_counter() - started
+        loaded += batch["load_s"]
+        skipped += batch["skipped_images"]
+        images, tokens, edge_index = parts.inputs(batch)
+        last = micro == parts.grad_accum - 1
+        with nullcontext() if last else parts.no_sync():  # DDP decides in the forward
+            with parts.autocast:
+                out = parts.forward(images, tokens, edge_index)
+            micro_losses = parts.loss(
+                {k: v.float() for k, v in out.items()}, edge_index, parts.model.logit_scale
+            )
+            (micro_losses["loss"] / parts.grad_accum).backward()
+        for name, value in micro_losses.items():
+            losses[name] = losses.get(name, 0) + value.detach() / parts.grad_accum
+        samples += images.shape[0] * parts.world
+        edges += edge_index.shape[1]
+    grad_norm = torch.nn.utils.clip_grad_norm_(parts.model.parameters(), parts.grad_clip)
+    parts.optimizer.step()
+    parts.scheduler.step()
+    with torch.no_grad():
+        parts.model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+    return Step(
+        losses=losses,
+        grad_norm=grad_norm,
+        samples=samples,
+        edges=edges,
+        waited=waited,
+        loaded=loaded,
+        skipped=skipped,
+        epoch=batch["epoch"],
+        batch_index=batch["index"] + 1,
+    )
 
 
 def train(config: Config, resume: str | None = None, show_progress: bool = True) -> TrainResult:
@@ -97,23 +151,187 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True)
 
 
 def _train(config: Config, resume: str | None, show_progress: bool) -> TrainResult:
-    cfg_train, cfg_loss, cfg_optim = config.train, config.loss, config.optim
-    device = pick_device(cfg_train.device)
-    if cfg_train.precision == "bf16" and device.type != "cuda":
+    device, ranks = _join(config)
+    if ranks.main:  # the temps of a killed run go before anything new is written
+        remove_run_temps(Path(config.train.out_dir), Path(config.data.cache_dir))
+    torch.manual_seed(config.train.seed)
+    dataset, planner, parts, checkpointer = _setup(config, device=device, ranks=ranks)
+    position = checkpointer.restore(resume)
+    loader = batch_loader(
+        dataset,
+        planner,
+        epoch=position.epoch,
+        start=position.batch_index,
+        workers=config.data.num_workers,
+        pin=config.data.pin_memory and device.type == "cuda",
+        rank=ranks.rank,
+        world=ranks.world,
+    )
+    batches = iter(loader)
+    steps, last_loss = config.train.steps, math.nan
+    since: list[Step] = []  # the steps since the last log line
+    seconds = 0.0  # their wall time, the device's share included
+    with RunLog(config, ranks=ranks, start=position.step, show_progress=show_progress) as log:
+        parts.model.train()
+        while position.step < steps:
+            started = time.perf_counter()
+            done = train_step(batches, parts)
+            since.append(done)
+            position = Position(position.step + 1, done.epoch, done.batch_index)
+            line = position.step % config.train.log_every == 0 or position.step == steps
+            save = position.step % config.train.checkpoint_every == 0 or position.step == steps
+            if line or save:  # the loop's only reads from the device
+                values = _fetch(since, parts.model, step=position.step, saved=checkpointer.last)
+            seconds += time.perf_counter() - started
+            if line:
+                lr = parts.scheduler.get_last_lr()[0]  # group 0: the encoders' (param_groups)
+                record = _record(since, values, seconds=seconds, position=position, lr=lr)
+                last_loss = record["loss"]
+                log.write(record)
+                since, seconds = [], 0.0
+            log.advance(position.step)
+            if save:
+                checkpointer.save(position)
+    barrier()  # every rank returns once rank 0 has written the last checkpoint
+    return TrainResult(position.step, last_loss, checkpointer.last)
+
+
+def _fetch(since: list[Step], model: SlipModel, *, step: int, saved: Path | None) -> dict:
+    """The device's numbers, in one transfer: each unlogged step's loss, checked finite (so that
+    no checkpoint is written after a loss that is not), and the last step's losses, gradient norm
+    and logit scale."""
+    last = since[-1]
+    names = [*last.losses, "grad_norm", "logit_scale"]
+    tensors = [s.losses["loss"] for s in since]
+    tensors += [*last.losses.values(), last.grad_norm, model.logit_scale.detach().exp()]
+    values = torch.stack([t.float() for t in tensors]).tolist()
+    for at, loss in enumerate(values[: len(since)], start=step - len(since) + 1):
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"step {at}: loss is {loss}, not finite; stopped at step {step}, no checkpoint "
+                f"written after it; last good checkpoint: {saved or 'none written yet'}"
+            )
+    return dict(zip(names, values[len(since) :], strict=True))
+
+
+def _record(
+    since: list[Step], values: dict, *, seconds: float, position: Position, lr: float
+) -> dict:
+    """A log line (docs/checkpoint-format.md): the last step's numbers, and for the timings the
+    steps since the previous line, whose single wall times are not known without a wait each."""
+    last, count = since[-1], len(since)
+    return {
+        "step": position.step,
+        "epoch": position.epoch,
+        **{name: values[name] for name in last.losses},
+        "lr": lr,
+        "logit_scale": values["logit_scale"],
+        "grad_norm": values["grad_norm"],
+        "samples": last.samples,
+        "edges": last.edges,
+        "samples_per_s": sum(s.samples for s in since) / seconds,
+        "step_s": seconds / count,
+        "data_wait_s": sum(s.waited for s in since) / count,
+        "load_s": sum(s.loaded for s in since) / count,
+        "skipped_images": sum(s.skipped for s in since),
+    }
+
+
+def _join(config: Config) -> tuple[torch.device, Ranks]:
+    """The training device, and the process group under torchrun (one GPU per process)."""
+    device = pick_device(config.train.device)
+    if config.train.precision == "bf16" and device.type != "cuda":
         raise ConfigError(f"train.precision: bf16 autocast needs CUDA; this run is on {device}")
     ranks = init_from_env(device.type)
     if device.type == "cuda" and ranks.world > 1:
         device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
-    show_progress = show_progress and ranks.main
-    out_dir = Path(cfg_train.out_dir)
-    checkpoints = out_dir / "checkpoints"
-    if ranks.main:  # the temps of a killed run go before anything new is written
-        remove_run_temps(out_dir, Path(config.data.cache_dir))
-    torch.manual_seed(cfg_train.seed)
+    return device, ranks
 
-    # data: the split's graph, the planner of batches, the workers' dataset; rank 0 builds the
-    # node cache first, so that the ranks do not write it at once
+
+def _setup(
+    config: Config, *, device: torch.device, ranks: Ranks
+) -> tuple[BatchDataset, BatchPlanner, StepParts, Checkpointer]:
+    """Data, model, optimizer and schedule, as the config says."""
+    planner, cache = _planner(config, device=device, ranks=ranks)
+    built = build_model(
+        config.model,
+        with_graph=config.loss.mode == "slip",
+        structural_gradient=config.loss.structural_gradient,
+    )
+    model = built.model.to(device)
+    if config.train.grad_checkpointing:
+        model.clip.set_grad_checkpointing(True)
+    size = built.preprocess_cfg["size"]
+    dataset = BatchDataset(
+        cache,
+        built.train_transform,
+        built.tokenizer,
+        image_size=size[0] if isinstance(size, (tuple, list)) else size,
+    )
+    optim = config.optim
+    optimizer = torch.optim.AdamW(
+        param_groups(
+            model,
+            weight_decay=optim.weight_decay,
+            lr=optim.lr,
+            graph_head_lr_scale=optim.graph_head_lr_scale,
+        ),
+        lr=optim.lr,
+        betas=tuple(optim.betas),
+        eps=optim.eps,
+        fused=device.type == "cuda",  # one kernel for the whole update on the GPU
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(optim.warmup_steps, config.train.steps)
+    )
+    checkpointer = Checkpointer(
+        config=config,
+        model=model,
+        model_cfg=built.model_cfg,
+        preprocess_cfg=built.preprocess_cfg,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        ranks=ranks,
+    )
+    forward, no_sync = model, nullcontext
+    if ranks.world > 1:  # averages the gradients across ranks during backward
+        forward = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+        no_sync = forward.no_sync
+    mean, std = (
+        torch.tensor(v, device=device).view(-1, 1, 1) for v in (built.image_mean, built.image_std)
+    )
+    loss = config.loss
+    parts = StepParts(
+        model=model,
+        forward=torch.compile(forward) if config.train.compile else forward,
+        no_sync=no_sync,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss=partial(
+            training_loss,
+            structural_weight=loss.structural_weight,
+            structural_temperature=loss.structural_temperature,
+            neighbour_mass=loss.neighbour_mass if loss.positives == "soft" else None,
+        ),
+        inputs=partial(_to_device, device=device, mean=mean, std=std),
+        autocast=(
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if config.train.precision == "bf16"
+            else nullcontext()
+        ),
+        grad_accum=optim.grad_accum,
+        grad_clip=optim.grad_clip,
+        world=ranks.world,
+    )
+    return dataset, planner, parts, checkpointer
+
+
+def _planner(config: Config, *, device: torch.device, ranks: Ranks) -> tuple[BatchPlanner, Path]:
+    """The planner of global batches over the split's graph, and the node cache; rank 0 builds
+    the cache first, so that the ranks do not write it at once."""
     if not ranks.main:
         barrier()
     data = load_train_data(config.data.shards, config.data.split, config.data.cache_dir)
@@ -137,194 +355,89 @@ def _train(config: Config, resume: str | None, show_progress: bool) -> TrainResu
         data.split_nodes,
         global_batch,
         config.sampler.fanouts,
-        mode=cfg_loss.mode,
+        mode=config.loss.mode,
         edges=config.sampler.edges,
-        seed=cfg_train.seed,
+        seed=config.train.seed,
     )
+    return planner, data.cache
 
-    # model, optimizer, schedule
-    built = build_model(
-        config.model, with_graph=cfg_loss.mode == "slip",
-        structural_gradient=cfg_loss.structural_gradient,
-    )  # fmt: skip
-    model = built.model.to(device)
-    if cfg_train.grad_checkpointing:
-        model.clip.set_grad_checkpointing(True)
-    mean, std = (
-        torch.tensor(v, device=device).view(-1, 1, 1) for v in (built.image_mean, built.image_std)
-    )
-    image_size = built.preprocess_cfg["size"]
-    dataset = BatchDataset(
-        data.cache, built.train_transform, built.tokenizer,
-        image_size[0] if isinstance(image_size, (tuple, list)) else image_size,
-    )  # fmt: skip
-    optimizer = torch.optim.AdamW(
-        param_groups(
-            model, weight_decay=cfg_optim.weight_decay, lr=cfg_optim.lr,
-            graph_head_lr_scale=cfg_optim.graph_head_lr_scale,
-        ),
-        lr=cfg_optim.lr, betas=tuple(cfg_optim.betas), eps=cfg_optim.eps,
-        fused=device.type == "cuda",  # one kernel for the whole update on the GPU
-    )  # fmt: skip
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(cfg_optim.warmup_steps, cfg_train.steps)
-    )
-    step, epoch, index = 0, 0, 0
-    if not resume and list_checkpoints(checkpoints):
-        raise ConfigError(
-            f"train.out_dir: {out_dir} already holds checkpoints; continue with --resume latest "
-            "or train into another out_dir"
-        )
-    saved: Path | None = None  # the last whole checkpoint: the resumed one until a new one
-    if resume:
-        saved = resolve_resume(resume, checkpoints)
-        state = load_checkpoint(saved)
-        if state.get("world_size", 1) != ranks.world:
-            raise ConfigError(
-                f"--resume: {saved} was written by {state.get('world_size', 1)} process(es); "
-                f"resume it with as many (this run has {ranks.world})"
-            )
-        model.clip.load_state_dict(state["clip_state_dict"])
-        for name in ("image_graph", "text_graph"):
-            head = getattr(model, name)
-            if head is not None:
-                head.load_state_dict(state["graph_state_dict"][name])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        step, epoch, index = state["step"], state["epoch"], state["batch_index"]
-    forward = model
-    if ranks.world > 1:  # averages the gradients across ranks during backward
-        forward = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    forward = torch.compile(forward) if cfg_train.compile else forward
 
-    # logs: rank 0 writes them, and the checkpoints
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = out_dir / "log.jsonl"
-    if ranks.main:
-        _keep_log_until(log_path, step)
-    tensorboard = None
-    if cfg_train.tensorboard and ranks.main:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ConfigError(
-                "train.tensorboard: needs tensorboard (pip install 'slip-train[tensorboard]')"
-            ) from None
-        tensorboard = SummaryWriter(str(out_dir / "tensorboard"))
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if cfg_train.precision == "bf16"
-        else nullcontext()
-    )
+def _to_device(
+    batch: dict, *, device: torch.device, mean: Tensor, std: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    images = to_model_images(batch["images"].to(device, non_blocking=True), mean, std)
+    tokens = batch["tokens"].to(device, non_blocking=True)
+    return images, tokens, batch["edge_index"].to(device, non_blocking=True)
 
-    loader = batch_loader(
-        dataset, planner, epoch, index, config.data.num_workers,
-        config.data.pin_memory and device.type == "cuda", ranks.rank, ranks.world,
-    )  # fmt: skip
-    batches = iter(loader)
-    last_loss = math.nan
-    progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>7.1f} samples/s  loss {task.fields[loss]:.4f}"),
-        TimeRemainingColumn(), disable=not show_progress,
-    )  # fmt: skip
-    with progress, open(log_path, "a") if ranks.main else nullcontext() as log:
-        task = progress.add_task(
-            f"train {cfg_loss.mode}", total=cfg_train.steps, completed=step, rate=0.0, loss=0.0
+
+class RunLog:
+    """What a run reports: log.jsonl and TensorBoard, which rank 0 writes, and the progress bar.
+    After a resume, the log lines of the steps the run will redo are dropped first."""
+
+    def __init__(self, config: Config, *, ranks: Ranks, start: int, show_progress: bool) -> None:
+        out_dir = Path(config.train.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = out_dir / "log.jsonl"
+        self.main = ranks.main
+        self.tensorboard = None
+        if config.train.tensorboard and ranks.main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError(
+                    "train.tensorboard: needs tensorboard (pip install 'slip-train[tensorboard]')"
+                ) from None
+            self.tensorboard = SummaryWriter(str(out_dir / "tensorboard"))
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>7.1f} samples/s  loss {task.fields[loss]:.4f}"),
+            TimeRemainingColumn(),
+            disable=not (show_progress and ranks.main),
         )
-        model.train()
-        while step < cfg_train.steps:
-            started = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            totals: dict[str, float] = {}
-            samples = edges = 0
-            waited = 0.0  # time the step waited for the loader: > 0 means the loader is behind
-            loaded = 0.0  # time a worker spent making the step's batches, in its own process
-            skipped = 0  # images dropped from the step's batches for failing their check
-            for _ in range(cfg_optim.grad_accum):
-                wait_start = time.perf_counter()
-                batch = next(batches)
-                waited += time.perf_counter() - wait_start
-                loaded += batch["load_s"]
-                skipped += batch["skipped_images"]
-                images = to_model_images(batch["images"].to(device, non_blocking=True), mean, std)
-                tokens = batch["tokens"].to(device, non_blocking=True)
-                edge_index = batch["edge_index"].to(device, non_blocking=True)
-                with autocast:
-                    out = forward(images, tokens, edge_index)
-                losses = training_loss(
-                    {k: v.float() for k, v in out.items()}, edge_index, model.logit_scale,
-                    structural_weight=cfg_loss.structural_weight,
-                    structural_temperature=cfg_loss.structural_temperature,
-                    neighbour_mass=(
-                        cfg_loss.neighbour_mass if cfg_loss.positives == "soft" else None
-                    ),
-                )  # fmt: skip
-                if not torch.isfinite(losses["loss"]):
-                    raise TrainingError(
-                        f"step {step + 1}: loss is {losses['loss'].item()}, not finite; stopped "
-                        f"before updating, last good checkpoint: {saved or 'none written yet'}"
-                    )
-                (losses["loss"] / cfg_optim.grad_accum).backward()
-                for name, value in losses.items():
-                    totals[name] = totals.get(name, 0.0) + value.item() / cfg_optim.grad_accum
-                samples += images.shape[0] * ranks.world
-                edges += edge_index.shape[1]
-                epoch, index = batch["epoch"], batch["index"] + 1
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg_optim.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            elapsed = time.perf_counter() - started
-            last_loss = totals["loss"]
-            record = {
-                "step": step, "epoch": epoch, **totals, "lr": scheduler.get_last_lr()[0],
-                "logit_scale": model.logit_scale.exp().item(), "grad_norm": grad_norm.item(),
-                "samples": samples, "edges": edges, "samples_per_s": samples / elapsed,
-                "step_s": elapsed, "data_wait_s": waited, "load_s": loaded,
-                "skipped_images": skipped,
-            }  # fmt: skip
-            if ranks.main and (step % cfg_train.log_every == 0 or step == cfg_train.steps):
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                if tensorboard is not None:
-                    for key, value in record.items():
-                        if key != "step":
-                            tensorboard.add_scalar(f"train/{key}", value, step)
-            progress.update(task, completed=step, rate=samples / elapsed, loss=last_loss)
-            if not (step % cfg_train.checkpoint_every == 0 or step == cfg_train.steps):
-                continue
-            if not ranks.main:
-                saved = checkpoint_path(checkpoints, step)
-            else:
-                saved = save_checkpoint(
-                    {
-                        "slip_train_version": __version__,
-                        "step": step, "epoch": epoch, "batch_index": index,
-                        "mode": cfg_loss.mode, "config": to_dict(config),
-                        "model_name": config.model.name, "model_cfg": built.model_cfg,
-                        "preprocess_cfg": built.preprocess_cfg,
-                        "clip_state_dict": model.clip.state_dict(),
-                        "graph_head": {
-                            "dim": built.model_cfg["embed_dim"], "layers": config.model.gat_layers,
-                            "heads": config.model.gat_heads, "fusion": config.model.fusion,
-                        },
-                        "graph_state_dict": {
-                            name: getattr(model, name).state_dict()
-                            for name in ("image_graph", "text_graph")
-                            if getattr(model, name) is not None
-                        },
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "rng": _rng_state(),
-                        "world_size": ranks.world,
-                    },
-                    checkpoints, cfg_train.keep_checkpoints,
-                )  # fmt: skip
-    if tensorboard is not None:
-        tensorboard.close()
-    barrier()  # every rank returns once rank 0 has written the last checkpoint
-    return TrainResult(step, last_loss, saved)
+        self.task = self.progress.add_task(
+            f"train {config.loss.mode}",
+            total=config.train.steps,
+            completed=start,
+            rate=0.0,
+            loss=0.0,
+        )
+        self.start = start
+
+    def __enter__(self) -> "RunLog":
+        if self.main:
+            _keep_log_until(self.path, self.start)
+            self.file = open(self.path, "a")
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+        if self.main:
+            self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+    def write(self, record: dict) -> None:
+        if self.main:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if key != "step":
+                    self.tensorboard.add_scalar(f"train/{key}", value, record["step"])
+        self.progress.update(self.task, rate=record["samples_per_s"], loss=record["loss"])
+
+    def advance(self, step: int) -> None:
+        self.progress.update(self.task, completed=step)
+
+
+def _keep_log_until(log_path: Path, step: int) -> None:
+    """After a resume, drop log lines of steps the resumed run will redo."""
+    if not log_path.is_file():
+        return
+    lines = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
+    tmp = log_path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in lines))
+    tmp.replace(log_path)

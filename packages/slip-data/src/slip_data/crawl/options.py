@@ -1,6 +1,11 @@
 """Crawl settings and the status vocabulary shared by the crawl modules."""
 
+import typing
 from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from slip_data.bounds import Bounds
+from slip_data.option_fields import check_fields, option
 
 RETRYABLE: frozenset[str] = frozenset(
     {"timeout", "connection_error", "dns_error", "http_429"}
@@ -9,62 +14,67 @@ RETRYABLE: frozenset[str] = frozenset(
 """Statuses that may heal by themselves; every other status settles a URL for good."""
 
 
-DECODERS = ("threads", "processes")
-RESAMPLE = ("bilinear", "bicubic", "lanczos")
-
-
-LEAST = {
-    "max_side": 1,
-    "concurrency": 1,
-    "per_host": 1,
-    "attempts": 1,
-    "max_bytes": 1,
-    "max_pixels": 1,
-    "jpeg_quality": 1,
-    "max_redirects": 0,
-    "workers": 0,
-    "per_host_rate": 0,
-}
-"""The least value of each number setting: below it a crawl fetches nothing, or fails."""
-
-
 @dataclass(frozen=True)
 class CrawlOptions:
-    max_side: int = 256  # longer side at most this after resizing (never upscaled)
-    jpeg_quality: int = 90
-    concurrency: int = 64  # requests in flight
-    per_host: int = 16  # connections per host
-    per_host_rate: float = 0.0  # request starts per second per host; 0 = no limit
-    attempts: int = 3  # tries per item within one run
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    timeout: float = 20.0  # total seconds per try: connect, redirects and the whole body
-    max_bytes: int = 20_000_000
-    max_pixels: int = 40_000_000
-    max_redirects: int = 5
-    user_agent: str = (
-        "slip-data/0.1 (+https://github.com/slip-toolkit/slip; image crawler for research)"
+    """The crawl's settings; below a bound a crawl fetches nothing, or fails."""
+
+    max_side: Annotated[int, Bounds(at_least=1)] = option(
+        256, "Resize images so the longer side is at most this (never upscaled)."
     )
-    allow_private_network: bool = False
-    workers: int = 0  # decoding threads or processes; 0 = os.cpu_count()
-    decoder: str = "threads"  # or "processes": isolation from a decoder crash, 0.8 ms/image more
-    resample: str = "bilinear"  # resize filter: bilinear, bicubic or lanczos (docs/data.md)
+    jpeg_quality: Annotated[int, Bounds(at_least=1, at_most=100)] = option(
+        90, "JPEG quality of the stored images."
+    )
+    concurrency: Annotated[int, Bounds(at_least=1)] = option(64, "Image requests in flight.")
+    per_host: Annotated[int, Bounds(at_least=1)] = option(16, "Connections per host.")
+    per_host_rate: Annotated[float, Bounds(at_least=0)] = option(
+        0.0, "Request starts per second per host (0: no limit)."
+    )
+    attempts: Annotated[int, Bounds(at_least=1)] = option(3, "Tries per image within one run.")
+    backoff_base: Annotated[float, Bounds(at_least=0)] = 0.5
+    backoff_max: Annotated[float, Bounds(at_least=0)] = 30.0
+    timeout: Annotated[float, Bounds(above=0)] = option(
+        20.0, "Total seconds per image request: connect, redirects and the whole body."
+    )
+    max_bytes: Annotated[int, Bounds(at_least=1)] = option(
+        20_000_000, "Largest image response read, in bytes."
+    )
+    max_pixels: Annotated[int, Bounds(at_least=1)] = option(
+        40_000_000, "Largest image (width x height, from its header)."
+    )
+    max_redirects: Annotated[int, Bounds(at_least=0)] = option(
+        5, "Redirects followed per image request."
+    )
+    user_agent: str = option(
+        "slip-data/0.1 (+https://github.com/slip-toolkit/slip; image crawler for research)",
+        "User-Agent header of the crawler.",
+    )
+    allow_private_network: bool = option(
+        False, "Allow image URLs on private, loopback and link-local addresses."
+    )
+    workers: Annotated[int, Bounds(at_least=0)] = option(
+        0, "Image decoding threads or processes (0: one per core)."
+    )
+    decoder: Literal["threads", "processes"] = option(
+        "threads",
+        "Decode in threads (faster) or processes (a decoder crash stays in one; "
+        "0.8 ms per image more).",
+    )
+    resample: Literal["bilinear", "bicubic", "lanczos"] = option(
+        "bilinear", "Resize filter (docs/data.md)."
+    )
+    part_size: Annotated[int, Bounds(at_least=1)] = 1000  # results per part file
+    respect_robots: bool = option(
+        True,
+        "Honour X-Robots-Tag noai, noimageai, noindex, noimageindex (status opted_out).",
+        flag="--respect-robots/--ignore-robots",
+    )
 
     def __post_init__(self) -> None:
-        if self.decoder not in DECODERS:
-            raise ValueError(f"crawl decoder {self.decoder!r}; valid: {', '.join(DECODERS)}")
-        if self.resample not in RESAMPLE:
-            raise ValueError(f"crawl resample {self.resample!r}; valid: {', '.join(RESAMPLE)}")
-        for name, least in LEAST.items():
-            if not getattr(self, name) >= least:
-                raise ValueError(
-                    f"crawl {name} must be at least {least}, got {getattr(self, name)}"
-                )
-        if not self.timeout > 0 or self.jpeg_quality > 100:
-            raise ValueError("crawl timeout must be above 0, jpeg_quality at most 100")
+        check_fields(self)
 
-    part_size: int = 1000  # results per part file
-    respect_robots: bool = True  # honour X-Robots-Tag noai/noimageai/noindex/noimageindex
+
+RESAMPLE: tuple[str, ...] = typing.get_args(typing.get_type_hints(CrawlOptions)["resample"])
+"""The resize filters `--resample` takes (bench/crawl_bench.py compares them)."""
 
 
 def is_settled(status: str | None) -> bool:

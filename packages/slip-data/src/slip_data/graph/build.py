@@ -7,11 +7,16 @@ always give the same rows in the same order.
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import polars as pl
+
+from slip_data.bounds import Bounds
+from slip_data.categories import parse_categories
+from slip_data.option_fields import check_fields, option, text_option
 
 SPLITS = ("train", "val", "test")
 LINK_COLUMNS = ("parent_asin", "user_id", "timestamp", "verified_purchase")
@@ -27,30 +32,66 @@ NODE_COLUMNS = [
 ]
 
 
+def parse_label_levels(spec: str) -> dict[str, int]:
+    """`Books=2,Software=1`: the label level of each category named (the others: label_level)."""
+    levels = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, level = item.partition("=")
+        if not sep or not level.strip().isdigit():
+            raise ValueError(f"--label-levels entry {item!r} is not CATEGORY=LEVEL")
+        levels[parse_categories(name.strip())[0]] = int(level)
+    return levels
+
+
+def parse_split(spec: str) -> tuple[float, float, float]:
+    """`0.8,0.1,0.1`: the train, val and test shares."""
+    try:
+        shares = tuple(float(part) for part in spec.split(","))
+    except ValueError:
+        raise ValueError(f"--split {spec!r} is not three numbers like 0.8,0.1,0.1") from None
+    if len(shares) != 3:
+        raise ValueError(f"--split {spec!r} needs three shares (train,val,test)")
+    return shares  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class GraphOptions:
     """Knobs of the graph stage; docs/data.md explains each rule and its default."""
 
-    verified_only: bool = False
-    min_weight: int = 1
-    max_items_per_user: int = 100
-    min_degree: int = 0
-    label_level: int = 1
-    label_levels: dict[str, int] = field(default_factory=dict)
-    max_reviews: int = 25
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    seed: int = 0
+    verified_only: bool = option(False, "Link products through verified purchases only.")
+    min_weight: Annotated[int, Bounds(at_least=1)] = option(
+        1, "Keep edges with at least this many shared buyers."
+    )
+    max_items_per_user: Annotated[int, Bounds(at_least=1)] = option(
+        100, "A user's most recent N products make pairs."
+    )
+    min_degree: Annotated[int, Bounds(at_least=0)] = option(
+        0, "Keep the k-core with this minimum degree (0: off)."
+    )
+    label_level: Annotated[int, Bounds(at_least=0)] = option(
+        1, "Level of `categories` used as label (0 = root)."
+    )
+    label_levels: dict[str, int] = text_option(  # noqa: RUF009 - a field, its default made anew
+        "",
+        "Per-category levels, e.g. 'Books=2,Software=1'.",
+        parse_label_levels,
+        flag="--label-levels",
+    )
+    max_reviews: Annotated[int, Bounds(at_least=0)] = option(25, "Review texts kept per product.")
+    split_fractions: tuple[float, float, float] = text_option(
+        "0.8,0.1,0.1", "train,val,test shares.", parse_split, flag="--split"
+    )
+    seed: Annotated[int, Bounds(at_least=-(2**63), at_most=2**63 - 1)] = option(
+        0, "Seed of the train/val/test node split."
+    )
 
     def __post_init__(self) -> None:
+        check_fields(self)
         fractions = self.split_fractions
         if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
             raise ValueError(f"split fractions must be three shares summing to 1, got {fractions}")
-        for name in ("min_weight", "max_items_per_user"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        levels = [self.label_level, *self.label_levels.values()]
-        if min(levels) < 0 or self.min_degree < 0 or self.max_reviews < 0:
-            raise ValueError("label levels, min_degree and max_reviews must not be negative")
+        if min(self.label_levels.values(), default=0) < 0:
+            raise ValueError("label levels must not be negative")
 
     def as_dict(self) -> dict:
         return asdict(self) | {"split_fractions": list(self.split_fractions)}

@@ -11,43 +11,34 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from slip_data import SHARD_FORMAT_VERSION, __version__
+from slip_data import __version__
 from slip_data.atomic import atomic_path, remove_stale_temps, write_json
+from slip_data.bounds import Bounds
 from slip_data.graph.build import SPLITS
 from slip_data.homophily import label_homophily
+from slip_data.option_fields import check_fields, option
 from slip_data.progress import item_progress
+from slip_data.shard_contract import FORMAT, FORMAT_VERSION, MANIFEST, NODE_COLUMNS, file_sha256
 
-MANIFEST = "manifest.json"
-NODE_SCHEMA = {
-    "node_id": pl.Int64,
-    "parent_asin": pl.String,
-    "main_category": pl.String,
-    "label": pl.String,
-    "label_id": pl.Int32,
-    "title": pl.String,
-    "text": pl.String,
-    "reviews": pl.List(pl.String),
-    "image": pl.Binary,
-    "image_sha256": pl.String,
-    "width": pl.Int32,
-    "height": pl.Int32,
-    "split": pl.String,
-}
+NODE_SCHEMA = pl.from_arrow(pa.schema(NODE_COLUMNS).empty_table()).schema  # as polars types
 ROW_GROUP_ROWS = 1024
 
 
 @dataclass(frozen=True)
 class ShardOptions:
-    rows_per_shard: int = 10_000
-    keep_missing_images: bool = False
+    rows_per_shard: Annotated[int, Bounds(at_least=1)] = option(
+        10_000, "Products per node shard file."
+    )
+    keep_missing_images: bool = option(False, "Keep products whose image failed (image null).")
 
     def __post_init__(self) -> None:
-        if self.rows_per_shard < 1:
-            raise ValueError(f"rows_per_shard must be at least 1, got {self.rows_per_shard}")
+        check_fields(self)
 
 
 ImageLoader = Callable[[pl.Series], pl.DataFrame]
@@ -82,14 +73,6 @@ def texts_from(nodes: pl.DataFrame) -> TextLoader:
     return load
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_parquet(frame: pl.DataFrame, target: Path | io.BytesIO, compression: str) -> None:
     """pyarrow's writer: its bytes follow the values alone, where polars' also follow how the
     frame lies in memory (a list column sliced from a larger frame writes other bytes), and a
@@ -106,7 +89,7 @@ def _write(frame: pl.DataFrame, path: Path, kind: str) -> dict:
         "kind": kind,
         "rows": frame.height,
         "bytes": path.stat().st_size,
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
     }
 
 
@@ -313,8 +296,8 @@ def write_shards(
     table = plan.table
     split_sizes = dict(table.group_by("split").len().iter_rows())
     manifest = {
-        "format": "slip-shards",
-        "format_version": SHARD_FORMAT_VERSION,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "slip_data_version": __version__,
         "counts": {"nodes": table.height, "edges": plan.edges.height, "labels": plan.labels.height},
@@ -339,27 +322,3 @@ def write_shards(
         if f"{record.stem}.parquet" not in wanted:
             record.unlink()
     return manifest
-
-
-class ShardFormatError(ValueError):
-    """Shards that are missing, of another format version, or not whole; one-line message."""
-
-
-def read_manifest(shards_dir: Path) -> tuple[Path, dict]:
-    """The folder holding the shards (`shards_dir` or `shards_dir/shards`) and its manifest."""
-    for folder in (shards_dir, shards_dir / "shards"):
-        path = folder / MANIFEST
-        if path.is_file():
-            break
-    else:
-        raise ShardFormatError(f"no {MANIFEST} in {shards_dir} or {shards_dir / 'shards'}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ShardFormatError(f"{path}: unreadable manifest ({exc})") from None
-    if manifest.get("format_version") != SHARD_FORMAT_VERSION:
-        raise ShardFormatError(
-            f"{path}: shard format version {manifest.get('format_version')!r}, "
-            f"this slip-data reads version {SHARD_FORMAT_VERSION}"
-        )
-    return folder, manifest
