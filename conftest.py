@@ -1,11 +1,18 @@
-"""Fixtures every package's tests use."""
+"""Fixtures every package's tests use, and the tests' torch threads."""
 
+import os
 import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# The tests' models and probes are tiny: torch's intra-op threads cost more than they give (on a
+# busy 2-core machine two threads took 3 to 5 times the CPU time of one for slip-train's 30-step
+# test runs and slip-eval's linear probe). One thread, set before torch is imported and inherited
+# by the commands the tests run; the tests of thread handling set their own counts.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture

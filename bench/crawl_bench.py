@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -402,13 +403,18 @@ def profile(count: int, tmp: Path) -> dict:
             fn(body)
         return 1000 * (time.perf_counter() - start) / len(bodies)
 
-    report["decode_image_ms"] = per_image(lambda b: decode_image(b, MAX_SIDE, QUALITY, 40_000_000))
+    def decode(body: bytes, resample: str = "bilinear"):
+        return decode_image(
+            body, max_side=MAX_SIDE, quality=QUALITY, max_pixels=40_000_000, resample=resample
+        )
+
+    report["decode_image_ms"] = per_image(decode)
     report["variant_decode_ms"] = {}
-    lanczos = [decode_image(b, MAX_SIDE, QUALITY, 40_000_000, "lanczos").data for b in bodies[:50]]
+    lanczos = [decode(b, "lanczos").data for b in bodies[:50]]
     for name in RESAMPLE:
-        ms = per_image(lambda b, f=name: decode_image(b, MAX_SIDE, QUALITY, 40_000_000, f))
+        ms = per_image(lambda b, f=name: decode(b, f))
         diff = statistics.mean(
-            _mean_abs_diff(ref, decode_image(b, MAX_SIDE, QUALITY, 40_000_000, name).data)
+            _mean_abs_diff(ref, decode(b, name).data)
             for ref, b in zip(lanczos, bodies, strict=False)
         )
         report["variant_decode_ms"][name] = {"ms": ms, "mean_abs_diff_vs_lanczos": diff}
@@ -496,8 +502,10 @@ def profile(count: int, tmp: Path) -> dict:
         with ProcessPoolExecutor(2, mp_context=ctx) as pool:
             pool.submit(int).result()
             start = time.perf_counter()
-            args = ([MAX_SIDE] * len(allbodies), [QUALITY] * len(allbodies))
-            list(pool.map(decode_image, allbodies, *args, [40_000_000] * len(allbodies)))
+            pooled = partial(
+                decode_image, max_side=MAX_SIDE, quality=QUALITY, max_pixels=40_000_000
+            )
+            list(pool.map(pooled, allbodies))
             seconds = time.perf_counter() - start
         report["decode_pool_only"] = {"images_per_s": len(allbodies) / seconds}
     return report

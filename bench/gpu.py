@@ -148,14 +148,22 @@ def main() -> None:
 
     data = load_train_data(shards, "train", slip.data.cache_dir)
     built = build_model(slip.model, with_graph=True)
-    dataset = BatchDataset(data.cache, built.train_transform, built.tokenizer, 224)
-    planner = BatchPlanner(data.graph, data.split_nodes, args.batch, slip.sampler.fanouts, "slip")
+    dataset = BatchDataset(
+        data.cache, transform=built.train_transform, tokenizer=built.tokenizer, image_size=224
+    )
+    planner = BatchPlanner(
+        data.graph,
+        data.split_nodes,
+        batch_size=args.batch,
+        fanouts=slip.sampler.fanouts,
+        mode="slip",
+    )
     next(planner.epoch(0))  # numba's kernels loaded
     planning = {"idle": planner_ms(planner, 0), "busy": planner_ms(planner, args.workers)}
     for load, times in planning.items():
         spread = ", ".join(f"{key.replace('_', ' ')} {ms:.2f} ms" for key, ms in times.items())
         print(f"planner {load} cores ({args.workers if load == 'busy' else 0} spinning): {spread}")
-    loader = iter(batch_loader(dataset, planner, 0, 0, args.workers, pin=True))
+    loader = iter(batch_loader(dataset, planner, epoch=0, start=0, workers=args.workers, pin=True))
     start = time.perf_counter()
     batches = [next(loader) for _ in range(args.loader_batches)]  # worker start-up included
     loader_rate = args.batch * len(batches) / (time.perf_counter() - start)

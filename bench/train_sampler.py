@@ -1,4 +1,4 @@
-"""Benchmark: slip-train's NeighborSampler against DGL 2.1's, seeds per second on the CPU.
+"""Benchmark: slip-train's neighbour sampler against DGL 2.1's, seeds per second on the CPU.
 
     uv run python bench/train_sampler.py                 # 100k nodes, 2M edges, fanout [10, 10]
     uv run python bench/train_sampler.py --skip-dgl      # ours only
@@ -132,7 +132,7 @@ def child_ours(
     import torch
 
     from slip_train import sampler as ours
-    from slip_train.sampler import NeighborSampler, build_csr
+    from slip_train.sampler import build_csr, sample_batch
 
     ours.NUMBA_ON_CPU = numba_path
     src, dst = _load(where)
@@ -141,14 +141,21 @@ def child_ours(
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     sync()
     build = time.perf_counter() - start
-    sampler = NeighborSampler(
-        graph, torch.arange(nodes), fanouts, batch_size, seed=0, drop_last=False
-    )
+    seed_nodes = torch.arange(nodes, device=device)
+    local = torch.full((nodes,), -1, dtype=torch.long, device=device)  # sample_batch's scratch
+
+    def batches(number: int):
+        """Epoch `number`: every node a seed once, shuffled by the epoch, `batch_size` seeds a
+        batch and the last partial batch kept (DGL's drop_last off)."""
+        generator = torch.Generator(device=device).manual_seed(number)
+        order = seed_nodes[torch.randperm(nodes, generator=generator, device=device)]
+        for first in range(0, nodes, batch_size):
+            seeds = order[first : first + batch_size]
+            yield sample_batch(graph, seeds, fanouts, generator=generator, local=local)
 
     def epoch(number: int, sizes: list | None) -> float:
-        sampler.set_epoch(number)
         start = time.perf_counter()
-        for batch in sampler:
+        for batch in batches(number):
             if sizes is not None:
                 _, dst_local = batch.edge_index
                 hop1 = dst_local < batch.num_seeds

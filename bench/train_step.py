@@ -153,8 +153,16 @@ def main() -> None:
     clip = config_for(shards, "clip", args.batch, args.workers, args.steps)
     data = load_train_data(slip.data.shards, "train", slip.data.cache_dir)
     built = build_model(slip.model, with_graph=True)
-    dataset = BatchDataset(data.cache, built.train_transform, built.tokenizer, 64)
-    planner = BatchPlanner(data.graph, data.split_nodes, args.batch, slip.sampler.fanouts, "slip")
+    dataset = BatchDataset(
+        data.cache, transform=built.train_transform, tokenizer=built.tokenizer, image_size=64
+    )
+    planner = BatchPlanner(
+        data.graph,
+        data.split_nodes,
+        batch_size=args.batch,
+        fanouts=slip.sampler.fanouts,
+        mode="slip",
+    )
 
     # the planner alone: sampling and induced edges, per batch
     plan_times = []
@@ -167,7 +175,7 @@ def main() -> None:
     plan = statistics.median(plan_times)
 
     # the loader alone: images/s with the workers
-    loader = batch_loader(dataset, planner, 0, 0, args.workers, pin=False)
+    loader = batch_loader(dataset, planner, epoch=0, start=0, workers=args.workers, pin=False)
     batches, start, images = [], time.perf_counter(), 0
     for batch in loader:
         batches.append(batch)

@@ -29,9 +29,11 @@ assert summary["nodes"] > 100 and summary["edges"] > 0, summary
 print(f"independence: slip-data alone built {summary['nodes']} nodes, {summary['edges']} edges")
 PY
 
+# torch's bytecode is not compiled (--no-compile): a quarter of each install's time, for one
+# `--help` that imports little of it
 for package in slip-train slip-eval; do
     "$PYTHON" -m venv "$WORK/$package"
-    "$WORK/$package/bin/pip" install --quiet "./packages/$package"
+    "$WORK/$package/bin/pip" install --quiet --no-compile "./packages/$package"
     "$WORK/$package/bin/$package" --help >/dev/null
     echo "independence: $package installs and answers --help alone"
 done

@@ -35,6 +35,8 @@ for task in retrieval classify; do
     "${UV[@]}" run slip-eval compare "$RUN/eval/slip-$task.json" "$RUN/eval/clip-$task.json" \
         --chart "$RUN/eval/$task.png" "${graph[@]}"
 done
+# the report also draws the SLIP-vs-CLIP experiment's headline picture (docs/results.md)
 "${UV[@]}" run slip-eval report "$RUN"/eval/{slip,clip}-{retrieval,classify}.json --shards "$OUT" \
-    --cache-dir "$RUN/eval-cache" --out "$RUN/report"
+    --cache-dir "$RUN/eval-cache" --experiment bench/results/slip_vs_clip/summary.json \
+    --out "$RUN/report"
 echo "== open $RUN/report/index.html for the tables, plots, retrieval gallery and a neighbourhood"

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,3 +24,23 @@ def train_run(demo_build: Path, out: Path, mode: str, steps: int) -> subprocess.
          "--set", f'loss.mode="{mode}"', "--set", "sampler.batch_size=64",
          "--set", "optim.warmup_steps=5", "--set", "optim.lr=1e-3"]
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DemoRuns:
+    """The tiny runs that `train_run` wrote under `root`, one per mode, with their steps."""
+
+    root: Path
+    steps: dict[str, int]
+
+    def folder(self, mode: str) -> Path:
+        return self.root / mode
+
+    def checkpoint(self, mode: str) -> Path:
+        """The run's last checkpoint."""
+        return self.folder(mode) / "checkpoints" / f"step-{self.steps[mode]:08d}.pt"
+
+    @property
+    def cache(self) -> Path:
+        """The node cache both runs built once and read: other runs on the demo build reuse it."""
+        return self.root / "cache"

@@ -6,16 +6,7 @@ import json
 
 import pytest
 import torch
-from commands import SLIP_EVAL, SLIP_TRAIN, run, train_run
-
-
-@pytest.fixture(scope="module")
-def runs(demo_build, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    for mode in ("slip", "clip"):
-        trained = train_run(demo_build, out, mode, steps=6)
-        assert trained.returncode == 0, trained.stderr
-    return out
+from commands import SLIP_EVAL, run
 
 
 def evaluate(*args: str) -> dict:
@@ -24,8 +15,8 @@ def evaluate(*args: str) -> dict:
     return done
 
 
-def test_retrieval_of_a_slip_checkpoint_with_structure(demo_build, runs, tmp_path):
-    ckpt = runs / "slip" / "checkpoints" / "step-00000006.pt"
+def test_retrieval_of_a_slip_checkpoint_with_structure(demo_build, demo_runs, tmp_path):
+    ckpt = demo_runs.checkpoint("slip")
     out, cache = tmp_path / "slip.json", tmp_path / "cache"
     done = evaluate("retrieval", "--ckpt", str(ckpt), "--shards", str(demo_build), "--structure",
                     "--out", str(out), "--cache-dir", str(cache))  # fmt: skip
@@ -45,11 +36,11 @@ def test_retrieval_of_a_slip_checkpoint_with_structure(demo_build, runs, tmp_pat
     assert json.loads((tmp_path / "again.json").read_text()) == result
 
 
-def test_parity_with_clip_benchmark_on_real_embeddings(demo_build, runs, tmp_path):
+def test_parity_with_clip_benchmark_on_real_embeddings(demo_build, demo_runs, tmp_path):
     from clip_benchmark.metrics.zeroshot_retrieval import dataloader_with_indices, recall_at_k
 
     del dataloader_with_indices  # imported to pin the module that defines recall_at_k
-    ckpt = runs / "clip" / "checkpoints" / "step-00000006.pt"
+    ckpt = demo_runs.checkpoint("clip")
     out, cache = tmp_path / "clip.json", tmp_path / "cache"
     evaluate("retrieval", "--ckpt", str(ckpt), "--shards", str(demo_build), "--out", str(out),
              "--cache-dir", str(cache))  # fmt: skip
@@ -67,11 +58,11 @@ def test_parity_with_clip_benchmark_on_real_embeddings(demo_build, runs, tmp_pat
         assert result["metrics"][f"text_retrieval_recall@{k}"] == pytest.approx(theirs)
 
 
-def test_classify_zero_and_few_shot_and_compare(demo_build, runs, tmp_path):
+def test_classify_zero_and_few_shot_and_compare(demo_build, demo_runs, tmp_path):
     results = []
     for mode in ("slip", "clip"):
         out = tmp_path / f"{mode}.json"
-        done = evaluate("classify", "--ckpt", str(runs / mode / "checkpoints" / "step-00000006.pt"),
+        done = evaluate("classify", "--ckpt", str(demo_runs.checkpoint(mode)),
                         "--shards", str(demo_build), "--shots", "0,2,16", "--seeds", "2",
                         "--out", str(out), "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
         result = json.loads(out.read_text())
@@ -91,15 +82,14 @@ def test_classify_zero_and_few_shot_and_compare(demo_build, runs, tmp_path):
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 6
 
 
-def test_the_export_and_the_named_model_give_the_checkpoints_numbers(demo_build, runs, tmp_path):
-    ckpt = runs / "clip" / "checkpoints" / "step-00000006.pt"
-    export = tmp_path / "export"
-    exported = run([*SLIP_TRAIN, "export", str(ckpt), "--out", str(export)])
-    assert exported.returncode == 0, exported.stderr
+def test_the_export_and_the_named_model_give_the_checkpoints_numbers(
+    demo_build, demo_runs, demo_export, tmp_path
+):
     numbers = []
-    named = ["--model", "slip-tiny", "--model-config", str(export / "slip-tiny.json"),
-             "--pretrained", str(export / "open_clip_pytorch_model.bin")]  # fmt: skip
-    for source in (["--ckpt", str(ckpt)], ["--ckpt", str(export)], named):
+    named = ["--model", "slip-tiny", "--model-config", str(demo_export / "slip-tiny.json"),
+             "--pretrained", str(demo_export / "open_clip_pytorch_model.bin")]  # fmt: skip
+    ckpt = demo_runs.checkpoint("clip")
+    for source in (["--ckpt", str(ckpt)], ["--ckpt", str(demo_export)], named):
         out = tmp_path / f"{len(numbers)}.json"
         evaluate("retrieval", *source, "--shards", str(demo_build), "--out", str(out),
                  "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
@@ -141,8 +131,8 @@ def shards_without(demo_build, folder, split=None, labels=True):
     return folder
 
 
-def test_a_missing_split_and_missing_labels(demo_build, runs, tmp_path, monkeypatch, capsys):
-    slip = str(runs / "slip" / "checkpoints" / "step-00000006.pt")
+def test_a_missing_split_and_missing_labels(demo_build, demo_runs, tmp_path, monkeypatch, capsys):
+    slip = str(demo_runs.checkpoint("slip"))
     no_val = shards_without(demo_build, tmp_path / "no-val", split="val")
     out = tmp_path / "r.json"
     code, err = slip_eval_in_process(
@@ -169,11 +159,11 @@ def test_a_missing_split_and_missing_labels(demo_build, runs, tmp_path, monkeypa
     assert code == 2 and "the manifest has no label_names" in err.splitlines()[-1]
 
 
-def test_bad_input_is_one_line(demo_build, runs, tmp_path, monkeypatch, capsys):
+def test_bad_input_is_one_line(demo_build, demo_runs, tmp_path, monkeypatch, capsys):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04 not really")
-    clip = str(runs / "clip" / "checkpoints" / "step-00000006.pt")
-    slip = str(runs / "slip" / "checkpoints" / "step-00000006.pt")
+    clip = str(demo_runs.checkpoint("clip"))
+    slip = str(demo_runs.checkpoint("slip"))
     shards = ["--shards", str(demo_build), "--cache-dir", str(tmp_path), "--quiet"]
     cases = [
         (["retrieval", "--ckpt", "missing.pt", *shards], "missing.pt: no such checkpoint"),

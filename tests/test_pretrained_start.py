@@ -4,24 +4,18 @@
 import json
 
 import torch
-from commands import SLIP_TRAIN, run, train_run
+from commands import SLIP_TRAIN, run
 
 
-def test_both_modes_fine_tune_from_an_exported_clip(demo_build, tmp_path):
-    made = train_run(demo_build, tmp_path, "clip", steps=2)
-    assert made.returncode == 0, made.stderr
-    export = tmp_path / "export"
-    exported = run([*SLIP_TRAIN, "export", str(tmp_path / "clip" / "checkpoints" /
-                    "step-00000002.pt"), "--out", str(export)])  # fmt: skip
-    assert exported.returncode == 0, exported.stderr
-    weights = export / "open_clip_pytorch_model.bin"
+def test_both_modes_fine_tune_from_an_exported_clip(demo_build, demo_runs, demo_export, tmp_path):
+    weights = demo_export / "open_clip_pytorch_model.bin"
     start = torch.load(weights, weights_only=True)
     for mode in ("slip", "clip"):
         out = tmp_path / f"fine-tuned-{mode}"
         tuned = run(
             [*SLIP_TRAIN, "run", "configs/demo-finetune-cpu.toml", "--quiet",
              "--set", f'data.shards="{demo_build}"', "--set", f'model.pretrained="{weights}"',
-             "--set", f'data.cache_dir="{tmp_path / "cache"}"', "--set", f'train.out_dir="{out}"',
+             "--set", f'data.cache_dir="{demo_runs.cache}"', "--set", f'train.out_dir="{out}"',
              "--set", "train.steps=1", "--set", "train.seed=1", "--set", f'loss.mode="{mode}"',
              "--set", "sampler.batch_size=32"]
         )  # fmt: skip
@@ -32,7 +26,7 @@ def test_both_modes_fine_tune_from_an_exported_clip(demo_build, tmp_path):
         (logged,) = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         assert mode == "clip" or logged["edges"] > 0
         # AdamW's first step moves a weight by at most lr·(1 + weight_decay·|w|), lr at most the
-        # peak: a run that started elsewhere (another seed's init, or the file's before its 2
+        # peak: a run that started elsewhere (another seed's init, or the file's before its
         # steps at 1e-3) is off by far more.
         optim = state["config"]["optim"]
         bound = 1.01 * optim["lr"] * (1 + optim["weight_decay"])

@@ -89,13 +89,16 @@ def test_a_crawl_on_a_full_disk_stops_with_one_line_naming_the_part(small_disk):
     options = CrawlOptions(part_size=1, workers=1, concurrency=1, attempts=1, timeout=5)
     with ThreadedServer(app) as server:
         host_map = {"images.invalid": ("127.0.0.1", server.port)}
-        args = (["http://images.invalid/a.jpg"], small_disk / "crawl", options, host_map, True)
+        args = (["http://images.invalid/a.jpg"], small_disk / "crawl", options)
+        kwargs = {"host_map": host_map, "quiet": True}
         with pytest.raises(DiskFullError) as error:
-            crawl(*args)
+            crawl(*args, **kwargs)
         assert_disk_full(error.value, small_disk / "crawl" / "parts" / "part-000000.parquet")
         # as the CLI reports it: the stage, the file, the space; a full disk is not retried
         with pytest.raises(UnitFailed) as failed:
-            run_units(crawl, [args], UnitOptions(unit_retries=2), "crawl", quiet=True)
+            run_units(
+                crawl, [args], UnitOptions(unit_retries=2), name="crawl", quiet=True, kwargs=kwargs
+            )
     line = str(failed.value)
     assert line.startswith("crawl unit 0 failed 1 times, last: DiskFullError: ")
     assert "part-000000.parquet: no space left on device" in line and "Group" not in line
@@ -106,8 +109,9 @@ def test_an_os_error_names_the_stage_and_the_file(tmp_path):
     out = tmp_path / "build"
     fetched = subprocess.run(
         [*CLI, "fetch", "--source", "demo", "--demo-products", "300", "--out", str(out), "-q"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert fetched.returncode == 0, fetched.stderr
     (out / "graph").write_text("a file where the graph folder goes")
     ran = subprocess.run([*CLI, "graph", "--out", str(out), "-q"], capture_output=True, text=True)

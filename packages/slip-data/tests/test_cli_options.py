@@ -130,16 +130,29 @@ def test_each_flag_reaches_its_field(command, tmp_path, monkeypatch):
 
 def test_source_options_make_the_source_config():
     options = SourceOptions(
-        source="demo", categories="Books,Software", base_url="/elsewhere", demo_products=301,
-        demo_seed=7, caption_noise=0.3, demo_reviews_per_product=2.0, demo_label_homophily=0.6,
-        demo_mean_degree=5.0, demo_items_per_user=3.0,
-    )  # fmt: skip
+        source="demo",
+        categories="Books,Software",
+        base_url="/elsewhere",
+        demo_products=301,
+        demo_seed=7,
+        caption_noise=0.3,
+        demo_reviews_per_product=2.0,
+        demo_label_homophily=0.6,
+        demo_mean_degree=5.0,
+        demo_items_per_user=3.0,
+    )
     assert all(getattr(options, f.name) != f.default for f in dataclasses.fields(options))
     names = ("Books", "Software")
     demo = DemoSpec(
-        products=301, seed=7, caption_noise=0.3, reviews_per_product=2.0, categories=names,
-        label_homophily=0.6, mean_degree=5.0, items_per_user=3.0,
-    )  # fmt: skip
+        products=301,
+        seed=7,
+        caption_noise=0.3,
+        reviews_per_product=2.0,
+        categories=names,
+        label_homophily=0.6,
+        mean_degree=5.0,
+        items_per_user=3.0,
+    )
     assert options.config() == pipeline.SourceConfig("demo", names, "/elsewhere", demo)
 
 

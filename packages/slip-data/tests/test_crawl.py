@@ -281,7 +281,9 @@ def test_same_image_same_bytes(server: Server, tmp_path: Path) -> None:
     for name in ("a", "b"):
         crawl([url], tmp_path / name, FAST, host_map=server.host_map, quiet=True)
     a, b = (load_results(tmp_path / name)["image"][0] for name in ("a", "b"))
-    direct = decode_image(GOOD, FAST.max_side, FAST.jpeg_quality, FAST.max_pixels)
+    direct = decode_image(
+        GOOD, max_side=FAST.max_side, quality=FAST.jpeg_quality, max_pixels=FAST.max_pixels
+    )
     assert a == b == direct.data
 
 
@@ -367,8 +369,9 @@ def test_process_decoder_and_filters(server: Server, tmp_path: Path) -> None:
     for decoder, resample in (("threads", "bilinear"), ("processes", "bilinear"),
                               ("threads", "lanczos")):  # fmt: skip
         options = replace(FAST, decoder=decoder, resample=resample)
-        crawl(urls, tmp_path / f"{decoder}-{resample}", options, host_map=server.host_map,
-              quiet=True)  # fmt: skip
+        crawl(
+            urls, tmp_path / f"{decoder}-{resample}", options, host_map=server.host_map, quiet=True
+        )
         frame = load_results(tmp_path / f"{decoder}-{resample}").sort("url")
         results[decoder, resample] = frame.select("url", "status", "image").rows()
     assert results["threads", "bilinear"] == results["processes", "bilinear"]

@@ -17,7 +17,6 @@ from yarl import URL
 from slip_data.crawl import RETRYABLE, CrawlOptions, crawl, load_results
 from slip_data.crawl.decode import decode_image, sniff_image
 from slip_data.crawl.fetch import Fetcher, is_opted_out, parse_retry_after, retry_delay
-from slip_data.crawl.options import is_settled
 from slip_data.crawl.safety import BlockedDestination, GuardedResolver, check_url
 from slip_data.crawl.stage import Decoder
 
@@ -50,9 +49,8 @@ class FakeDNS(AbstractResolver):
 
 def test_retryable_vocabulary() -> None:
     assert {"timeout", "connection_error", "dns_error", "http_429", "http_503"} <= RETRYABLE
-    assert "http_599" in RETRYABLE and "http_404" not in RETRYABLE
-    assert is_settled("ok") and is_settled("blocked") and is_settled("http_404")
-    assert not is_settled("http_502") and not is_settled(None)
+    assert {"http_502", "http_599"} <= RETRYABLE
+    assert not {"ok", "blocked", "http_404"} & RETRYABLE  # final: a rerun does not fetch again
 
 
 @pytest.mark.parametrize(
@@ -162,14 +160,14 @@ def test_sniff_image() -> None:
 
 def test_decode_resizes_flattens_and_is_deterministic() -> None:
     photo = Image.radial_gradient("L").convert("RGB").resize((900, 600))
-    first = decode_image(encoded(photo, "JPEG"), 256, 90, 40_000_000)
-    again = decode_image(encoded(photo, "JPEG"), 256, 90, 40_000_000)
+    first = decode_image(encoded(photo, "JPEG"), max_side=256, quality=90, max_pixels=40_000_000)
+    again = decode_image(encoded(photo, "JPEG"), max_side=256, quality=90, max_pixels=40_000_000)
     assert (first.status, first.width, first.height) == ("ok", 256, 171)
     assert first.data == again.data and first.sha256 == again.sha256
 
     cutout = Image.new("RGBA", (300, 600), (0, 0, 255, 255))
     cutout.paste((0, 0, 0, 0), (0, 0, 300, 300))  # transparent top half
-    flat = decode_image(encoded(cutout, "PNG"), 256, 90, 40_000_000)
+    flat = decode_image(encoded(cutout, "PNG"), max_side=256, quality=90, max_pixels=40_000_000)
     assert (flat.width, flat.height) == (128, 256)
     assert flat.data is not None
     out = Image.open(io.BytesIO(flat.data))
@@ -177,7 +175,9 @@ def test_decode_resizes_flattens_and_is_deterministic() -> None:
     assert out.getpixel((64, 200))[2] > 200  # still blue
 
     palette = Image.new("P", (40, 30))
-    tiny = decode_image(encoded(palette, "GIF", transparency=0), 256, 90, 40_000_000)
+    tiny = decode_image(
+        encoded(palette, "GIF", transparency=0), max_side=256, quality=90, max_pixels=40_000_000
+    )
     assert (tiny.status, tiny.width, tiny.height) == ("ok", 40, 30)
 
 
@@ -185,17 +185,27 @@ def test_decode_exif_rotation_applied() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90°: stored landscape, shown portrait
     data = encoded(Image.new("RGB", (600, 300), "red"), "JPEG", exif=exif)
-    result = decode_image(data, 256, 90, 40_000_000)
+    result = decode_image(data, max_side=256, quality=90, max_pixels=40_000_000)
     assert (result.width, result.height) == (128, 256)
 
 
 def test_decode_rejects_bad_input() -> None:
     photo = encoded(Image.new("RGB", (400, 400), "green"), "JPEG")
-    assert decode_image(photo[: len(photo) // 2], 256, 90, 10**7).status == "decode_error"
-    assert decode_image(b"GIF89a garbage", 256, 90, 10**7).status == "decode_error"
-    assert decode_image(photo, 256, 90, 400 * 399).status == "bomb"  # our header check
+    assert (
+        decode_image(photo[: len(photo) // 2], max_side=256, quality=90, max_pixels=10**7).status
+        == "decode_error"
+    )
+    assert (
+        decode_image(b"GIF89a garbage", max_side=256, quality=90, max_pixels=10**7).status
+        == "decode_error"
+    )
+    assert (
+        decode_image(photo, max_side=256, quality=90, max_pixels=400 * 399).status == "bomb"
+    )  # our header check
     huge = encoded(Image.new("1", (5000, 5000)), "PNG")  # tiny file, 25 Mpx
-    assert decode_image(huge, 256, 90, 10**6).status == "bomb"  # Pillow's own bomb error
+    assert (
+        decode_image(huge, max_side=256, quality=90, max_pixels=10**6).status == "bomb"
+    )  # Pillow's own bomb error
 
 
 def test_decoder_replaces_a_dead_pool() -> None:

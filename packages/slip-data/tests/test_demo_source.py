@@ -24,7 +24,6 @@ from slip_data.categories import CATEGORIES
 from slip_data.fetch.stage import local_raws
 from slip_data.graph.build import GraphOptions
 from slip_data.graph.stage import run_graph
-from slip_data.sources import demo
 from slip_data.sources.demo import (
     DEMO_IMAGE_HOST,
     SPEC_FILE,
@@ -36,6 +35,8 @@ from slip_data.sources.demo import (
     write_demo_catalogue,
 )
 from slip_data.sources.demo_server import DemoServer
+from slip_data.sources.demo_shoppers import MOST_ITEMS_PER_USER, MOST_REVIEWS_PER_PRODUCT
+from slip_data.sources.demo_words import BRANDS, GENERIC_TITLES, NOUNS, TAXONOMY
 
 SPEC = DemoSpec(products=600, seed=0)
 SMALL = DemoSpec(products=300, seed=3, categories=("Electronics", "Books", "Toys_and_Games"))
@@ -51,7 +52,7 @@ REVIEW_KEYS = [
     "helpful_vote", "verified_purchase",
 ]  # fmt: skip
 ASIN = re.compile(r"B0[0-9A-Z]{8}")
-COMMUNITY_OF_STORE = {brand: i for i, row in enumerate(demo.BRANDS) for brand in row}
+COMMUNITY_OF_STORE = {brand: i for i, row in enumerate(BRANDS) for brand in row}
 
 
 def read_lines(path: Path) -> list[dict]:
@@ -140,7 +141,7 @@ def test_meta_lines_follow_the_format(catalogue: dict) -> None:
     assert len(rows) == SPEC.products
     assert len({r["parent_asin"] for r in rows}) == len(rows)
     for category, cat_rows in catalogue["meta"].items():
-        root_name = demo.TAXONOMY[category][0]
+        root_name = TAXONOMY[category][0]
         labels = demo_label_names(category)
         for r in cat_rows:
             assert list(r) == META_KEYS
@@ -218,24 +219,24 @@ def test_quirks_are_present(catalogue: dict) -> None:
     verified = sum(r["verified_purchase"] for r in reviews) / len(reviews)
     assert 0.85 < verified < 0.95
     per_user = collections.Counter(r["user_id"] for r in reviews)
-    assert per_user.most_common(1)[0][1] == demo._MOST_ITEMS_PER_USER  # a long tail, capped
+    assert per_user.most_common(1)[0][1] == MOST_ITEMS_PER_USER  # a long tail, capped
     assert sum(v <= 5 for v in per_user.values()) > 0.8 * len(per_user)
 
 
 def test_subcategory_shows_in_titles_and_images(catalogue: dict) -> None:
-    nouns = dict(zip(demo._NOUNS, range(len(demo._NOUNS)), strict=True))
+    nouns = dict(zip(NOUNS, range(len(NOUNS)), strict=True))
     clean = generic = wrong = 0
     for category, rows in catalogue["meta"].items():
         base = CATEGORIES.index(category) * 4
         labels = demo_label_names(category)
-        own_nouns = [demo._NOUNS[base + i] for i in range(4)]
+        own_nouns = [NOUNS[base + i] for i in range(4)]
         for r in rows:
             if not r["categories"] or not r["title"]:
                 continue
             sub = labels.index(r["categories"][1])
             if own_nouns[sub] in r["title"]:
                 clean += 1
-            elif r["title"] in demo.GENERIC_TITLES:
+            elif r["title"] in GENERIC_TITLES:
                 generic += 1
             else:
                 assert any(noun in r["title"] for noun in own_nouns)
@@ -261,7 +262,7 @@ def test_caption_noise_extremes(tmp_path: Path) -> None:
             base = CATEGORIES.index(category) * 4
             for r in read_lines(demo_files(root, category)[0]):
                 if r["categories"] and r["title"]:
-                    noun = demo._NOUNS[base + labels.index(r["categories"][1])]
+                    noun = NOUNS[base + labels.index(r["categories"][1])]
                     assert (noun in r["title"]) == expect_clean
 
 
@@ -338,7 +339,7 @@ def test_an_unreachable_target_stops_at_the_review_cap(catalogue: dict) -> None:
     """600 products over 132 subcategories (4 or 5 each) cannot hold a same-label degree of 4:
     the search stops at its review cap and the summary says what the graph will be."""
     summary = catalogue["summary"]
-    assert summary["reviews"] == demo._MOST_REVIEWS_PER_PRODUCT * SPEC.products
+    assert summary["reviews"] == MOST_REVIEWS_PER_PRODUCT * SPEC.products
     assert summary["mean_degree"] < SPEC.mean_degree
     assert abs(summary["edge_homophily"] - SPEC.label_homophily) <= 0.01
 

@@ -59,7 +59,9 @@ def test_interrupted_download_resumes_with_range(tmp_path):
     src = raw_folder(tmp_path / "src")
     hits: Counter = Counter()
     with ThreadedServer(lambda: flaky_app(src, hits)) as server:
-        raws = run_fetch(["All_Beauty"], server.url + "/raw", tmp_path / "out", FAST, quiet=True)
+        raws = run_fetch(
+            ["All_Beauty"], server.url + "/raw", tmp_path / "out", options=FAST, quiet=True
+        )
     for rel in raw_relpaths("All_Beauty"):
         assert (tmp_path / "out" / rel).read_bytes() == (src / rel).read_bytes()
         assert hits[rel] == 2  # the broken request, then one resume
@@ -78,7 +80,7 @@ def test_a_kept_part_file_is_resumed_and_whole_files_are_not_fetched_again(tmp_p
     (out / review_rel).write_bytes((src / review_rel).read_bytes())
     hits: Counter = Counter()
     with ThreadedServer(lambda: flaky_app(src, hits, cut_first=False)) as server:
-        run_fetch(["All_Beauty"], server.url + "/raw/", out, FAST, quiet=True)
+        run_fetch(["All_Beauty"], server.url + "/raw/", out, options=FAST, quiet=True)
     assert (out / meta_rel).read_bytes() == whole
     assert hits == Counter({meta_rel: 1})
 
@@ -87,7 +89,7 @@ def test_corrupt_download_is_detected_and_fetched_again(tmp_path):
     src = raw_folder(tmp_path / "src")
     hits: Counter = Counter()
     with ThreadedServer(lambda: flaky_app(src, hits, cut_first=False, corrupt_first=True)) as srv:
-        run_fetch(["All_Beauty"], srv.url + "/raw/", tmp_path / "out", FAST, quiet=True)
+        run_fetch(["All_Beauty"], srv.url + "/raw/", tmp_path / "out", options=FAST, quiet=True)
     for rel in raw_relpaths("All_Beauty"):
         assert (tmp_path / "out" / rel).read_bytes() == (src / rel).read_bytes()
 
@@ -98,7 +100,7 @@ def test_missing_remote_file_is_a_one_line_error(tmp_path):
         ThreadedServer(lambda: flaky_app(src, Counter())) as server,
         pytest.raises(FetchError) as error,
     ):
-        run_fetch(["Books"], server.url + "/raw/", tmp_path / "out", FAST, quiet=True)
+        run_fetch(["Books"], server.url + "/raw/", tmp_path / "out", options=FAST, quiet=True)
     message = str(error.value)
     assert "meta_Books.jsonl.gz" in message and "404" in message and "\n" not in message
 

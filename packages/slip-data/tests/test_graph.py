@@ -5,8 +5,19 @@ import polars as pl
 import pytest
 from rawfiles import product, review, write_jsonl_gz
 
-from slip_data.graph.build import GraphOptions, assign_split, read_graph
+from slip_data.graph.build import GraphOptions, assign_split
 from slip_data.graph.stage import RawCategory, run_graph
+
+
+def read_graph(graph_dir):
+    """The graph stage's outputs whole: nodes with their reviews, and edges."""
+    nodes = pl.read_parquet(graph_dir / "nodes.parquet").join(
+        pl.read_parquet(graph_dir / "reviews.parquet"), on="graph_id", how="left"
+    )
+    nodes = nodes.sort("graph_id").with_columns(
+        pl.col("reviews").fill_null(pl.lit([], dtype=pl.List(pl.String)))
+    )
+    return nodes, pl.read_parquet(graph_dir / "edges.parquet")
 
 
 def build(tmp_path, meta, reviews, **options):

@@ -4,8 +4,25 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from slip_data.shard.writer import ShardOptions, run_shard
+from slip_data.shard.writer import TEXT_COLUMNS, ShardOptions, plan_shards, write_shards
 from slip_data.shard_contract import ShardFormatError, read_manifest
+
+
+def run_shard(nodes, edges, results, shards_dir, options):
+    """The whole stage from graph outputs and crawl results (with their images) in memory."""
+    stored = results.filter(pl.col("image").is_not_null()).unique("sha256", maintain_order=True)
+    texts = nodes.select("graph_id", *TEXT_COLUMNS)
+
+    def load_images(shas):
+        return stored.filter(pl.col("sha256").is_in(shas.implode())).select("sha256", "image")
+
+    def load_texts(graph_ids):
+        return texts.filter(pl.col("graph_id").is_in(graph_ids.implode()))
+
+    plan = plan_shards(nodes, edges, results, options=options)
+    return write_shards(
+        plan, shards_dir, options, provenance={}, texts=load_texts, images=load_images
+    )
 
 
 def graph_outputs(n=7):
@@ -43,7 +60,7 @@ def graph_outputs(n=7):
 
 def test_shards_drop_missing_images_and_renumber(tmp_path):
     nodes, edges, images = graph_outputs()
-    manifest = run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=2), {})
+    manifest = run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=2))
     kept = pl.concat(
         pl.read_parquet(tmp_path / f["path"]) for f in manifest["files"] if f["kind"] == "nodes"
     )
@@ -66,7 +83,7 @@ def test_shards_drop_missing_images_and_renumber(tmp_path):
 
 def test_schema_matches_the_documented_contract(tmp_path):
     nodes, edges, images = graph_outputs()
-    manifest = run_shard(nodes, edges, images, tmp_path, ShardOptions(), {})
+    manifest = run_shard(nodes, edges, images, tmp_path, ShardOptions())
     schema = pq.read_schema(tmp_path / manifest["files"][0]["path"])
     assert [(f.name, str(f.type)) for f in schema] == [
         ("node_id", "int64"),
@@ -90,10 +107,10 @@ def test_schema_matches_the_documented_contract(tmp_path):
 
 def test_rewrite_gives_the_same_bytes_and_removes_stale_shards(tmp_path):
     nodes, edges, images = graph_outputs()
-    run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=1), {})
+    run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=1))
     assert len(list(tmp_path.glob("nodes-*.parquet"))) == 6
-    first = run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=4), {})
-    second = run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=4), {})
+    first = run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=4))
+    second = run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=4))
     assert sorted(p.name for p in tmp_path.glob("nodes-*.parquet")) == [
         "nodes-00000.parquet",
         "nodes-00001.parquet",
@@ -104,7 +121,7 @@ def test_rewrite_gives_the_same_bytes_and_removes_stale_shards(tmp_path):
 def test_keep_missing_images_keeps_every_node(tmp_path):
     nodes, edges, images = graph_outputs()
     options = ShardOptions(keep_missing_images=True)
-    manifest = run_shard(nodes, edges, images, tmp_path, options, {})
+    manifest = run_shard(nodes, edges, images, tmp_path, options)
     assert manifest["counts"]["nodes"] == 7
     kept = pl.read_parquet(tmp_path / "nodes-00000.parquet")
     assert kept.filter(pl.col("image").is_null())["parent_asin"].to_list() == ["A2"]
@@ -114,7 +131,7 @@ def test_read_manifest_checks_version_and_presence(tmp_path):
     with pytest.raises(ShardFormatError, match=r"no manifest\.json"):
         read_manifest(tmp_path)
     nodes, edges, images = graph_outputs()
-    run_shard(nodes, edges, images, tmp_path / "shards", ShardOptions(), {})
+    run_shard(nodes, edges, images, tmp_path / "shards", ShardOptions())
     folder, manifest = read_manifest(tmp_path)  # the build folder works too
     assert folder == tmp_path / "shards" and manifest["counts"]["nodes"] == 6
     manifest_path = tmp_path / "shards" / "manifest.json"

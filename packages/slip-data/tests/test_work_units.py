@@ -100,7 +100,7 @@ def test_ray_engine_without_ray_installed_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     expected = r"--engine ray needs Ray: pip install 'slip-data\[ray\]'"
     with pytest.raises(RuntimeError, match=expected):
-        run_units(print, [()], UnitOptions(engine="ray"), "test", quiet=True)
+        run_units(print, [()], UnitOptions(engine="ray"), name="test", quiet=True)
 
 
 def test_units_in_local_processes_with_a_retry_equal_the_plain_build(build, reference):
@@ -131,7 +131,7 @@ def test_units_on_a_local_ray_instance_with_a_retry_equal_the_plain_build(build,
 def test_a_unit_whose_process_dies_is_retried_in_a_pool_and_on_ray(tmp_path, caplog):
     units = [(str(tmp_path / f"pool-{i}"), i) for i in range(3)]
     pool = UnitOptions(num_shards=3, processes=2)
-    assert run_units(die_once, units, pool, "test", quiet=True) == {0: 0, 1: 2, 2: 4}
+    assert run_units(die_once, units, pool, name="test", quiet=True) == {0: 0, 1: 2, 2: 4}
     assert caplog.text.count("failed (its process died with exit code 1)") == 3
     ray = pytest.importorskip("ray", reason="Ray is in the dev group; pip install 'slip-data[ray]'")
     # Ray's workers import die_once from this folder, as a cluster's would from slip-data
@@ -141,7 +141,7 @@ def test_a_unit_whose_process_dies_is_retried_in_a_pool_and_on_ray(tmp_path, cap
         units = [(str(tmp_path / f"ray-{i}"), i) for i in range(2)]
         on_ray = UnitOptions(num_shards=2, engine="ray")
         caplog.clear()
-        assert run_units(die_once, units, on_ray, "test", quiet=True) == {0: 0, 1: 2}
+        assert run_units(die_once, units, on_ray, name="test", quiet=True) == {0: 0, 1: 2}
         assert caplog.text.count("failed (WorkerCrashedError") == 2
     finally:
         ray.shutdown()
@@ -173,7 +173,9 @@ def test_a_unit_failing_every_try_stops_the_stage_naming_it(build):
 
 def test_a_rerun_with_other_units_fetches_only_what_is_left(build):
     layout = pipeline.Layout(build)
-    first = pipeline.crawl_images(layout, CRAWL, UnitOptions(num_shards=2, shard_index=0), True)
+    first = pipeline.crawl_images(
+        layout, CRAWL, UnitOptions(num_shards=2, shard_index=0), quiet=True
+    )
     rest = pipeline.crawl_images(layout, CRAWL, UnitOptions(num_shards=3), quiet=True)
     total = read_latest(layout.crawl, ["url"]).height
     assert sum(first.values()) + sum(rest.values()) == total

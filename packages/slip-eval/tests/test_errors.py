@@ -125,8 +125,9 @@ def test_an_os_error_names_the_command_and_the_file(tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
     ran = subprocess.run(
         [*CLI, "compare", str(tmp_path / "r.json"), "--chart", str(tmp_path / "a-file" / "c.png")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     line = f"error: compare: {tmp_path / 'a-file'}: File exists"
     assert ran.returncode == 2 and ran.stderr.strip().splitlines() == [line]
     assert json.loads((tmp_path / "r.json").read_text()) == RESULT

@@ -18,6 +18,7 @@ from slip_eval.experiment import (
     experiment_section,
     homophily_table,
     read_experiment,
+    variants,
 )
 from slip_eval.report import build_report
 from slip_eval.results import write_result
@@ -95,9 +96,12 @@ class Table(HTMLParser):
 def test_the_axis_is_the_cells_off_the_main_one_in_homophily_alone_by_measured_homophily(tmp_path):
     experiment = read_experiment(summary_file(tmp_path, grid()))
     assert experiment.main == "main<&>"
-    assert [p.name for p in experiment.points] == ["h0", "h0.25", "main<&>", "h1", "h0.75"]
-    assert [p.edge_homophily for p in experiment.points] == [0.11, 0.30, 0.50, 0.74, 0.78]
-    assert [p.main for p in experiment.points] == [False, False, True, False, False]
+    lines = variants(experiment)
+    assert list(lines) == ["paper", "soft"]  # the main cell's variant first
+    assert [p.name for p in lines["paper"]] == ["h0", "h0.25", "main<&>", "h1", "h0.75"]
+    assert [p.edge_homophily for p in lines["paper"]] == [0.11, 0.30, 0.50, 0.74, 0.78]
+    assert [p.main for p in lines["paper"]] == [False, False, True, False, False]
+    assert [p.name for p in lines["soft"]] == ["soft-h0.25"]  # off the weight and start axes
     assert experiment.metrics == list(HEADLINE)  # image→text MRR is no headline
 
 
@@ -108,13 +112,16 @@ def test_the_table_gives_each_cells_homophily_and_mean_with_its_interval(tmp_pat
     parser = Table()
     parser.feed(homophily_table(experiment))
     head, *rows = parser.rows
-    assert head == ["cell", "edge homophily", "seeds", *HEADLINE]
-    assert [row[0] for row in rows] == ["h0", "h0.25", "main<&> (main)", "h1", "h0.75"]
+    assert head == ["cell", "variant", "edge homophily", "seeds", *HEADLINE]
+    assert [row[0] for row in rows] == [
+        "h0", "h0.25", "main<&> (main)", "h1", "h0.75", "soft-h0.25",
+    ]  # fmt: skip
     for row in rows:
         given = cells[row[0].removesuffix(" (main)")]
-        assert float(row[1]) == given["graph"]["edge_homophily"]
-        assert int(row[2]) == len(given["seeds"])
-        for metric, text in zip(HEADLINE, row[3:], strict=True):
+        assert row[1] == given["variant"]
+        assert float(row[2]) == given["graph"]["edge_homophily"]
+        assert int(row[3]) == len(given["seeds"])
+        for metric, text in zip(HEADLINE, row[4:], strict=True):
             diff = given["metrics"][metric]["slip_minus_clip"]
             mean, interval = re.fullmatch(r"(\S+) \[(.*)\]", text).groups()
             assert float(mean) == pytest.approx(diff["mean"], abs=5e-5)
@@ -197,8 +204,10 @@ def test_a_bad_summary_is_one_line_naming_the_file(case, tmp_path, monkeypatch, 
     result = tmp_path / "result.json"
     write_result(RESULT, result)
     out = tmp_path / "report"
-    monkeypatch.setattr("sys.argv", ["slip-eval", "report", str(result), "--out", str(out),
-                                     "--experiment", str(summary)])  # fmt: skip
+    monkeypatch.setattr(
+        "sys.argv",
+        ["slip-eval", "report", str(result), "--out", str(out), "--experiment", str(summary)],
+    )
     with pytest.raises(SystemExit) as exit_:
         main()
     lines = capsys.readouterr().err.strip().splitlines()

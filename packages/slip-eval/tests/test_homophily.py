@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 
 from slip_eval.cli import app
 from slip_eval.homophily import reading
-from slip_eval.report import Page, graph_section
+from slip_eval.report.page import Page, graph_section
 
 FOLLOWS = {"edge": 0.62, "chance": 0.05, "adjusted": 0.6, "class_insensitive": 0.4}
 BLIND = {"edge": 0.011, "chance": 0.008, "adjusted": 0.003, "class_insensitive": 0.0}

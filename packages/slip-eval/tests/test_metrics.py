@@ -1,4 +1,5 @@
 import math
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
@@ -382,7 +383,9 @@ def test_linear_probe_reaches_the_logistic_regression_optimum():
     x = F.normalize(torch.randn(90, 6, generator=g), dim=-1)
     y = torch.randint(0, 3, (90,), generator=g)
     weight_decay = 0.05
-    probe = fit_linear_probe(x, y, x, y, num_classes=3, weight_decays=[weight_decay])
+    probe = fit_linear_probe(
+        x, y, val_features=x, val_labels=y, num_classes=3, weight_decays=[weight_decay]
+    )
     # sklearn's objective C * sum(CE) + |W|^2 / 2 is ours times 1 / (C n) for C = 1 / (wd n)
     reference = LogisticRegression(C=1 / (weight_decay * len(x)), tol=1e-10, max_iter=10_000)
     reference.fit(x.numpy(), y.numpy())
@@ -398,13 +401,27 @@ def test_linear_probe_picks_the_penalty_on_validation():
     x_val, y_val = clusters(10, seed=14)
     # so strong a penalty that the probe predicts the majority class; the weak one fits
     x_biased, y_biased = torch.cat([x, x[:15]]), torch.cat([y, y[:15]])
-    probe = fit_linear_probe(x_biased, y_biased, x_val, y_val, 4, weight_decays=(1e4, 1e-3))
+    probe = fit_linear_probe(
+        x_biased,
+        y_biased,
+        val_features=x_val,
+        val_labels=y_val,
+        num_classes=4,
+        weight_decays=(1e4, 1e-3),
+    )
     assert probe.weight_decay == 1e-3
     assert probe.val_acc1 == 1.0
     # equal validation scores: the earlier penalty wins, as in CLIP_benchmark
-    assert fit_linear_probe(x, y, x_val, y_val, 4, weight_decays=(1e-2, 1e-3)).weight_decay == 1e-2
+    assert (
+        fit_linear_probe(
+            x, y, val_features=x_val, val_labels=y_val, num_classes=4, weight_decays=(1e-2, 1e-3)
+        ).weight_decay
+        == 1e-2
+    )
     with pytest.raises(ValueError, match="empty"):
-        fit_linear_probe(x, y, x_val, y_val, 4, weight_decays=())
+        fit_linear_probe(
+            x, y, val_features=x_val, val_labels=y_val, num_classes=4, weight_decays=()
+        )
 
 
 @pytest.mark.parametrize("method", ["prototype", "linear_probe"])
@@ -413,7 +430,9 @@ def test_few_shot_evaluate_over_seeds(method):
     keep = (train_y != 3) | (torch.arange(len(train_y)) % 12 < 2)  # class 3: only 2 examples
     train_x, train_y = train_x[keep], train_y[keep]
     test_x, test_y = clusters(10, seed=16)
-    result = few_shot_evaluate(train_x, train_y, test_x, test_y, k=4, method=method)
+    result = few_shot_evaluate(
+        train_x, train_y, test_features=test_x, test_labels=test_y, k=4, method=method
+    )
     assert result.short_classes == {3: 2}
     assert len(result.per_seed) == 3
     assert result.metrics["acc1_mean"] == 1.0
@@ -427,14 +446,21 @@ def test_few_shot_evaluate_over_seeds(method):
 def test_few_shot_evaluate_mean_and_std_of_a_hard_task():
     train_x, train_y = clusters(30, seed=17, noise=2.0)
     test_x, test_y = clusters(50, seed=18, noise=2.0)
-    result = few_shot_evaluate(
-        train_x, train_y, test_x, test_y, k=2, method="prototype", seeds=(0, 1, 2, 3)
+    evaluate = partial(
+        few_shot_evaluate,
+        train_x,
+        train_y,
+        test_features=test_x,
+        test_labels=test_y,
+        k=2,
+        method="prototype",
     )
+    result = evaluate(seeds=(0, 1, 2, 3))
     acc = [m["acc1"] for m in result.per_seed]
     assert min(acc) > 0.25 and max(acc) < 1 and len(set(acc)) > 1
     assert result.metrics["acc1_mean"] == pytest.approx(sum(acc) / 4)
     assert result.metrics["acc1_std"] == pytest.approx(torch.tensor(acc).std().item())
-    one = few_shot_evaluate(train_x, train_y, test_x, test_y, k=2, method="prototype", seeds=(0,))
+    one = evaluate(seeds=(0,))
     assert math.isnan(one.metrics["acc1_std"])
 
 
@@ -445,7 +471,13 @@ def test_a_class_without_training_examples_is_reported_and_never_predicted(metho
     test_x, test_y = clusters(10, seed=18)
     assert few_shot_indices(train_y[keep], 4, seed=0, num_classes=5).short_classes == {2: 0, 4: 0}
     result = few_shot_evaluate(
-        train_x[keep], train_y[keep], test_x, test_y, k=4, method=method, num_classes=4
+        train_x[keep],
+        train_y[keep],
+        test_features=test_x,
+        test_labels=test_y,
+        k=4,
+        method=method,
+        num_classes=4,
     )
     assert result.short_classes == {2: 0}
     # the other three classes are right, class 2's ten test images all wrong

@@ -99,7 +99,15 @@ def tiny_model() -> LoadedModel:
     def tokenize(titles):
         return torch.tensor([[len(t), int(t.split()[-1]), 1] for t in titles])
 
-    return LoadedModel(TinyClip(), pil_to_tensor, tokenize, "tiny", "tiny", "f" * 64, None)
+    return LoadedModel(
+        clip=TinyClip(),
+        transform=pil_to_tensor,
+        tokenizer=tokenize,
+        name="tiny",
+        pretrained="tiny",
+        fingerprint="f" * 64,
+        graph_heads=None,
+    )
 
 
 def test_an_image_that_is_not_its_image_sha256_is_a_one_line_error(tmp_path):
@@ -107,7 +115,7 @@ def test_an_image_that_is_not_its_image_sha256_is_a_one_line_error(tmp_path):
     path, stored, actual = flip_image_byte(folder, 8)
     split = open_split(folder, "test")
     with pytest.raises(DataError) as error:
-        embed_split(tiny_model(), split, tmp_path / "cache", quiet=True)
+        embed_split(tiny_model(), split, cache_dir=tmp_path / "cache", quiet=True)
     message = str(error.value)
     assert message.startswith(f"{path}: node 8: image sha256 {actual} ") and stored in message
     assert "\n" not in message and not list((tmp_path / "cache").glob("*.pt"))
@@ -118,7 +126,7 @@ def test_a_node_file_changed_after_it_was_written_is_a_one_line_error(tmp_path):
     split = open_split(folder, "test")
     listed, actual = rewrite_unlisted(folder / "nodes-00001.parquet")
     with pytest.raises(DataError) as error:
-        embed_split(tiny_model(), split, tmp_path / "cache", quiet=True)
+        embed_split(tiny_model(), split, cache_dir=tmp_path / "cache", quiet=True)
     message = str(error.value)
     assert message.startswith(f"{folder / 'nodes-00001.parquet'}: sha256 {actual} ")
     assert listed in message and "\n" not in message
@@ -137,9 +145,9 @@ def test_edges_changed_after_they_were_written_is_a_one_line_error(tmp_path):
 def test_a_cache_hit_reads_no_node_file(tmp_path):
     folder = write_shards(tmp_path / "shards")
     split = open_split(folder, "test")
-    fresh = embed_split(tiny_model(), split, tmp_path / "cache", quiet=True)
+    fresh = embed_split(tiny_model(), split, cache_dir=tmp_path / "cache", quiet=True)
     rewrite_unlisted(folder / "nodes-00000.parquet")  # not read again: the cache answers
-    cached = embed_split(tiny_model(), split, tmp_path / "cache", quiet=True)
+    cached = embed_split(tiny_model(), split, cache_dir=tmp_path / "cache", quiet=True)
     assert set(cached) == {"image", "text"}
     assert all(torch.equal(cached[k], fresh[k]) for k in fresh)
 
@@ -172,16 +180,18 @@ DAMAGE = {
 def test_a_bad_cache_entry_is_recomputed_and_rewritten(tmp_path, capfd, kind):
     damage, reason = DAMAGE[kind]
     split = open_split(write_shards(tmp_path / "shards"), "test")
-    fresh = embed_split(tiny_model(), split, None, quiet=True)  # no cache: the reference
-    embed_split(tiny_model(), split, tmp_path / "cache", quiet=True)
+    fresh = embed_split(tiny_model(), split, cache_dir=None, quiet=True)  # no cache: the reference
+    embed_split(tiny_model(), split, cache_dir=tmp_path / "cache", quiet=True)
     (target,) = (tmp_path / "cache").glob("*.pt")
     damage(target)
-    again = embed_split(tiny_model(), split, tmp_path / "cache", quiet=True)
+    again = embed_split(tiny_model(), split, cache_dir=tmp_path / "cache", quiet=True)
     assert set(again) == {"image", "text"}
     assert all(torch.equal(again[k], fresh[k]) for k in fresh)
     (line,) = capfd.readouterr().err.splitlines()
     assert line.startswith(f"slip-eval: embedding cache {target}: ") and reason in line
     assert line.endswith("; recomputing it")
-    embed_split(tiny_model(), split, tmp_path / "cache", quiet=True)  # rewritten: a clean hit
+    embed_split(
+        tiny_model(), split, cache_dir=tmp_path / "cache", quiet=True
+    )  # rewritten: a clean hit
     assert capfd.readouterr().err == ""
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [target.name]

@@ -61,8 +61,12 @@ def test_induced_edges_are_every_train_edge_inside_the_batch(graph_and_train):
 
 def test_sampled_edges_are_a_subset_of_the_induced_ones(graph_and_train):
     graph, train, _ = graph_and_train
-    sampled = BatchPlanner(graph, train, 60, [4], "slip", edges="sampled", seed=1)
-    induced = BatchPlanner(graph, train, 60, [4], "slip", edges="induced", seed=1)
+    sampled = BatchPlanner(
+        graph, train, batch_size=60, fanouts=[4], mode="slip", edges="sampled", seed=1
+    )
+    induced = BatchPlanner(
+        graph, train, batch_size=60, fanouts=[4], mode="slip", edges="induced", seed=1
+    )
     a, b = next(sampled.epoch(2)), next(induced.epoch(2))
     assert torch.equal(a.nodes, b.nodes)
     assert set(map(tuple, a.edge_index.T.tolist())) < set(map(tuple, b.edge_index.T.tolist()))
@@ -70,9 +74,13 @@ def test_sampled_edges_are_a_subset_of_the_induced_ones(graph_and_train):
 
 def test_batches_are_deterministic_and_any_one_can_be_made_alone(graph_and_train):
     graph, train, _ = graph_and_train
-    planner = BatchPlanner(graph, train, 32, [3], "slip", seed=7)
+    planner = BatchPlanner(graph, train, batch_size=32, fanouts=[3], mode="slip", seed=7)
     first = list(planner.epoch(1))
-    again = list(BatchPlanner(graph, train, 32, [3], "slip", seed=7).epoch(1, start=5))
+    again = list(
+        BatchPlanner(graph, train, batch_size=32, fanouts=[3], mode="slip", seed=7).epoch(
+            1, start=5
+        )
+    )
     assert len(again) == len(first) - 5
     for a, b in zip(first[5:], again, strict=True):
         assert torch.equal(a.nodes, b.nodes) and torch.equal(a.edge_index, b.edge_index)
@@ -92,7 +100,7 @@ def test_induced_edges_leave_the_scratch_as_found(graph_and_train):
 def test_too_small_a_split_is_an_error(graph_and_train):
     graph, _, _ = graph_and_train
     with pytest.raises(ValueError, match="fewer than 2 nodes"):
-        BatchPlanner(graph, torch.tensor([3]), 8, [2], "slip")
+        BatchPlanner(graph, torch.tensor([3]), batch_size=8, fanouts=[2], mode="slip")
 
 
 @pytest.mark.parametrize("numba_on_cpu", [True, False])
@@ -107,8 +115,10 @@ def test_planning_on_one_thread_gives_the_same_batches_and_puts_torch_threads_ba
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        one = BatchPlanner(graph, train, 60, [4, 2], "slip", seed=3)
-        every = BatchPlanner(graph, train, 60, [4, 2], "slip", seed=3, threads=None)
+        one = BatchPlanner(graph, train, batch_size=60, fanouts=[4, 2], mode="slip", seed=3)
+        every = BatchPlanner(
+            graph, train, batch_size=60, fanouts=[4, 2], mode="slip", seed=3, threads=None
+        )
         assert one.threads == 1
         for a, b in zip(one.epoch(1), every.epoch(1), strict=True):
             assert torch.equal(a.nodes, b.nodes) and torch.equal(a.edge_index, b.edge_index)

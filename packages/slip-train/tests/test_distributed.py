@@ -3,9 +3,11 @@ rank 0 alone writes, and a run resumes at the same world size only."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from train_shards import write_colour_shards
@@ -68,24 +70,34 @@ def losses(out) -> list[float]:
     return [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
 
 
-def test_two_processes_train_like_one_with_twice_the_batch(shards, tmp_path):
+ACCUM = ("--set", "optim.grad_accum=2")
+
+
+@pytest.fixture(scope="module")
+def two_processes(shards, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """6 steps on 2 processes of batch 24, 2 micro-batches a step, trained once: its folder and
+    how torchrun ended."""
+    out = tmp_path_factory.mktemp("two-processes") / "run"
+    return out, run(shards, out, 2, 24, *ACCUM)
+
+
+def test_two_processes_train_like_one_with_twice_the_batch(shards, two_processes, tmp_path):
     """With 2 micro-batches a step: DDP all-reduces in the last one's backward only (no_sync)."""
-    accum = ("--set", "optim.grad_accum=2")
-    two = run(shards, tmp_path / "two", 2, 24, *accum)
+    out, two = two_processes
     assert two.returncode == 0, two.stderr[-2000:]
     # one line from rank 0 only
     assert two.stdout.count("step 6: loss") == 1, two.stdout
-    one = run(shards, tmp_path / "one", 1, 48, *accum)
+    one = run(shards, tmp_path / "one", 1, 48, *ACCUM)
     assert one.returncode == 0, one.stderr[-2000:]
-    log = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 7))
     assert all(r["samples"] == 96 and r["edges"] > 0 for r in log)
     # the same global batches, pixels and update: equal up to float rounding (batch 24 and 48
     # encode through differently blocked matrix products); measured: equal to 7 decimals
-    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-5)
-    state = load_checkpoint(tmp_path / "two" / "checkpoints" / "step-00000006.pt")
+    assert losses(out) == pytest.approx(losses(tmp_path / "one"), rel=1e-5)
+    state = load_checkpoint(out / "checkpoints" / "step-00000006.pt")
     assert state["world_size"] == 2
-    assert losses(tmp_path / "two")[-1] < losses(tmp_path / "two")[0]
+    assert losses(out)[-1] < losses(out)[0]
 
 
 def test_two_nodes_of_one_process_train_like_one_process_with_twice_the_batch(shards, tmp_path):
@@ -119,12 +131,13 @@ def test_two_nodes_of_one_process_train_like_one_process_with_twice_the_batch(sh
     assert load_checkpoint(out / "checkpoints" / "step-00000006.pt")["world_size"] == 2
 
 
-def test_resume_at_the_same_world_size_only(shards, tmp_path):
+def test_resume_at_the_same_world_size_only(shards, two_processes, tmp_path):
     out = tmp_path / "run"
-    assert run(shards, out, 2, 24).returncode == 0
+    assert two_processes[1].returncode == 0, two_processes[1].stderr[-2000:]
+    shutil.copytree(two_processes[0], out)  # the finished run stays as it was, for other tests
     uninterrupted = losses(out)
     (out / "checkpoints" / "step-00000006.pt").unlink()  # as if killed after step 5
-    wrong = run(shards, out, 0, 24, "--resume", "latest")  # no torchrun: one process
+    wrong = run(shards, out, 0, 24, *ACCUM, "--resume", "latest")  # no torchrun: one process
     assert wrong.returncode == 2
     assert (
         wrong.stderr.strip()
@@ -133,6 +146,6 @@ def test_resume_at_the_same_world_size_only(shards, tmp_path):
             "step-00000003.pt was written by 2 process(es); resume it with as many (this run has 1)"
         )
     )
-    resumed = run(shards, out, 2, 24, "--resume", "latest")
+    resumed = run(shards, out, 2, 24, *ACCUM, "--resume", "latest")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert losses(out) == uninterrupted  # gloo reduces in a fixed order: exactly

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from slip_train import sampler
-from slip_train.sampler import NeighborSampler, build_csr, sample_batch, sample_neighbors
+from slip_train.sampler import build_csr, sample_batch
 
 
 @pytest.fixture(params=["numba", "torch"])
@@ -26,6 +26,12 @@ def random_graph(n=400, m=3000, seed=0):
     return pairs[0], pairs[1], n
 
 
+def sample_neighbors(graph, frontier, fanout, generator):
+    """One hop of sample_batch from distinct `frontier` nodes: (neighbour, node) pairs, global."""
+    batch = sample_batch(graph, frontier, [fanout], generator=generator)
+    return batch.nodes[batch.edge_index[0]], batch.nodes[batch.edge_index[1]]
+
+
 def neighbours(src, dst, n):
     table = [set() for _ in range(n)]
     for a, b in zip(src.tolist(), dst.tolist(), strict=True):
@@ -42,7 +48,7 @@ def test_csr_holds_both_directions_and_only_kept_nodes():
         row = graph.indices[graph.indptr[v] : graph.indptr[v + 1]].tolist()
         assert sorted(row) == sorted(table[v])
     keep = torch.arange(n) % 3 != 0  # say every third node is validation or test
-    train = build_csr(src, dst, n, keep)
+    train = build_csr(src, dst, n, keep=keep)
     for v in range(n):
         row = set(train.indices[train.indptr[v] : train.indptr[v + 1]].tolist())
         assert row == ({u for u in table[v] if u % 3 != 0} if v % 3 else set())
@@ -86,7 +92,7 @@ def test_batch_holds_seeds_first_and_edges_in_local_ids(path):
     table = neighbours(src, dst, n)
     graph = build_csr(src, dst, n)
     seeds = torch.tensor([7, 3, 99, 250])
-    batch = sample_batch(graph, seeds, [4, 3], torch.Generator().manual_seed(2))
+    batch = sample_batch(graph, seeds, [4, 3], generator=torch.Generator().manual_seed(2))
     assert batch.nodes[:4].tolist() == seeds.tolist() and batch.num_seeds == 4
     assert len(set(batch.nodes.tolist())) == batch.nodes.numel()
     glob_src = batch.nodes[batch.edge_index[0]].tolist()
@@ -100,21 +106,17 @@ def test_batch_holds_seeds_first_and_edges_in_local_ids(path):
     assert set(batch.edge_index[0].tolist()) >= set(range(4, batch.nodes.numel()))
 
 
-def test_sampler_is_deterministic_covers_every_seed_and_never_leaves_train(path):
+def test_batch_is_deterministic_and_never_leaves_train(path):
     src, dst, n = random_graph()
     keep = torch.arange(n) % 4 != 0
-    graph = build_csr(src, dst, n, keep)
-    train = torch.nonzero(keep).squeeze(1)
-    sampler = NeighborSampler(graph, train, [5, 5], batch_size=32, seed=3, drop_last=False)
-    first = [b.nodes.tolist() for b in sampler]
-    again = [b.nodes.tolist() for b in sampler]
-    assert first == again
-    seen = [v for batch in sampler for v in batch.nodes[: batch.num_seeds].tolist()]
-    assert sorted(seen) == train.tolist()
-    assert all(v % 4 != 0 for batch in first for v in batch)  # no validation or test node
-    sampler.set_epoch(1)
-    assert [b.nodes.tolist() for b in sampler] != first  # reshuffled per epoch
-    assert len(NeighborSampler(graph, train, [5], batch_size=32)) == len(train) // 32
+    graph = build_csr(src, dst, n, keep=keep)
+    seeds = torch.nonzero(keep).squeeze(1)[:32]
+    first = sample_batch(graph, seeds, [5, 5], generator=torch.Generator().manual_seed(3))
+    again = sample_batch(graph, seeds, [5, 5], generator=torch.Generator().manual_seed(3))
+    assert first.nodes.tolist() == again.nodes.tolist()
+    assert torch.equal(first.edge_index, again.edge_index)
+    assert first.nodes.numel() > seeds.numel()
+    assert all(v % 4 != 0 for v in first.nodes.tolist())  # no validation or test node
 
 
 def test_distinct_by_bitmap_and_by_sort_agree(monkeypatch):
@@ -129,7 +131,7 @@ def test_batch_edges_and_new_nodes_in_id_order(path):
     src, dst, n = random_graph()
     graph = build_csr(src, dst, n)
     seeds = torch.tensor([250, 7, 3])
-    batch = sample_batch(graph, seeds, [3, 2], torch.Generator().manual_seed(4))
+    batch = sample_batch(graph, seeds, [3, 2], generator=torch.Generator().manual_seed(4))
     # hop 1 added the nodes drawn for the seeds, in id order; hop 2 those drawn for hop 1's
     hop1 = batch.edge_index[1] < 3
     first = sorted(set(batch.edge_index[0][hop1].tolist()) - {0, 1, 2})
@@ -149,7 +151,7 @@ def test_paths_agree_when_every_neighbour_is_taken(monkeypatch):
     batches = []
     for numba_on in (True, False):
         monkeypatch.setattr(sampler, "NUMBA_ON_CPU", numba_on)
-        batch = sample_batch(graph, seeds, [1000, 1000], torch.Generator().manual_seed(0))
+        batch = sample_batch(graph, seeds, [1000, 1000], generator=torch.Generator().manual_seed(0))
         edges = set(zip(*batch.nodes[batch.edge_index].tolist(), strict=True))
         batches.append((batch.nodes.tolist(), edges))
     assert batches[0] == batches[1]
@@ -159,9 +161,13 @@ def test_scratch_is_left_as_found_and_isolated_seeds_stop_early(path):
     src, dst, n = random_graph()
     graph = build_csr(src, dst, n + 2)  # nodes n and n + 1 have no neighbour
     local = torch.full((n + 2,), -1, dtype=torch.long)
-    batch = sample_batch(graph, torch.tensor([5, 9]), [4, 4], torch.Generator(), local)
+    batch = sample_batch(
+        graph, torch.tensor([5, 9]), [4, 4], generator=torch.Generator(), local=local
+    )
     assert (local == -1).all()
-    lonely = sample_batch(graph, torch.tensor([n + 1, n]), [4, 4], torch.Generator(), local)
+    lonely = sample_batch(
+        graph, torch.tensor([n + 1, n]), [4, 4], generator=torch.Generator(), local=local
+    )
     assert lonely.nodes.tolist() == [n + 1, n] and lonely.edge_index.shape == (2, 0)
     assert batch.edge_index.dtype == lonely.edge_index.dtype == torch.long
 
@@ -172,7 +178,7 @@ def test_numba_batch_depends_on_the_generator_only():
     seeds = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:200]
 
     def batch(seed: int) -> tuple[list, list]:
-        got = sample_batch(graph, seeds, [5, 5], torch.Generator().manual_seed(seed))
+        got = sample_batch(graph, seeds, [5, 5], generator=torch.Generator().manual_seed(seed))
         return got.nodes.tolist(), got.edge_index.tolist()
 
     assert batch(1) == batch(1)
@@ -196,7 +202,7 @@ def test_new_nodes_by_scan_and_by_sort_agree(monkeypatch):
     got = []
     for ratio in (10**9, 0):  # scan every node's mark; sort the marked ones
         monkeypatch.setattr(sampler, "SCAN_RATIO", ratio)
-        batch = sample_batch(graph, seeds, [4, 3], torch.Generator().manual_seed(2))
+        batch = sample_batch(graph, seeds, [4, 3], generator=torch.Generator().manual_seed(2))
         got.append((batch.nodes.tolist(), batch.edge_index.tolist()))
     assert got[0] == got[1]
 
@@ -215,7 +221,7 @@ def test_numba_keeps_torch_thread_count():
         "from slip_train.sampler import build_csr, sample_batch\n"
         "torch.set_num_threads(1)\n"
         "graph = build_csr(torch.tensor([0, 1]), torch.tensor([1, 2]), 3)\n"
-        "sample_batch(graph, torch.tensor([0]), [2], torch.Generator())\n"
+        "sample_batch(graph, torch.tensor([0]), [2], generator=torch.Generator())\n"
         "print(torch.get_num_threads(), numba.get_num_threads())\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -2,8 +2,7 @@
 uninterrupted one, the export loads in open_clip, bad states stop with one line."""
 
 import json
-import subprocess
-import sys
+from pathlib import Path
 
 import open_clip
 import pytest
@@ -14,7 +13,7 @@ from slip_train import train as train_module
 from slip_train.checkpoint import CheckpointError, export_open_clip, load_checkpoint
 from slip_train.config import ConfigError, load_config
 from slip_train.factory import build_model
-from slip_train.train import TrainingError, train
+from slip_train.train import TrainingError, TrainResult, train
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +43,29 @@ def read_log(out):
     return [json.loads(line) for line in (out / "run" / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.fixture(scope="module")
+def finished(shards, tmp_path_factory) -> dict[str, tuple[Path, TrainResult]]:
+    """A 30-step run of each mode, trained once: its folder and result, for tests that only read
+    a finished run."""
+    runs = {}
+    for mode in ("slip", "clip"):
+        out = tmp_path_factory.mktemp(f"finished-{mode}")
+        config = make_config(shards, out, "train.steps=30", f'loss.mode="{mode}"')
+        runs[mode] = out, train(config, show_progress=False)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def two_steps(shards, tmp_path_factory) -> TrainResult:
+    """Two plain steps, trained once: what grad checkpointing and torch.compile must equal."""
+    out = tmp_path_factory.mktemp("two-steps")
+    return train(make_config(shards, out, "train.steps=2"), show_progress=False)
+
+
 @pytest.mark.parametrize("mode", ["slip", "clip"])
-def test_loss_goes_down(shards, tmp_path, mode):
-    config = make_config(shards, tmp_path, "train.steps=30", f'loss.mode="{mode}"')
-    result = train(config, show_progress=False)
-    log = read_log(tmp_path)
+def test_loss_goes_down(finished, mode):
+    out, result = finished[mode]
+    log = read_log(out)
     assert [r["step"] for r in log] == list(range(1, 31)) and result.step == 30
     first = sum(r["loss"] for r in log[:5]) / 5
     last = sum(r["loss"] for r in log[-5:]) / 5
@@ -83,10 +100,9 @@ def test_resume_continues_exactly(shards, tmp_path):
     assert uninterrupted[-1]["epoch"] == 1
 
 
-def test_export_loads_in_open_clip(shards, tmp_path):
-    result = train(make_config(shards, tmp_path, "train.steps=2"), show_progress=False)
-    state = load_checkpoint(result.checkpoint)
-    assert state["step"] == 2 and state["mode"] == "slip" and state["graph_state_dict"]
+def test_export_loads_in_open_clip(shards, finished, tmp_path):
+    state = load_checkpoint(finished["slip"][1].checkpoint)
+    assert state["step"] == 30 and state["mode"] == "slip" and state["graph_state_dict"]
     folder = tmp_path / "export"
     weights = export_open_clip(state, folder)
     ours = build_model(make_config(shards, tmp_path).model, with_graph=False).model.clip
@@ -148,11 +164,10 @@ def test_a_line_every_few_steps_is_the_logged_steps_with_the_mean_timings(shards
         assert 0 <= line["data_wait_s"] < line["step_s"] and line["logit_scale"] <= 100
 
 
-def test_grad_checkpointing_and_tensorboard_and_no_silent_overwrite(shards, tmp_path):
+def test_grad_checkpointing_and_tensorboard_and_no_silent_overwrite(shards, two_steps, tmp_path):
     overrides = ["train.steps=2", "train.grad_checkpointing=true", "train.tensorboard=true"]
-    plain = train(make_config(shards, tmp_path / "plain", "train.steps=2"), show_progress=False)
     checkpointed = train(make_config(shards, tmp_path, *overrides), show_progress=False)
-    assert checkpointed.last_loss == pytest.approx(plain.last_loss, rel=1e-5)
+    assert checkpointed.last_loss == pytest.approx(two_steps.last_loss, rel=1e-5)
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     with pytest.raises(ConfigError, match="already holds checkpoints; continue with --resume"):
         train(make_config(shards, tmp_path, "train.steps=2"), show_progress=False)
@@ -205,38 +220,39 @@ def test_bf16_on_cpu_a_missing_split_and_unknown_models_are_one_line_errors(shar
         build_model(missing.model, True)
 
 
-def test_cli_runs_resumes_and_exports(shards, tmp_path):
+def slip_train(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """`slip-train ARGS` through its entry point, in this process (torch is imported once)."""
+    from slip_train.cli import main
+
+    monkeypatch.setattr("sys.argv", ["slip-train", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    said = capsys.readouterr()
+    return exit_.value.code, said.out, said.err
+
+
+def test_cli_runs_resumes_and_exports(shards, tmp_path, monkeypatch, capsys):
     config = tmp_path / "run.toml"
     config.write_text(
         f'[data]\nshards = "{shards}"\ncache_dir = "{tmp_path / "cache"}"\nnum_workers = 0\n'
         f'[sampler]\nbatch_size = 32\n[train]\nsteps = 2\ndevice = "cpu"\n'
         f'out_dir = "{tmp_path / "run"}"\n'
     )
-    cli = [sys.executable, "-c", "from slip_train.cli import main; main()"]
-    ran = subprocess.run([*cli, "run", str(config), "--quiet"], capture_output=True, text=True)
-    assert ran.returncode == 0 and "step 2: loss" in ran.stdout, ran.stderr
-    more = subprocess.run(
-        [*cli, "run", str(config), "--quiet", "--resume", "latest", "--set", "train.steps=3"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert more.returncode == 0 and "step 3: loss" in more.stdout, more.stderr
+    code, said, err = slip_train(["run", str(config), "--quiet"], monkeypatch, capsys)
+    assert code == 0 and "step 2: loss" in said, err
+    more = ["run", str(config), "--quiet", "--resume", "latest", "--set", "train.steps=3"]
+    code, said, err = slip_train(more, monkeypatch, capsys)
+    assert code == 0 and "step 3: loss" in said, err
     checkpoint = tmp_path / "run" / "checkpoints" / "step-00000003.pt"
-    exported = subprocess.run(
-        [*cli, "export", str(checkpoint), "--out", str(tmp_path / "export")],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert exported.returncode == 0 and (tmp_path / "export" / "open_clip_config.json").is_file()
-    again = subprocess.run(
-        [*cli, "run", str(config), "--quiet", "--resume", "latest", "--set", "train.steps=3"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert again.returncode == 0 and "step 3: train.steps already reached" in again.stdout
-    bad = subprocess.run(
-        [*cli, "run", str(config), "--quiet", "--set", f'data.shards="{tmp_path / "none"}"'],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: no manifest.json in")
+    export = ["export", str(checkpoint), "--out", str(tmp_path / "export")]
+    code, _, err = slip_train(export, monkeypatch, capsys)
+    assert code == 0 and (tmp_path / "export" / "open_clip_config.json").is_file(), err
+    code, said, err = slip_train(more, monkeypatch, capsys)
+    assert code == 0 and "step 3: train.steps already reached" in said, err
+    bad = ["run", str(config), "--quiet", "--set", f'data.shards="{tmp_path / "none"}"']
+    code, _, err = slip_train(bad, monkeypatch, capsys)
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith("error: no manifest.json in")
 
 
 def test_schedule_warms_up_then_decays_to_zero():
@@ -296,10 +312,8 @@ def test_heads_only_gradient_keeps_the_structural_loss_out_of_the_encoders(shard
     assert grads["heads"] == {"encoders": False, "heads": True}
 
 
-def test_torch_compile_trains_as_eager(shards, tmp_path):
-    eager = train(make_config(shards, tmp_path / "eager", "train.steps=2"), show_progress=False)
+def test_torch_compile_trains_as_eager(shards, two_steps, tmp_path):
     compiled = train(
-        make_config(shards, tmp_path / "compiled", "train.steps=2", "train.compile=true"),
-        show_progress=False,
+        make_config(shards, tmp_path, "train.steps=2", "train.compile=true"), show_progress=False
     )
-    assert compiled.last_loss == pytest.approx(eager.last_loss, rel=1e-4)
+    assert compiled.last_loss == pytest.approx(two_steps.last_loss, rel=1e-4)

@@ -58,7 +58,7 @@ def node_tokens(titles):
 
 def dataset(cache):
     transform = transforms.Compose([transforms.Resize(16), transforms.CenterCrop(16)])
-    return BatchDataset(cache, transform, node_tokens, 16)
+    return BatchDataset(cache, transform=transform, tokenizer=node_tokens, image_size=16)
 
 
 def test_a_damaged_image_is_dropped_from_its_batch_counted_and_warned(tmp_path, capfd):

@@ -239,6 +239,7 @@ def stage_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @app.command()
 @stage_options
 def build(
+    *,
     out_dir: Out,
     source: SourceOptions,
     graph: GraphOptions,
@@ -249,7 +250,15 @@ def build(
 ) -> None:
     """Run fetch -> graph -> crawl -> shard, then print the summary of the shards."""
     layout = pipeline.Layout(out_dir)
-    pipeline.build(layout, source.config(), graph, crawl, shard, work_units, quiet=quiet)
+    pipeline.build(
+        layout,
+        source.config(),
+        graph_options=graph,
+        crawl_options=crawl,
+        shard_options=shard,
+        units=work_units,
+        quiet=quiet,
+    )
     _print_summary(summarize(layout.shards))
 
 
@@ -271,9 +280,11 @@ def graph(out_dir: Out, graph: GraphOptions, quiet: Quiet = False) -> None:
 
 @app.command()
 @stage_options
-def crawl(out_dir: Out, crawl: CrawlOptions, work_units: UnitOptions, quiet: Quiet = False) -> None:
+def crawl(
+    *, out_dir: Out, crawl: CrawlOptions, work_units: UnitOptions, quiet: Quiet = False
+) -> None:
     """Stage 3: fetch and resize each product's main image; a rerun retries only failures."""
-    counts = pipeline.crawl_images(pipeline.Layout(out_dir), crawl, work_units, quiet)
+    counts = pipeline.crawl_images(pipeline.Layout(out_dir), crawl, work_units, quiet=quiet)
     typer.echo(
         "crawl: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to do")
     )
@@ -281,10 +292,12 @@ def crawl(out_dir: Out, crawl: CrawlOptions, work_units: UnitOptions, quiet: Qui
 
 @app.command()
 @stage_options
-def shard(out_dir: Out, shard: ShardOptions, work_units: UnitOptions, quiet: Quiet = False) -> None:
+def shard(
+    *, out_dir: Out, shard: ShardOptions, work_units: UnitOptions, quiet: Quiet = False
+) -> None:
     """Stage 4: write the Parquet node shards, edges, labels and manifest."""
     layout = pipeline.Layout(out_dir)
-    manifest = pipeline.shard(layout, shard, work_units, quiet)
+    manifest = pipeline.shard(layout, shard, work_units, quiet=quiet)
     if manifest is None:
         unit, units = work_units.shard_index, work_units.num_shards
         typer.echo(
@@ -314,7 +327,7 @@ def _shown(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _table(title: str, rows: dict, key: str, value: str = "count") -> Table:
+def _table(title: str, rows: dict, *, key: str, value: str = "count") -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column(key)
     table.add_column(value, justify="right")
@@ -335,8 +348,10 @@ def _print_summary(summary: dict) -> None:
         "largest component": summary["largest_component"],
     }
     out.print(f"[bold]shards[/bold] {summary['shards']} (format v{summary['format_version']})")
-    out.print(_table("overview", overview, "what", "value"))
-    out.print(_table("degree quantiles", summary["degree_quantiles"], "quantile", "degree"))
+    out.print(_table("overview", overview, key="what", value="value"))
+    out.print(
+        _table("degree quantiles", summary["degree_quantiles"], key="quantile", value="degree")
+    )
     homophily = summary["homophily"]
     measures = {
         "edge": homophily["edge"],
@@ -346,12 +361,12 @@ def _print_summary(summary: dict) -> None:
         "chance (node shares)": homophily["node_share_chance"],
     }
     shown = {name: "-" if v is None else round(v, 3) for name, v in measures.items()}
-    out.print(_table("label homophily (docs/data.md)", shown, "measure", "value"))
-    out.print(_table("splits", summary["splits"], "split"))
-    out.print(_table("crawl status", summary["crawl_status"], "status"))
+    out.print(_table("label homophily (docs/data.md)", shown, key="measure", value="value"))
+    out.print(_table("splits", summary["splits"], key="split"))
+    out.print(_table("crawl status", summary["crawl_status"], key="status"))
     labels = summary["labels"]
     top = dict(sorted(labels.items(), key=lambda kv: -kv[1])[:15])
-    out.print(_table(f"labels ({len(labels)}, largest 15)", top, "label"))
+    out.print(_table(f"labels ({len(labels)}, largest 15)", top, key="label"))
     raw = summary["raw_lines"]
     if raw is not None and not raw["skipped"]:
         out.print(f"raw lines: {raw['lines']:,} read, all kept")

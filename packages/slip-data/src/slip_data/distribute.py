@@ -10,8 +10,9 @@ node sees.
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as connection_wait
 from multiprocessing.process import BaseProcess
@@ -78,10 +79,10 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
 
 
-def _run_in_child(sender: Connection, func: Callable[..., Any], args: tuple) -> None:
+def _run_in_child(sender: Connection, call: Callable[[], Any]) -> None:
     """A unit in its own process: (True, result) or (False, one-line error) down the pipe."""
     try:
-        outcome = (True, func(*args))
+        outcome = (True, call())
     except Exception as exc:
         outcome = (False, _one_line(exc))
     sender.send(outcome)
@@ -125,14 +126,23 @@ def run_units(
     func: Callable[..., Any],
     args: Sequence[tuple],
     options: UnitOptions,
+    *,
     name: str,
     quiet: bool = False,
+    kwargs: Mapping[str, Any] | None = None,
 ) -> dict[int, Any]:
-    """Call `func(*args[i])` for each selected unit i on the engine; returns i -> result."""
+    """Call `func(*args[i], **kwargs)` for each selected unit i on the engine; returns i ->
+    result."""
     selected = options.selected()
     with item_progress(quiet or len(selected) == 1) as progress:
         task = progress.add_task(f"{name} units", total=len(selected))
-        job = _Job(func, args, _Tries(name, options.unit_retries), lambda: progress.advance(task))
+        job = _Job(
+            func=func,
+            args=args,
+            kwargs=dict(kwargs or {}),
+            tries=_Tries(name, options.unit_retries),
+            advance=lambda: progress.advance(task),
+        )
         if options.engine == "ray" and options.shard_index is None:
             return job.on_ray(selected, options.ray_address)
         if options.processes > 1 and len(selected) > 1:
@@ -140,12 +150,13 @@ def run_units(
         return job.inline(selected)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Job:
     """The units of one stage run, and the three ways to run them."""
 
     func: Callable[..., Any]
     args: Sequence[tuple]
+    kwargs: dict[str, Any]  # the same for every unit
     tries: _Tries
     advance: Callable[[], None]
 
@@ -154,7 +165,7 @@ class _Job:
         for index in selected:
             while True:
                 try:
-                    results[index] = self.func(*self.args[index])
+                    results[index] = self.func(*self.args[index], **self.kwargs)
                     break
                 except Exception as exc:
                     time.sleep(self.tries.failed(index, _one_line(exc)))
@@ -173,9 +184,8 @@ class _Job:
             while waiting and len(running) < processes:
                 index = waiting.pop()
                 receiver, sender = context.Pipe(duplex=False)
-                process = context.Process(
-                    target=_run_in_child, args=(sender, self.func, self.args[index])
-                )
+                call = partial(self.func, *self.args[index], **self.kwargs)
+                process = context.Process(target=_run_in_child, args=(sender, call))
                 process.start()
                 sender.close()  # the child's end: at its exit the pipe reads as closed
                 running[receiver] = (index, process)
@@ -213,7 +223,7 @@ class _Job:
             )
         try:
             remote = ray.remote(max_retries=0)(self.func)
-            running = {remote.remote(*self.args[i]): i for i in selected}
+            running = {remote.remote(*self.args[i], **self.kwargs): i for i in selected}
             results: dict[int, Any] = {}
             while running:
                 done, _ = ray.wait(list(running), num_returns=1)
@@ -223,7 +233,7 @@ class _Job:
                     self.advance()
                 except Exception as exc:
                     time.sleep(self.tries.failed(index, _one_line(exc)))
-                    running[remote.remote(*self.args[index])] = index
+                    running[remote.remote(*self.args[index], **self.kwargs)] = index
             return results
         finally:
             if started_here:

@@ -163,12 +163,13 @@ def crawl_images(
     layout: Layout,
     options: CrawlOptions,
     units: UnitOptions = UnitOptions(),  # noqa: B008 - frozen, so sharing it is safe
+    *,
     quiet: bool = False,
 ) -> dict[str, int]:
     """Crawl the distinct image URLs, cut into `units.num_shards` contiguous work units."""
     with hold(layout.root, shared=units.shard_index is not None):
         _check_graph(layout)
-        # the URL column alone, in node order: not the texts and reviews read_graph would load
+        # the URL column alone, in node order: not the texts and reviews
         urls = (
             pl.read_parquet(layout.graph / "nodes.parquet", columns=["graph_id", "image_url"])
             .sort("graph_id")["image_url"]
@@ -179,17 +180,16 @@ def crawl_images(
         unit_quiet = quiet or len(units.selected()) > 1  # one bar per unit only when one runs
         with serving(layout, layout.read_source()) as (_, host_map):
             args = [
-                (
-                    urls[unit_slice(len(urls), index, count)],
-                    unit_dir(layout.crawl, index, count),
-                    options,
-                    host_map,
-                    unit_quiet,
-                    layout.crawl,
-                )
+                (urls[unit_slice(len(urls), index, count)], unit_dir(layout.crawl, index, count))
                 for index in range(count)
             ]
-            results = run_units(crawl, args, units, "crawl", quiet)
+            shared = {
+                "options": options,
+                "host_map": host_map,
+                "quiet": unit_quiet,
+                "results_root": layout.crawl,
+            }
+            results = run_units(crawl, args, units, name="crawl", quiet=quiet, kwargs=shared)
         return dict(sum((Counter(counts) for counts in results.values()), Counter()))
 
 
@@ -199,7 +199,7 @@ def _shard_plan(layout: Layout, options: ShardOptions) -> ShardPlan:
     nodes = read_plan_nodes(layout.graph)
     edges = pl.read_parquet(layout.graph / "edges.parquet")
     results = read_latest(layout.crawl, columns=STATUS_COLUMNS)
-    return plan_shards(nodes, edges, results, options)
+    return plan_shards(nodes, edges, results, options=options)
 
 
 def _loaders(layout: Layout) -> tuple[TextLoader, ImageLoader]:
@@ -216,12 +216,13 @@ def _loaders(layout: Layout) -> tuple[TextLoader, ImageLoader]:
     return partial(read_texts, layout.graph), load_images
 
 
-def shard_unit(root: Path, options: ShardOptions, index: int, num_units: int) -> int:
+def shard_unit(root: Path, index: int, *, options: ShardOptions, num_units: int) -> int:
     """Work unit `index`: its contiguous range of node files; returns how many it holds."""
     layout = Layout(root)
     plan = _shard_plan(layout, options)
     files = range(plan.num_files)[unit_slice(plan.num_files, index, num_units)]
-    write_node_files(plan, layout.shards, files, *_loaders(layout), quiet=True)
+    texts, images = _loaders(layout)
+    write_node_files(plan, layout.shards, files, texts=texts, images=images, quiet=True)
     return len(files)
 
 
@@ -229,6 +230,7 @@ def shard(
     layout: Layout,
     options: ShardOptions,
     units: UnitOptions = UnitOptions(),  # noqa: B008 - frozen, so sharing it is safe
+    *,
     quiet: bool = False,
 ) -> dict | None:
     """Write the shards; with several units, their node files first (on the engine), then
@@ -236,8 +238,9 @@ def shard(
     files and returns None: a run without `--shard-index` finishes the stage."""
     with hold(layout.root, shared=units.shard_index is not None):
         if units.num_shards > 1:
-            args = [(layout.root, options, i, units.num_shards) for i in range(units.num_shards)]
-            run_units(shard_unit, args, units, "shard", quiet)
+            args = [(layout.root, i) for i in range(units.num_shards)]
+            shared = {"options": options, "num_units": units.num_shards}
+            run_units(shard_unit, args, units, name="shard", quiet=quiet, kwargs=shared)
             if units.shard_index is not None:
                 return None
         plan = _shard_plan(layout, options)
@@ -246,7 +249,16 @@ def shard(
             "source": {k: v for k, v in layout.read_source().items() if k != "raw_files"},
             "graph": graph_summary["options"],
         }
-        manifest = write_shards(plan, layout.shards, options, provenance, *_loaders(layout), quiet)
+        texts, images = _loaders(layout)
+        manifest = write_shards(
+            plan,
+            layout.shards,
+            options,
+            provenance=provenance,
+            texts=texts,
+            images=images,
+            quiet=quiet,
+        )
         write_json(
             layout.report,
             {
@@ -263,6 +275,7 @@ def shard(
 def build(
     layout: Layout,
     source: SourceConfig,
+    *,
     graph_options: GraphOptions,
     crawl_options: CrawlOptions,
     shard_options: ShardOptions,
@@ -274,5 +287,5 @@ def build(
     with hold(layout.root):
         fetch(layout, source, quiet)
         graph(layout, graph_options, quiet)
-        crawl_images(layout, crawl_options, units, quiet)
-        return shard(layout, shard_options, units, quiet)
+        crawl_images(layout, crawl_options, units, quiet=quiet)
+        return shard(layout, shard_options, units, quiet=quiet)

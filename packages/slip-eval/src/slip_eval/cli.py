@@ -60,34 +60,56 @@ def _finish(result: dict, out: Path | None) -> None:
 
 @app.command()
 def retrieval(
-    ckpt: Ckpt = None, model: Model = None, pretrained: Pretrained = None,
-    model_config: ModelConfig = None, shards: Shards = Path("out/demo"), split: Split = "test",
+    *,
+    ckpt: Ckpt = None,
+    model: Model = None,
+    pretrained: Pretrained = None,
+    model_config: ModelConfig = None,
+    shards: Shards = Path("out/demo"),
+    split: Split = "test",
     structure: Structure = False,
-    out: Out = None, cache_dir: CacheDir = Path("out/eval-cache"),
+    out: Out = None,
+    cache_dir: CacheDir = Path("out/eval-cache"),
     chunk_size: Annotated[int, number("Query rows scored at once.", at_least=1)] = 1024,
     quiet: Quiet = False,
-) -> None:  # fmt: skip
+) -> None:
     """Image→text and text→image Recall@1/5/10, MRR and median rank over a split."""
     from slip_eval.models import load_model
     from slip_eval.tasks import retrieval as run_retrieval
 
     remove_run_temps(cache_dir, out)
-    loaded = load_model(ckpt, model, pretrained, model_config)
-    _finish(run_retrieval(loaded, shards, split, cache_dir, structure, chunk_size, quiet), out)
+    loaded = load_model(ckpt, model, pretrained, model_config=model_config)
+    result = run_retrieval(
+        loaded,
+        shards,
+        split,
+        cache_dir=cache_dir,
+        structure=structure,
+        chunk_size=chunk_size,
+        quiet=quiet,
+    )
+    _finish(result, out)
 
 
 @app.command()
 def classify(
-    ckpt: Ckpt = None, model: Model = None, pretrained: Pretrained = None,
-    model_config: ModelConfig = None, shards: Shards = Path("out/demo"), split: Split = "test",
+    *,
+    ckpt: Ckpt = None,
+    model: Model = None,
+    pretrained: Pretrained = None,
+    model_config: ModelConfig = None,
+    shards: Shards = Path("out/demo"),
+    split: Split = "test",
     structure: Structure = False,
     shots: Annotated[str, typer.Option(help="Comma-separated k; 0 is zero-shot.")] = "0,1,2,4,8,16",
     seeds: Annotated[int, number("Few-shot draws averaged (mean and std).", at_least=1)] = 3,
     templates: Annotated[
         Path | None, typer.Option(help="A JSON list of prompt templates with {c}.")
     ] = None,
-    out: Out = None, cache_dir: CacheDir = Path("out/eval-cache"), quiet: Quiet = False,
-) -> None:  # fmt: skip
+    out: Out = None,
+    cache_dir: CacheDir = Path("out/eval-cache"),
+    quiet: Quiet = False,
+) -> None:
     """Zero-shot (prompts over label names) and few-shot (prototype, linear probe) accuracy."""
     from slip_eval.models import load_model
     from slip_eval.tasks import DEFAULT_TEMPLATES, classification
@@ -107,9 +129,17 @@ def classify(
         if not (isinstance(prompts, list) and prompts and all("{c}" in str(t) for t in prompts)):
             raise ValueError(f"--templates {templates}: expected a list of strings with {{c}}")
     remove_run_temps(cache_dir, out)
-    loaded = load_model(ckpt, model, pretrained, model_config)
+    loaded = load_model(ckpt, model, pretrained, model_config=model_config)
     result = classification(
-        loaded, shards, split, cache_dir, ks, seeds, prompts, structure=structure, quiet=quiet
+        loaded,
+        shards,
+        split,
+        cache_dir=cache_dir,
+        shots=ks,
+        seeds=seeds,
+        templates=prompts,
+        structure=structure,
+        quiet=quiet,
     )
     _finish(result, out)
 
@@ -148,6 +178,7 @@ def compare(
 
 @app.command()
 def report(
+    *,
     results: Annotated[list[Path], typer.Argument(help="Result JSON files of retrieval/classify.")],
     out: Annotated[
         Path, typer.Option(file_okay=False, help="The report folder: index.html and its images.")
@@ -175,7 +206,14 @@ def report(
 
     remove_run_temps(cache_dir, out)
     index = build_report(
-        results, out, shards, cache_dir, queries, seed, quiet, experiment=experiment
+        results,
+        out,
+        shards=shards,
+        cache_dir=cache_dir,
+        n_queries=queries,
+        seed=seed,
+        quiet=quiet,
+        experiment=experiment,
     )
     typer.echo(f"wrote {index}")
 

@@ -179,9 +179,13 @@ def _load_cached(target: Path, key: str, rows: int) -> dict[str, Tensor] | None:
 
 @torch.no_grad()
 def embed_split(
-    model: LoadedModel, split: Split, cache_dir: Path | None, batch_size: int = 128,
+    model: LoadedModel,
+    split: Split,
+    *,
+    cache_dir: Path | None,
+    batch_size: int = 128,
     quiet: bool = False,
-) -> dict[str, Tensor]:  # fmt: skip
+) -> dict[str, Tensor]:
     """`image` and `text`: the encoders' unnormalised (n, d) outputs for the split, cached."""
     key = _cache_key(model, split)
     target = cache_dir / f"{key}.pt" if cache_dir else None

@@ -3,7 +3,8 @@ against the co-purchase graph's label homophily, read from the summary.json that
 bench/experiments/slip_vs_clip.py writes (its fields: docs/eval.md).
 
 The homophily axis is the cells equal to the main cell on every other axis the summary names
-(start, size, noise, weight, batch, ...), so its points differ in the graph alone. The main cell
+(start, size, noise, weight, batch, ...), so its points differ in the graph alone; each of SLIP's
+variants measured along it (`variant`, docs/method.md) is a line of its own. The main cell
 is the one the script puts on every axis; a point sits at its graph's measured edge homophily,
 not the option's value, since the generator reaches the asked level only approximately.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from slip_eval.figures import pyplot, save
 
 AXIS = "homophily"
+VARIANT = "variant"
 HEADLINE = ("text→image R@1", "text→image MRR", "zero-shot acc1", "4-shot probe acc1")
 TITLE = "SLIP − CLIP against label homophily"
 FIGURE = "homophily.png"
@@ -33,6 +35,7 @@ class Point:
     batch: int
     seeds: list[int]
     main: bool
+    variant: str  # SLIP's variant (the paper's when the summary predates variants)
     differences: dict[str, tuple[float, tuple[float, float] | None]]
 
 
@@ -75,15 +78,17 @@ def _read(path: Path) -> dict[str, dict]:
     return summary
 
 
-def _point(path: Path, name: str, cell: dict, *, main: bool) -> Point:
+def _point(path: Path, name: str, cell: dict, *, main: bool, variant: str) -> Point:
     edge, steps, batch = (
         _field(path, name, cell, *key.split("."))
         for key in ("graph.edge_homophily", "steps", "batch")
     )
     seeds = _field(path, name, cell, "seeds")
     if not (_number(edge) and _number(steps) and _number(batch) and isinstance(seeds, list)):
-        raise ValueError(f"{path}: cell {name!r}: graph.edge_homophily, steps and batch must be "
-                         "numbers, seeds a list")  # fmt: skip
+        raise ValueError(
+            f"{path}: cell {name!r}: graph.edge_homophily, steps and batch must be "
+            "numbers, seeds a list"
+        )
     metrics = _field(path, name, cell, "metrics")
     differences = {}
     for metric in HEADLINE:
@@ -94,11 +99,21 @@ def _point(path: Path, name: str, cell: dict, *, main: bool) -> Point:
         if not _number(mean) or not (
             ci is None or (isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci)))
         ):
-            raise ValueError(f"{path}: cell {name!r}: {metric}: slip_minus_clip needs a numeric "
-                             "mean and ci95 [lo, hi] or null")  # fmt: skip
+            raise ValueError(
+                f"{path}: cell {name!r}: {metric}: slip_minus_clip needs a numeric "
+                "mean and ci95 [lo, hi] or null"
+            )
         differences[metric] = (mean, None if ci is None else (ci[0], ci[1]))
-    return Point(name=name, edge_homophily=edge, steps=int(steps), batch=int(batch), seeds=seeds,
-                 main=main, differences=differences)  # fmt: skip
+    return Point(
+        name=name,
+        edge_homophily=edge,
+        steps=int(steps),
+        batch=int(batch),
+        seeds=seeds,
+        main=main,
+        variant=variant,
+        differences=differences,
+    )
 
 
 def read_experiment(path: Path) -> Experiment:
@@ -112,18 +127,21 @@ def read_experiment(path: Path) -> Experiment:
     named = {axis for cell in summary.values() for axis in cell["axes"]}
     mains = [name for name, cell in summary.items() if set(cell["axes"]) >= named]
     if len(mains) != 1 or AXIS not in named:
-        raise ValueError(f"{path}: needs one main cell, on every axis, and a {AXIS} axis "
-                         f"(axes: {', '.join(sorted(named))})")  # fmt: skip
+        raise ValueError(
+            f"{path}: needs one main cell, on every axis, and a {AXIS} axis "
+            f"(axes: {', '.join(sorted(named))})"
+        )
     main = summary[mains[0]]
     for name, cell in summary.items():
         for axis in main["axes"]:
             _field(path, name, cell, axis)
     points = [
-        _point(path, name, cell, main=name == mains[0])
+        _point(path, name, cell, main=name == mains[0], variant=str(cell.get(VARIANT, "paper")))
         for name, cell in summary.items()
-        if all(cell[axis] == main[axis] for axis in main["axes"] if axis != AXIS)
+        if all(cell[axis] == main[axis] for axis in main["axes"] if axis not in (AXIS, VARIANT))
     ]
-    points.sort(key=lambda point: point.edge_homophily)
+    first = str(main.get(VARIANT, "paper"))  # the main cell's variant: the first line
+    points.sort(key=lambda point: (point.variant != first, point.variant, point.edge_homophily))
     metrics = [m for m in HEADLINE if all(m in point.differences for point in points)]
     return Experiment(Path(path), mains[0], points, metrics)
 
@@ -149,6 +167,14 @@ def caption(experiment: Experiment) -> str:
     )
 
 
+def variants(experiment: Experiment) -> dict[str, list[Point]]:
+    """The points by SLIP variant, the main cell's first, each by measured homophily."""
+    lines: dict[str, list[Point]] = {}
+    for point in experiment.points:
+        lines.setdefault(point.variant, []).append(point)
+    return lines
+
+
 def homophily_figure(experiment: Experiment, path: Path) -> None:
     """One panel per headline metric: SLIP − CLIP at each cell's measured edge homophily, a
     dashed line at 0 (no difference), its interval as error bars."""
@@ -157,38 +183,51 @@ def homophily_figure(experiment: Experiment, path: Path) -> None:
     cols = min(2, len(metrics))
     rows = math.ceil(len(metrics) / cols)
     figure, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.4 * rows + 0.5), squeeze=False)
-    x = [point.edge_homophily for point in points]
+    lines = variants(experiment)
     for ax, metric in zip(axes.flat, metrics, strict=False):
-        means, below, above = [], [], []
+        for number, (variant, line) in enumerate(lines.items()):
+            means, below, above = [], [], []
+            for point in line:
+                mean, ci = point.differences[metric]
+                lo, hi = ci or (mean, mean)  # one seed: no interval, no bar
+                means.append(mean)
+                below.append(mean - lo)
+                above.append(hi - mean)
+            x = [point.edge_homophily + 0.004 * number for point in line]  # bars side by side
+            ax.errorbar(x, means, yerr=[below, above], fmt="-o", capsize=3, color=f"C{number}",
+                        label=variant)  # fmt: skip
         for point in points:
-            mean, ci = point.differences[metric]
-            lo, hi = ci or (mean, mean)  # one seed: no interval, no bar
-            means.append(mean)
-            below.append(mean - lo)
-            above.append(hi - mean)
-        ax.errorbar(x, means, yerr=[below, above], fmt="-o", capsize=3, color="C0")
-        for point, mean in zip(points, means, strict=True):
+            mean = point.differences[metric][0]
             if point.main:
-                ax.annotate("main", (point.edge_homophily, mean), xytext=(5, -12),
-                            textcoords="offset points", fontsize=8, color="#555")  # fmt: skip
+                ax.annotate(
+                    "main",
+                    (point.edge_homophily, mean),
+                    xytext=(5, -12),
+                    textcoords="offset points",
+                    fontsize=8,
+                    color="#555",
+                )
         ax.axhline(0, color="#777", linestyle="--", linewidth=1)
         ax.set_title(metric, fontsize=10)
         ax.set_xlabel("edge homophily (share of co-purchases within one label)", fontsize=9)
         ax.set_ylabel("SLIP − CLIP (paired mean, 95% CI)", fontsize=9)
         ax.grid(alpha=0.3)
+        if len(lines) > 1:
+            ax.legend(title="SLIP variant", fontsize=8, title_fontsize=8)
     for ax in axes.flat[len(metrics) :]:
         ax.axis("off")
-    figure.suptitle(f"{TITLE} ({_compute(points)}; bars: 95% t-interval of the paired mean)",
-                    fontsize=10)  # fmt: skip
+    figure.suptitle(
+        f"{TITLE} ({_compute(points)}; bars: 95% t-interval of the paired mean)", fontsize=10
+    )
     save(figure, path)
 
 
 def homophily_table(experiment: Experiment) -> str:
     """Per cell: its measured edge homophily, seeds, and per metric the plotted mean [lo, hi]."""
-    heads = ["cell", "edge homophily", "seeds", *experiment.metrics]
+    heads = ["cell", "variant", "edge homophily", "seeds", *experiment.metrics]
     rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr>"]
     for point in experiment.points:
-        cells = [f"{point.edge_homophily:.4f}", str(len(point.seeds))]
+        cells = [point.variant, f"{point.edge_homophily:.4f}", str(len(point.seeds))]
         for metric in experiment.metrics:
             mean, ci = point.differences[metric]
             cells.append(f"{mean:.4f} " + ("[–]" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]"))
@@ -202,17 +241,18 @@ def experiment_section(experiment: Experiment, folder: Path) -> tuple[str, str]:
     """The report's section (title, HTML), its figure written into `folder`; a sentence instead
     when there is no line to draw."""
     source = html.escape(str(experiment.path))
-    if len(experiment.points) < 2 or not experiment.metrics:
+    longest = max(map(len, variants(experiment).values()))
+    if longest < 2 or not experiment.metrics:
         reason = (
             f"the main cell is its only cell on the {AXIS} axis, and a line needs 2"
-            if len(experiment.points) < 2
+            if longest < 2
             else f"none of {', '.join(HEADLINE)} is in every cell on the {AXIS} axis"
         )
         return TITLE, f"<p class='note'>No line from {source}: {html.escape(reason)}.</p>"
     homophily_figure(experiment, folder / FIGURE)
     intro = (
         f"<p>{source}: the cells that differ from the main cell "
-        f"({html.escape(experiment.main)}) in label homophily alone. "
+        f"({html.escape(experiment.main)}) in label homophily alone, a line per SLIP variant. "
         f"{html.escape(caption(experiment))}</p>"
     )
     image = f'<img class="plot" src="{FIGURE}" alt="{html.escape(TITLE)}">'

@@ -32,7 +32,7 @@ class GraphHead(nn.Module):
     fresh head returns its input; with `replace` the last layer's output is the embedding."""
 
     def __init__(
-        self, dim: int, layers: int, heads: int, fusion: str, dropout: float = 0.0
+        self, dim: int, *, layers: int, heads: int, fusion: str, dropout: float = 0.0
     ) -> None:
         super().__init__()
         if dim % heads:
@@ -51,7 +51,7 @@ class GraphHead(nn.Module):
         missing = [key for key in SPEC_KEYS if key not in spec]
         if missing:
             raise ValueError(f"missing key 'graph_head.{missing[0]}'")
-        head = cls(spec["dim"], spec["layers"], spec["heads"], spec["fusion"])
+        head = cls(spec["dim"], layers=spec["layers"], heads=spec["heads"], fusion=spec["fusion"])
         try:
             head.load_state_dict(state)
         except RuntimeError as exc:  # torch lists every missing, unexpected or misfit key

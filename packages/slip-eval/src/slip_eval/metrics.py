@@ -36,6 +36,7 @@ def retrieval_metrics(
     image_emb: torch.Tensor,
     text_emb: torch.Tensor,
     texts_image_index: torch.Tensor | Sequence[int] | None = None,
+    *,
     ks: Sequence[int] = (1, 5, 10),
     chunk_size: int = 1024,
 ) -> dict[str, float]:
@@ -79,10 +80,16 @@ def retrieval_metrics(
     text_positives = index[:, None].to(image_emb.device)
     return {
         **_rank_summary(
-            "image_retrieval", _ranks(text_emb, image_emb, text_positives, chunk_size), ks, n_images
+            "image_retrieval",
+            _ranks(text_emb, image_emb, text_positives, chunk_size=chunk_size),
+            ks=ks,
+            n_candidates=n_images,
         ),
         **_rank_summary(
-            "text_retrieval", _ranks(image_emb, text_emb, image_positives, chunk_size), ks, n_texts
+            "text_retrieval",
+            _ranks(image_emb, text_emb, image_positives, chunk_size=chunk_size),
+            ks=ks,
+            n_candidates=n_texts,
         ),
     }
 
@@ -102,7 +109,7 @@ def _texts_of_images(index: torch.Tensor, n_images: int) -> torch.Tensor:
 
 
 def _ranks(
-    queries: torch.Tensor, keys: torch.Tensor, positives: torch.Tensor, chunk_size: int
+    queries: torch.Tensor, keys: torch.Tensor, positives: torch.Tensor, *, chunk_size: int
 ) -> torch.Tensor:
     """1-based rank of each query's best-scoring positive key, as float64 on the CPU.
 
@@ -142,7 +149,7 @@ def _ranks(
 
 
 def _rank_summary(
-    prefix: str, ranks: torch.Tensor, ks: Sequence[int], n_candidates: int
+    prefix: str, ranks: torch.Tensor, *, ks: Sequence[int], n_candidates: int
 ) -> dict[str, float]:
     """Recall@k, mean reciprocal rank and median rank of 1-based ranks among `n_candidates`."""
     metrics = {f"{prefix}_recall@{k}": _fraction_within(ranks, k, n_candidates) for k in ks}
@@ -232,7 +239,7 @@ class FewShotSample:
 
 
 def few_shot_indices(
-    labels: torch.Tensor, k: int, seed: int, num_classes: int | None = None
+    labels: torch.Tensor, k: int, seed: int, *, num_classes: int | None = None
 ) -> FewShotSample:
     """Draw k examples of every class in `labels`, uniformly without replacement, from `seed`.
 
@@ -290,6 +297,7 @@ class LinearProbe:
 def fit_linear_probe(
     train_features: torch.Tensor,
     train_labels: torch.Tensor,
+    *,
     val_features: torch.Tensor,
     val_labels: torch.Tensor,
     num_classes: int,
@@ -309,7 +317,9 @@ def fit_linear_probe(
     x_val = F.normalize(val_features.float().to(x.device), dim=-1)
     best: LinearProbe | None = None
     for weight_decay in weight_decays:
-        weight, bias = _fit_logistic(x, y, num_classes, weight_decay, max_iter)
+        weight, bias = _fit_logistic(
+            x, y, num_classes, weight_decay=weight_decay, max_iter=max_iter
+        )
         acc1 = classification_metrics(x_val @ weight + bias, val_labels, ks=(1,))["acc1"]
         if best is None or acc1 > best.val_acc1:
             best = LinearProbe(weight, bias, weight_decay, acc1)
@@ -319,7 +329,7 @@ def fit_linear_probe(
 
 
 def _fit_logistic(
-    x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float, max_iter: int
+    x: torch.Tensor, y: torch.Tensor, num_classes: int, *, weight_decay: float, max_iter: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     weight = torch.zeros(x.shape[1], num_classes, device=x.device, requires_grad=True)
     bias = torch.zeros(num_classes, device=x.device, requires_grad=True)
@@ -353,6 +363,7 @@ class FewShotResult:
 def few_shot_evaluate(
     train_features: torch.Tensor,
     train_labels: torch.Tensor,
+    *,
     test_features: torch.Tensor,
     test_labels: torch.Tensor,
     k: int,
@@ -382,7 +393,7 @@ def few_shot_evaluate(
     per_seed, chosen = [], []
     short_classes: dict[int, int] = {}
     for seed in seeds:
-        sample = few_shot_indices(train_labels, k, seed, num_classes)
+        sample = few_shot_indices(train_labels, k, seed, num_classes=num_classes)
         short_classes = sample.short_classes
         x, y = train_features[sample.indices], train_labels[sample.indices]
         if method == "prototype":
@@ -397,7 +408,14 @@ def few_shot_evaluate(
                     raise ValueError("no examples left for validation: pass val_features")
                 val_ids = rest_ids[few_shot_indices(train_labels[rest_ids], k, seed).indices]
                 x_val, y_val = train_features[val_ids], train_labels[val_ids]
-            probe = fit_linear_probe(x, y, x_val, y_val, num_classes, weight_decays)
+            probe = fit_linear_probe(
+                x,
+                y,
+                val_features=x_val,
+                val_labels=y_val,
+                num_classes=num_classes,
+                weight_decays=weight_decays,
+            )
             chosen.append(probe.weight_decay)
             logits = probe.logits(test_features)
         logits = logits.masked_fill(unseen.to(logits.device), torch.finfo(logits.dtype).min)

@@ -25,7 +25,7 @@ class ModelError(ValueError):
     """A model that cannot be loaded; one line."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LoadedModel:
     clip: nn.Module
     transform: Callable  # open_clip's eval transform: PIL image -> tensor
@@ -73,7 +73,13 @@ def _from_checkpoint(path: Path) -> LoadedModel:
         except ValueError as exc:
             raise ModelError(f"{path}: {exc} (docs/checkpoint-format.md)") from None
     return LoadedModel(
-        clip.eval(), transform, tokenizer, state["model_name"], str(path), file_sha256(path), heads
+        clip=clip.eval(),
+        transform=transform,
+        tokenizer=tokenizer,
+        name=state["model_name"],
+        pretrained=str(path),
+        fingerprint=file_sha256(path),
+        graph_heads=heads,
     )
 
 
@@ -88,7 +94,15 @@ def _from_export(folder: Path) -> LoadedModel:
     name = json.loads((folder / "open_clip_config.json").read_text()).get("model_name", folder.name)
     weights = sorted(p for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".safetensors"))
     fingerprint = hashlib.sha256("".join(file_sha256(p) for p in weights).encode()).hexdigest()
-    return LoadedModel(clip.eval(), transform, tokenizer, name, str(folder), fingerprint, None)
+    return LoadedModel(
+        clip=clip.eval(),
+        transform=transform,
+        tokenizer=tokenizer,
+        name=name,
+        pretrained=str(folder),
+        fingerprint=fingerprint,
+        graph_heads=None,
+    )
 
 
 def _from_open_clip(name: str, pretrained: str) -> LoadedModel:
@@ -103,13 +117,18 @@ def _from_open_clip(name: str, pretrained: str) -> LoadedModel:
     source = Path(pretrained)
     fingerprint = f"{name}:{file_sha256(source) if source.is_file() else pretrained}"
     return LoadedModel(
-        clip.eval(), transform, open_clip.get_tokenizer(name), name, pretrained,
-        hashlib.sha256(fingerprint.encode()).hexdigest(), None,
-    )  # fmt: skip
+        clip=clip.eval(),
+        transform=transform,
+        tokenizer=open_clip.get_tokenizer(name),
+        name=name,
+        pretrained=pretrained,
+        fingerprint=hashlib.sha256(fingerprint.encode()).hexdigest(),
+        graph_heads=None,
+    )
 
 
 def load_model(
-    ckpt: str | None, model: str | None, pretrained: str | None, model_config: Path | None = None
+    ckpt: str | None, model: str | None, pretrained: str | None, *, model_config: Path | None = None
 ) -> LoadedModel:
     """`ckpt` (a slip-train checkpoint file or an open_clip export folder), or `model` with an
     optional `pretrained` tag or file; `model_config` (a JSON file or a folder of them) registers

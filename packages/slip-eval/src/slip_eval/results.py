@@ -59,8 +59,9 @@ def _cell(value: float | None) -> str:
 
 def markdown_table(results: list[dict], labels: list[str] | None = None) -> str:
     """Metrics as rows, one column per result (a result alone is a two-column table)."""
-    labels = labels or [r["model"] + ("" if len(results) == 1 else f" [{i}]") for i, r in
-                        enumerate(results)]  # fmt: skip
+    labels = labels or [
+        r["model"] + ("" if len(results) == 1 else f" [{i}]") for i, r in enumerate(results)
+    ]
     flats = [flat_metrics(r) for r in results]
     names = list(
         dict.fromkeys(name for flat in flats for name in flat if not name.endswith("_std"))
@@ -91,8 +92,11 @@ def bar_chart(results: list[dict], labels: list[str], path: Path) -> None:
 
     flats = [flat_metrics(r) for r in results]
     headline = [m for r in results for m in HEADLINE.get(r["task"], ())]
-    names = [n for n in dict.fromkeys(headline + ["graph: " + m for m in headline])
-             if any(n in flat for flat in flats)]  # fmt: skip
+    names = [
+        n
+        for n in dict.fromkeys(headline + ["graph: " + m for m in headline])
+        if any(n in flat for flat in flats)
+    ]
     if not names:
         raise ValueError("the results have no metric in common to chart")
     width = 0.8 / len(results)

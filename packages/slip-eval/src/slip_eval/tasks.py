@@ -55,13 +55,19 @@ def _graph_ready(model: LoadedModel, split: Split, structure: bool) -> bool:
 
 
 def retrieval(
-    model: LoadedModel, shards: str | Path, split_name: str, cache_dir: Path | None,
-    structure: bool = False, chunk_size: int = 1024, quiet: bool = False,
-) -> dict:  # fmt: skip
+    model: LoadedModel,
+    shards: str | Path,
+    split_name: str,
+    *,
+    cache_dir: Path | None,
+    structure: bool = False,
+    chunk_size: int = 1024,
+    quiet: bool = False,
+) -> dict:
     """Image-to-text and text-to-image retrieval over a split: product i's image and its title."""
     split = open_split(shards, split_name)
     graph = _graph_ready(model, split, structure)
-    raw = embed_split(model, split, cache_dir, quiet=quiet)
+    raw = embed_split(model, split, cache_dir=cache_dir, quiet=quiet)
     image, text = F.normalize(raw["image"], dim=-1), F.normalize(raw["text"], dim=-1)
     result = _header(model, split, "zeroshot_retrieval")
     result["metrics"] = retrieval_metrics(image, text, chunk_size=chunk_size)
@@ -81,7 +87,7 @@ def _class_weights(model: LoadedModel, names: Sequence[str], templates: Sequence
     return zero_shot_weights(prompts)
 
 
-def _image_features(model: LoadedModel, split: Split, raw: dict, graph: bool) -> dict:
+def _image_features(model: LoadedModel, split: Split, raw: dict, *, graph: bool) -> dict:
     """Normalised image embeddings under `metrics`, and refined by the image head over the split's
     own graph under `graph_metrics` (each split sees only its own edges)."""
     features = {"metrics": F.normalize(raw["image"], dim=-1)}
@@ -91,10 +97,18 @@ def _image_features(model: LoadedModel, split: Split, raw: dict, graph: bool) ->
 
 
 def classification(
-    model: LoadedModel, shards: str | Path, split_name: str, cache_dir: Path | None,
-    shots: Sequence[int], seeds: int = 3, templates: Sequence[str] = DEFAULT_TEMPLATES,
-    methods: Sequence[str] = FEW_SHOT_METHODS, structure: bool = False, quiet: bool = False,
-) -> dict:  # fmt: skip
+    model: LoadedModel,
+    shards: str | Path,
+    split_name: str,
+    *,
+    cache_dir: Path | None,
+    shots: Sequence[int],
+    seeds: int = 3,
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    methods: Sequence[str] = FEW_SHOT_METHODS,
+    structure: bool = False,
+    quiet: bool = False,
+) -> dict:
     """Zero-shot (shot 0: prompts over the label names) and k-shot (k examples per class from
     the train split; prototype and linear probe, the probe's weight decay chosen on val) top-1,
     top-5 and mean per-class recall on `split_name`'s images."""
@@ -102,7 +116,8 @@ def classification(
     if not split.label_names:
         raise DataError(f"{split.folder}: the manifest has no label_names: nothing to classify")
     graph = _graph_ready(model, split, structure)
-    test = _image_features(model, split, embed_split(model, split, cache_dir, quiet=quiet), graph)
+    raw = embed_split(model, split, cache_dir=cache_dir, quiet=quiet)
+    test = _image_features(model, split, raw, graph=graph)
     targets = torch.from_numpy(split.label_ids).long()
     result = _header(model, split, "zeroshot_classification")
     result["templates"] = list(templates)
@@ -124,8 +139,8 @@ def classification(
             result["notes"] = ["no val split: weight decay chosen on a second draw from train"]
             pools[name] = ({}, None, None)
             continue
-        raw = embed_split(model, pool, cache_dir, quiet=quiet)
-        features = _image_features(model, pool, raw, graph and pool.edge_index.shape[1] > 0)
+        raw = embed_split(model, pool, cache_dir=cache_dir, quiet=quiet)
+        features = _image_features(model, pool, raw, graph=graph and pool.edge_index.shape[1] > 0)
         pools[name] = (features, torch.from_numpy(pool.label_ids).long(), pool)
     (train, train_targets, _), (val, val_targets, val_split) = pools["train"], pools["val"]
     result["fewshot"], result["short_classes"] = {}, {}
@@ -135,10 +150,17 @@ def classification(
         for method in methods:
             for k in few:
                 outcome = few_shot_evaluate(
-                    train[key], train_targets, image, targets, k, method,
-                    seeds=range(seeds), val_features=val.get(key), val_labels=val_targets,
+                    train[key],
+                    train_targets,
+                    test_features=image,
+                    test_labels=targets,
+                    k=k,
+                    method=method,
+                    seeds=range(seeds),
+                    val_features=val.get(key),
+                    val_labels=val_targets,
                     num_classes=len(split.label_names),
-                )  # fmt: skip
+                )
                 result["fewshot"].setdefault(key, {}).setdefault(method, {})[str(k)] = (
                     outcome.metrics
                 )

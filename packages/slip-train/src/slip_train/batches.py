@@ -8,9 +8,8 @@ edges. Each batch draws its randomness from a generator seeded by (seed, epoch, 
 any batch can be made again without the ones before it: resuming skips to it for free.
 
 Batches are planned in the training process, one thread at a time: a batch is a few hundred nodes,
-which one thread plans in about a millisecond, and the loader's workers keep every core busy, so
-a parallel region there waits for threads that cannot get a core (measured on a 16-core machine
-with 16 workers: 152 ms a batch with 16 threads, 1.4 ms with one; docs/benchmarks.md).
+little work for one thread, and the loader's workers keep every core busy, so a parallel region
+there waits for threads that cannot get a core (docs/benchmarks.md has the planner's times).
 """
 
 import math
@@ -79,6 +78,7 @@ class BatchPlanner:
         self,
         graph: CSRGraph,
         train_nodes: Tensor,
+        *,
         batch_size: int,
         fanouts: Sequence[int],
         mode: str,
@@ -134,7 +134,9 @@ class BatchPlanner:
         seed = batch_seed(self.seed, epoch, index)
         with self._planning():
             generator = torch.Generator(device=seeds.device).manual_seed(seed)
-            sampled = sample_batch(self.graph, seeds, self.fanouts, generator, self._local)
+            sampled = sample_batch(
+                self.graph, seeds, self.fanouts, generator=generator, local=self._local
+            )
             nodes = self._top_up(sampled.nodes, generator)
             if not self.fanouts:
                 edge_index = torch.empty(2, 0, dtype=torch.long, device=nodes.device)
@@ -148,12 +150,10 @@ class BatchPlanner:
     def _top_up(self, nodes: Tensor, generator: torch.Generator) -> Tensor:
         """`nodes` plus distinct uniformly random training nodes up to `batch_size`."""
         while (need := self.batch_size - nodes.numel()) > 0:
-            draw = self.train_nodes[
-                torch.randint(
-                    self.train_nodes.numel(), (2 * need + 16,), generator=generator,
-                    device=nodes.device,
-                )
-            ]  # fmt: skip
+            where = torch.randint(
+                self.train_nodes.numel(), (2 * need + 16,), generator=generator, device=nodes.device
+            )
+            draw = self.train_nodes[where]
             draw = draw[~torch.isin(draw, nodes)]
             keep = torch.unique(draw)
             keep = keep[torch.randperm(keep.numel(), generator=generator, device=nodes.device)]

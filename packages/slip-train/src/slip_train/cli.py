@@ -34,6 +34,7 @@ def config(path: ConfigPath, overrides: Overrides = None) -> None:
 
 @app.command()
 def run(
+    *,
     path: ConfigPath,
     overrides: Overrides = None,
     resume: Annotated[

@@ -82,7 +82,7 @@ class BatchDataset(Dataset):
     later on the device by to_model_images), titles tokenized."""
 
     def __init__(
-        self, cache: Path, transform: Callable, tokenizer: Callable, image_size: int
+        self, cache: Path, *, transform: Callable, tokenizer: Callable, image_size: int
     ) -> None:
         self.cache = cache
         self.image_size = image_size
@@ -105,7 +105,7 @@ class BatchDataset(Dataset):
         first = batch.seed + batch.offset  # image i's seed is the batch's seed + i
         with torch.random.fork_rng(devices=[]):
             decoded = [
-                self._image(node, data, sha256, first + i)
+                self._image(node, data, sha256=sha256, seed=first + i)
                 for i, (node, data, sha256) in enumerate(
                     zip(
                         batch.nodes.tolist(),
@@ -133,12 +133,15 @@ class BatchDataset(Dataset):
             "load_s": time.perf_counter() - started,  # this process's time: the loader's cost
         }
 
-    def _image(self, node: int, data: bytes | None, sha256: str | None, seed: int) -> Tensor | None:
+    def _image(
+        self, node: int, data: bytes | None, *, sha256: str | None, seed: int
+    ) -> Tensor | None:
         """One image, augmented from its own seed: the same pixels whichever process loads it;
         None (after a one-line warning) when it does not match its image_sha256 or does not decode.
 
         Only the CPU generator is seeded, the one the transforms draw from: torch.manual_seed
-        also queues a CUDA seeding with a stack trace, 0.9 ms per image in a loader worker."""
+        also queues a CUDA seeding with a stack trace, a good share of a loader worker's time per
+        image (docs/benchmarks.md)."""
         actual = hashlib.sha256(data or b"").hexdigest()
         if actual != sha256:
             return self._skip(node, f"image sha256 {actual} is not its image_sha256 {sha256}")
@@ -173,7 +176,7 @@ class _PlannedBatches:
     each rank's share of them."""
 
     def __init__(
-        self, planner: BatchPlanner, epoch: int, start: int, rank: int, world: int
+        self, planner: BatchPlanner, *, epoch: int, start: int, rank: int, world: int
     ) -> None:
         self.planner, self.epoch, self.start = planner, epoch, start
         self.rank, self.world = rank, world
@@ -193,6 +196,7 @@ def _single(batch: dict) -> dict:
 def batch_loader(
     dataset: BatchDataset,
     planner: BatchPlanner,
+    *,
     epoch: int,
     start: int,
     workers: int,
@@ -204,7 +208,7 @@ def batch_loader(
     step; with `world` > 1, rank `rank`'s share of each."""
     return DataLoader(
         dataset,
-        batch_sampler=_PlannedBatches(planner, epoch, start, rank, world),
+        batch_sampler=_PlannedBatches(planner, epoch=epoch, start=start, rank=rank, world=world),
         collate_fn=_single,
         num_workers=workers,
         pin_memory=pin,

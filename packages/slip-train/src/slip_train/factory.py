@@ -52,7 +52,13 @@ def build_model(
     image_graph = text_graph = None
     if with_graph:
         image_graph, text_graph = (
-            GraphHead(dim, config.gat_layers, config.gat_heads, config.fusion, config.gat_dropout)
+            GraphHead(
+                dim,
+                layers=config.gat_layers,
+                heads=config.gat_heads,
+                fusion=config.fusion,
+                dropout=config.gat_dropout,
+            )
             for _ in range(2)
         )
     return Built(

@@ -18,7 +18,7 @@ only, not on the thread count. The two paths give different (equally uniform) dr
 """
 
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numba
@@ -27,7 +27,9 @@ import torch
 from numba import prange
 from torch import Tensor
 
-BITMAP_RATIO = 16  # measured: a bitmap over 100k nodes takes 0.45 ms, sorting 90k ids 1.5 ms
+# New nodes by a bitmap over every node once they are at least 1/BITMAP_RATIO of the graph, else by
+# a sort: a bitmap costs the graph's size, a sort the batch's (docs/benchmarks.md, the sampler).
+BITMAP_RATIO = 16
 NUMBA_ON_CPU = True  # False: the torch path on the CPU too (tests, the benchmark's comparison)
 
 
@@ -46,7 +48,7 @@ class CSRGraph:
         return CSRGraph(self.indptr.to(device), self.indices.to(device))
 
 
-def build_csr(src: Tensor, dst: Tensor, num_nodes: int, keep: Tensor | None = None) -> CSRGraph:
+def build_csr(src: Tensor, dst: Tensor, num_nodes: int, *, keep: Tensor | None = None) -> CSRGraph:
     """CSR over both directions of edges stored once; with `keep` (a node mask) only the edges
     whose two ends are kept: the training graph holds no edge to a validation or test node."""
     src, dst = src.long(), dst.long()
@@ -92,9 +94,11 @@ def _sample_offsets(degree: Tensor, fanout: int, generator: torch.Generator) -> 
 
 
 def _sample_neighbors_torch(
-    graph: CSRGraph, frontier: Tensor, fanout: int, generator: torch.Generator
+    graph: CSRGraph, frontier: Tensor, fanout: int, *, generator: torch.Generator
 ) -> tuple[Tensor, Tensor]:
-    """sample_neighbors in tensor ops, for any device. The nodes with few neighbours come first.
+    """(neighbour, node) pairs: for each frontier node all its neighbours when it has at most
+    `fanout`, else `fanout` of them drawn uniformly without replacement; in tensor ops, for any
+    device. The nodes with few neighbours come first.
 
     Gathers use index_select: on the CPU it is several times faster than `tensor[index]`.
     """
@@ -133,6 +137,7 @@ def _sample_batch_torch(
     graph: CSRGraph,
     seeds: Tensor,
     fanouts: Sequence[int],
+    *,
     generator: torch.Generator,
     local: Tensor,
 ) -> SampledBatch:
@@ -146,7 +151,7 @@ def _sample_batch_torch(
     for fanout in fanouts:
         if frontier.numel() == 0:
             break
-        src, dst = _sample_neighbors_torch(graph, frontier, fanout, generator)
+        src, dst = _sample_neighbors_torch(graph, frontier, fanout, generator=generator)
         new = _distinct(src[local.index_select(0, src) < 0], graph.num_nodes)
         local[new] = torch.arange(count, count + new.numel(), device=device)
         count += new.numel()
@@ -166,8 +171,8 @@ def _sample_batch_torch(
 
 # ------------------------------------------------------------------------ numba path (the CPU)
 
-# New nodes by a scan of every node's mark up to this many nodes per sampled edge, else by a sort;
-# measured: the scan over 100k nodes takes 0.08 ms, the sort on 96k sampled ids 5 ms (2 threads).
+# New nodes by a scan of every node's mark up to this many nodes per sampled edge, else by a sort:
+# a scan costs the graph's size, a sort the batch's (docs/benchmarks.md, the sampler).
 SCAN_RATIO = 64
 _SCAN_CHUNK = 4096  # nodes per chunk of that scan, the unit of its parallel loop
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment
@@ -367,23 +372,11 @@ def _array(tensor: Tensor) -> np.ndarray:
 # ------------------------------------------------------------------------ public
 
 
-def sample_neighbors(
-    graph: CSRGraph, frontier: Tensor, fanout: int, generator: torch.Generator
-) -> tuple[Tensor, Tensor]:
-    """(neighbour, node) pairs: for each frontier node all its neighbours when it has at most
-    `fanout`, else `fanout` of them drawn uniformly without replacement."""
-    if not _on_numba(frontier):
-        return _sample_neighbors_torch(graph, frontier, fanout, generator)
-    _numba_threads()
-    key = _numba_key(generator)
-    src, owner = _draw(_array(graph.indptr), _array(graph.indices), _array(frontier), fanout, key)
-    return torch.from_numpy(src), frontier.index_select(0, torch.from_numpy(owner))
-
-
 def sample_batch(
     graph: CSRGraph,
     seeds: Tensor,
     fanouts: Sequence[int],
+    *,
     generator: torch.Generator,
     local: Tensor | None = None,
 ) -> SampledBatch:
@@ -396,7 +389,7 @@ def sample_batch(
     if local is None:
         local = torch.full((graph.num_nodes,), -1, dtype=torch.long, device=seeds.device)
     if not _on_numba(seeds):
-        return _sample_batch_torch(graph, seeds, fanouts, generator, local)
+        return _sample_batch_torch(graph, seeds, fanouts, generator=generator, local=local)
     _numba_threads()
     nodes, edge_index = _batch(
         _array(graph.indptr),
@@ -408,50 +401,3 @@ def sample_batch(
         SCAN_RATIO,
     )
     return SampledBatch(torch.from_numpy(nodes), seeds.numel(), torch.from_numpy(edge_index))
-
-
-class NeighborSampler:
-    """Epochs of batches: the seed nodes shuffled per epoch (by seed and epoch), then sampled.
-
-    Deterministic: the same seed and epoch give the same batches, on the same device.
-    """
-
-    def __init__(
-        self,
-        graph: CSRGraph,
-        seed_nodes: Tensor,
-        fanouts: Sequence[int],
-        batch_size: int,
-        seed: int = 0,
-        drop_last: bool = True,
-    ) -> None:
-        if batch_size < 1 or any(f < 1 for f in fanouts):
-            raise ValueError("batch_size and every fanout must be at least 1")
-        self.graph = graph
-        self.seed_nodes = seed_nodes.to(graph.indptr.device)
-        self.fanouts = list(fanouts)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.drop_last = drop_last
-        self.epoch = 0
-        self._local = torch.full(
-            (graph.num_nodes,), -1, dtype=torch.long, device=graph.indptr.device
-        )
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        n = self.seed_nodes.numel()
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[SampledBatch]:
-        device = self.graph.indptr.device
-        generator = torch.Generator(device=device)
-        generator.manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = self.seed_nodes[
-            torch.randperm(self.seed_nodes.numel(), generator=generator, device=device)
-        ]
-        for index in range(len(self)):
-            seeds = order[index * self.batch_size : (index + 1) * self.batch_size]
-            yield sample_batch(self.graph, seeds, self.fanouts, generator, self._local)

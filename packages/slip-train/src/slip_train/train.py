@@ -265,8 +265,8 @@ def _setup(
     size = built.preprocess_cfg["size"]
     dataset = BatchDataset(
         cache,
-        built.train_transform,
-        built.tokenizer,
+        transform=built.train_transform,
+        tokenizer=built.tokenizer,
         image_size=size[0] if isinstance(size, (tuple, list)) else size,
     )
     optim = config.optim
@@ -353,8 +353,8 @@ def _planner(config: Config, *, device: torch.device, ranks: Ranks) -> tuple[Bat
     planner = BatchPlanner(
         graph,
         data.split_nodes,
-        global_batch,
-        config.sampler.fanouts,
+        batch_size=global_batch,
+        fanouts=config.sampler.fanouts,
         mode=config.loss.mode,
         edges=config.sampler.edges,
         seed=config.train.seed,

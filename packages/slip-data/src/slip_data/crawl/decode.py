@@ -66,7 +66,7 @@ RESAMPLING = {
 
 
 def decode_image(
-    data: bytes, max_side: int, quality: int, max_pixels: int, resample: str = "bilinear"
+    data: bytes, *, max_side: int, quality: int, max_pixels: int, resample: str = "bilinear"
 ) -> DecodedImage:
     """Check the header size, decode (JPEG scaled while decoding), resize and re-encode as JPEG.
 

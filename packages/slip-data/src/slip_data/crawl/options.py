@@ -56,8 +56,8 @@ class CrawlOptions:
     )
     decoder: Literal["threads", "processes"] = option(
         "threads",
-        "Decode in threads (faster) or processes (a decoder crash stays in one; "
-        "0.8 ms per image more).",
+        "Decode in threads (faster) or processes (a decoder crash stays in one; slower: each "
+        "image is pickled through a pipe).",
     )
     resample: Literal["bilinear", "bicubic", "lanczos"] = option(
         "bilinear", "Resize filter (docs/data.md)."
@@ -75,8 +75,3 @@ class CrawlOptions:
 
 RESAMPLE: tuple[str, ...] = typing.get_args(typing.get_type_hints(CrawlOptions)["resample"])
 """The resize filters `--resample` takes (bench/crawl_bench.py compares them)."""
-
-
-def is_settled(status: str | None) -> bool:
-    """A URL whose latest status is final is not fetched again by a rerun."""
-    return status is not None and status not in RETRYABLE

@@ -80,6 +80,7 @@ def _read_parts(
     crawl_root: Path,
     columns: Sequence[str],
     keep: pl.Expr | None = None,
+    *,
     paths: Sequence[Path] | None = None,
     with_part: bool = False,
 ):
@@ -163,7 +164,7 @@ def stored_images(
             parts = parts.unique().sort()
             paths = [Path(part) for part in parts]
         keep = pl.col("image").is_not_null() & pl.col("sha256").is_in(wanted)
-        found = _read_parts(crawl_root, ["sha256", "image"], keep, paths)
+        found = _read_parts(crawl_root, ["sha256", "image"], keep, paths=paths)
         return found.unique("sha256", keep="first", maintain_order=True)
 
     return load

@@ -12,6 +12,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 class Decoder:
     """Runs `decode_image` on every core: in threads (Pillow releases the GIL), or in processes
-    (a crash in a decoder costs one pool, replaced, not the crawl; 0.8 ms per image more)."""
+    (a crash in a decoder costs one pool, replaced, not the crawl; each body is pickled through a
+    pipe, the cost docs/benchmarks.md measures)."""
 
     def __init__(self, options: CrawlOptions) -> None:
         self._options = options
@@ -58,12 +60,19 @@ class Decoder:
 
     async def decode(self, data: bytes) -> DecodedImage:
         options = self._options
-        args = (data, options.max_side, options.jpeg_quality, options.max_pixels, options.resample)
+        job = partial(
+            decode_image,
+            data,
+            max_side=options.max_side,
+            quality=options.jpeg_quality,
+            max_pixels=options.max_pixels,
+            resample=options.resample,
+        )
         loop = asyncio.get_running_loop()
         for _ in range(2):
             pool = self._pool
             try:
-                return await loop.run_in_executor(pool, decode_image, *args)
+                return await loop.run_in_executor(pool, job)
             except BrokenProcessPool:
                 # A worker died (hostile image, OOM kill) and took every job in its pool down:
                 # give each job one more go in a fresh pool before calling it a decode error.
@@ -120,6 +129,7 @@ class _Run:
         self,
         crawl_dir: Path,
         options: CrawlOptions,
+        *,
         prior_attempts: dict[str, int],
         known: dict[str, DecodedImage],
         decoder: Decoder,
@@ -240,6 +250,7 @@ def crawl(
     urls: Sequence[str],
     crawl_dir: Path,
     options: CrawlOptions = CrawlOptions(),  # noqa: B008 - frozen, so sharing it is safe
+    *,
     host_map: Mapping[str, tuple[str, int]] | None = None,
     quiet: bool = False,
     results_root: Path | None = None,
@@ -259,7 +270,13 @@ def crawl(
         if not todo:
             return {}
         decoder = Decoder(options)
-        state = _Run(crawl_dir, options, prior_attempts, _known_images(previous), decoder)
+        state = _Run(
+            crawl_dir,
+            options,
+            prior_attempts=prior_attempts,
+            known=_known_images(previous),
+            decoder=decoder,
+        )
         try:
             asyncio.run(state.run(todo, host_map, quiet))
         except ExceptionGroup as group:  # a worker's error (a full disk): say what, not "group"

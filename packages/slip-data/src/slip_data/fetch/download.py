@@ -48,6 +48,7 @@ async def _try_once(
     session: aiohttp.ClientSession,
     url: str,
     part: Path,
+    *,
     progress: Progress,
     task: TaskID,
 ) -> None:
@@ -85,6 +86,7 @@ async def download(
     session: aiohttp.ClientSession,
     url: str,
     dest: Path,
+    *,
     options: DownloadOptions,
     progress: Progress,
 ) -> None:
@@ -95,7 +97,7 @@ async def download(
     last_error = ""
     for attempt in range(options.attempts):
         try:
-            await _try_once(session, url, part, progress, task)
+            await _try_once(session, url, part, progress=progress, task=task)
             if await asyncio.to_thread(gzip_is_whole, part):
                 part.replace(dest)
                 progress.update(task, visible=False)

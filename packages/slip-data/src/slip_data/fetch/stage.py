@@ -43,7 +43,7 @@ async def _download_all(
 
             async def one(url: str, dest: Path) -> None:
                 async with limit:
-                    await download(session, url, dest, options, progress)
+                    await download(session, url, dest, options=options, progress=progress)
 
             await asyncio.gather(*(one(url, dest) for url, dest in jobs))
 
@@ -52,6 +52,7 @@ def run_fetch(
     categories: Sequence[str],
     base: str,
     raw_dir: Path,
+    *,
     options: DownloadOptions | None = None,
     quiet: bool = False,
 ) -> list[RawCategory]:

@@ -177,7 +177,7 @@ def _capped_histories(user_items: pl.DataFrame, cap: int) -> tuple[np.ndarray, n
 
 
 def co_purchase_edges(
-    user_items: pl.DataFrame, n_items: int, cap: int, min_weight: int
+    user_items: pl.DataFrame, n_items: int, *, cap: int, min_weight: int
 ) -> pl.DataFrame:
     """Weighted item pairs (src < dst, sorted) from (user, item, timestamp) rows.
 
@@ -185,7 +185,7 @@ def co_purchase_edges(
     item with the one `d` places further in its user's history, for d = 1, 2, ...: each pass only
     touches users with more than d items, so the work is the number of pairs. Each pair becomes
     one int64 key, and a sort plus run-length count gives the weights (a hash group-by over tens
-    of millions of distinct keys measured 8x slower).
+    of millions of distinct keys is several times slower: docs/benchmarks.md).
     """
     items, sizes = _capped_histories(user_items, cap)
     position = np.arange(items.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
@@ -288,7 +288,7 @@ def build_graph(
     del linked
     review_counts["repeat_review_same_user"] = user_items["reviews"].sum() - user_items.height
     edges = co_purchase_edges(
-        user_items, nodes.height, options.max_items_per_user, options.min_weight
+        user_items, nodes.height, cap=options.max_items_per_user, min_weight=options.min_weight
     )
     del user_items
     if options.min_degree:
@@ -333,18 +333,6 @@ def top_reviews(reviews: pl.LazyFrame, nodes: pl.DataFrame, max_reviews: int) ->
         .agg(reviews=pl.col("line").head(max_reviews))
         .collect()
     )
-
-
-def read_graph(graph_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The graph stage's outputs whole: nodes with their reviews, and edges (for tools and tests;
-    the stages read only the columns they need)."""
-    nodes = pl.read_parquet(graph_dir / "nodes.parquet").join(
-        pl.read_parquet(graph_dir / "reviews.parquet"), on="graph_id", how="left"
-    )
-    nodes = nodes.sort("graph_id").with_columns(
-        pl.col("reviews").fill_null(pl.lit([], dtype=pl.List(pl.String)))
-    )
-    return nodes, pl.read_parquet(graph_dir / "edges.parquet")
 
 
 PLAN_COLUMNS = ("graph_id", "category", "label", "split", "image_url")

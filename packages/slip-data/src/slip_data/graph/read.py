@@ -308,7 +308,7 @@ def _tables(data: bytes, numbers: Sequence[int], block: _Block) -> Iterator[pa.T
 
 
 def _kept_lines(
-    data: bytes, numbers: Sequence[int], block: _Block, keep: Callable[[bytes], bool]
+    data: bytes, numbers: Sequence[int], block: _Block, *, keep: Callable[[bytes], bool]
 ) -> tuple[bytes, list[int]]:
     """`data` with only the lines `keep` takes, less a byte-order mark opening them; the others
     are skipped, but for blank ones, which are no records."""
@@ -327,13 +327,15 @@ def _block_tables(data: bytes, numbers: Sequence[int], block: _Block) -> list[pa
     a null that starts one of its chunks), less a byte-order mark opening them. A block the reader
     refuses is rid first of the lines that Python shows it refuses, then halved."""
     if ODD_START.match(data) or _has(data, ODD_LINE):
-        data, numbers = _kept_lines(data, numbers, block, _opens_object)
+        data, numbers = _kept_lines(data, numbers, block, keep=_opens_object)
     if not numbers:
         return []
     table = _whole(data, numbers, block)
     if table is not None:
         return [table]
-    data, numbers = _kept_lines(data, numbers, block, lambda line: not _refused(line, block.kind))
+    data, numbers = _kept_lines(
+        data, numbers, block, keep=lambda line: not _refused(line, block.kind)
+    )
     return list(_tables(data, numbers, block)) if numbers else []
 
 

@@ -47,7 +47,7 @@ def _parsed(raw: Path, kind: str, dest: Path) -> dict:
 
 
 def _write_reviews(
-    reviews: Sequence[pl.LazyFrame], nodes: pl.DataFrame, max_reviews: int, dest: Path
+    reviews: Sequence[pl.LazyFrame], nodes: pl.DataFrame, *, max_reviews: int, dest: Path
 ) -> None:
     """The kept review texts, one review file at a time so memory holds one file's texts."""
     schema = pa.schema([("graph_id", pa.int64()), ("reviews", pa.large_list(pa.large_string()))])
@@ -57,13 +57,15 @@ def _write_reviews(
 
 
 def run_graph(
-    raws: Sequence[RawCategory], graph_dir: Path, options: GraphOptions, quiet: bool = False
+    raws: Sequence[RawCategory], graph_dir: Path, options: GraphOptions, *, quiet: bool = False
 ) -> dict:
     """Run the stage; returns the summary also written to graph.json (the done marker)."""
     graph_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(graph_dir)
-    inputs = [{"category": r.name, "meta": _fingerprint(r.meta), "reviews": _fingerprint(r.reviews)}
-              for r in raws]  # fmt: skip
+    inputs = [
+        {"category": r.name, "meta": _fingerprint(r.meta), "reviews": _fingerprint(r.reviews)}
+        for r in raws
+    ]
     done = graph_dir / DONE_FILE
     if done.exists():
         previous = json.loads(done.read_text())
@@ -99,7 +101,9 @@ def run_graph(
     for name, frame in (("nodes", nodes), ("edges", edges)):
         with atomic_path(graph_dir / f"{name}.parquet") as tmp:
             frame.write_parquet(tmp)
-    _write_reviews(reviews, nodes, options.max_reviews, graph_dir / "reviews.parquet")
+    _write_reviews(
+        reviews, nodes, max_reviews=options.max_reviews, dest=graph_dir / "reviews.parquet"
+    )
     summary = {"inputs": inputs, "options": options.as_dict(), "counts": counts, "files": reports}
     write_json(done, summary)
     return summary

@@ -53,26 +53,6 @@ TEXT_COLUMNS = ("parent_asin", "title", "text", "reviews")
 DONE_DIR = ".done"  # one record per written node file: a rerun or a later unit reuses it
 
 
-def images_from(results: pl.DataFrame) -> ImageLoader:
-    """Images looked up in crawl results held in memory (with their `image` column)."""
-    stored = results.filter(pl.col("image").is_not_null()).unique("sha256", maintain_order=True)
-
-    def load(shas: pl.Series) -> pl.DataFrame:
-        return stored.filter(pl.col("sha256").is_in(shas.implode())).select("sha256", "image")
-
-    return load
-
-
-def texts_from(nodes: pl.DataFrame) -> TextLoader:
-    """Texts looked up in graph nodes held in memory."""
-    texts = nodes.select("graph_id", *TEXT_COLUMNS)
-
-    def load(graph_ids: pl.Series) -> pl.DataFrame:
-        return texts.filter(pl.col("graph_id").is_in(graph_ids.implode()))
-
-    return load
-
-
 def _write_parquet(frame: pl.DataFrame, target: Path | io.BytesIO, compression: str) -> None:
     """pyarrow's writer: its bytes follow the values alone, where polars' also follow how the
     frame lies in memory (a list column sliced from a larger frame writes other bytes), and a
@@ -133,7 +113,7 @@ class ShardPlan:
 
 
 def plan_shards(
-    nodes: pl.DataFrame, edges: pl.DataFrame, results: pl.DataFrame, options: ShardOptions
+    nodes: pl.DataFrame, edges: pl.DataFrame, results: pl.DataFrame, *, options: ShardOptions
 ) -> ShardPlan:
     """Keep, number and label the nodes; remap the edges to the new node ids. `nodes` needs
     graph_id, category, label, split and image_url; other columns are dropped."""
@@ -227,6 +207,7 @@ def write_node_files(
     plan: ShardPlan,
     shards_dir: Path,
     indices: Sequence[int],
+    *,
     texts: TextLoader,
     images: ImageLoader,
     quiet: bool = False,
@@ -259,25 +240,11 @@ def write_node_files(
     return entries
 
 
-def run_shard(
-    nodes: pl.DataFrame,
-    edges: pl.DataFrame,
-    results: pl.DataFrame,
-    shards_dir: Path,
-    options: ShardOptions,
-    provenance: dict,
-    quiet: bool = False,
-) -> dict:
-    """The whole stage from crawl results held in memory (with their images)."""
-    plan = plan_shards(nodes, edges, results, options)
-    loaders = texts_from(nodes), images_from(results)
-    return write_shards(plan, shards_dir, options, provenance, *loaders, quiet)
-
-
 def write_shards(
     plan: ShardPlan,
     shards_dir: Path,
     options: ShardOptions,
+    *,
     provenance: dict,
     texts: TextLoader,
     images: ImageLoader,
@@ -287,7 +254,9 @@ def write_shards(
     the manifest."""
     shards_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(shards_dir)
-    entries = write_node_files(plan, shards_dir, range(plan.num_files), texts, images, quiet)
+    entries = write_node_files(
+        plan, shards_dir, range(plan.num_files), texts=texts, images=images, quiet=quiet
+    )
     files = [entries[index] for index in range(plan.num_files)]
     (shards_dir / MANIFEST).unlink(missing_ok=True)  # edges and labels may change too
     files.append(_write(plan.edges, shards_dir / "edges.parquet", "edges"))

@@ -97,7 +97,7 @@ def digits_to_strings(values: np.ndarray, alphabet: str, width: int) -> list[str
 
 
 def encode_tokens(
-    subcategory: np.ndarray, community: np.ndarray, product: np.ndarray, variant: int, salt: int
+    subcategory: np.ndarray, community: np.ndarray, product: np.ndarray, *, variant: int, salt: int
 ) -> list[str]:
     """Vectorised image tokens: a 47-bit payload, scrambled and checked by a 16-bit hash."""
     payload = subcategory.astype(np.uint64)
@@ -137,7 +137,7 @@ def _jitter(colour: tuple[int, int, int], rnd: random.Random, amount: int) -> tu
     return tuple(min(255, max(0, c + rnd.randint(-amount, amount))) for c in colour)
 
 
-def _draw_background(draw: ImageDraw.ImageDraw, w: int, community: int, tint: tuple) -> None:
+def _draw_background(draw: ImageDraw.ImageDraw, w: int, *, community: int, tint: tuple) -> None:
     """A faint, community-specific pattern: visible to a model, easy to overlook for a person."""
     ink = tuple(int(c * 0.93) for c in tint)
     pattern = PATTERNS[community % len(PATTERNS)]
@@ -167,8 +167,11 @@ def _draw_background(draw: ImageDraw.ImageDraw, w: int, community: int, tint: tu
                 draw.rectangle((x, y, x + step - 1, y + step - 1), fill=ink)
 
 
-def _polygon(n: int, cx: float, cy: float, r: float, rot: float, inner: float = 0) -> list:
+def _polygon(
+    n: int, centre: tuple[float, float], r: float, *, rot: float, inner: float = 0
+) -> list:
     """Regular polygon (or a star when `inner` > 0) as a point list; `rot` in degrees."""
+    cx, cy = centre
     count = 2 * n if inner else n
     pts = []
     for i in range(count):
@@ -178,7 +181,8 @@ def _polygon(n: int, cx: float, cy: float, r: float, rot: float, inner: float = 
     return pts
 
 
-def _rotated(points: list, cx: float, cy: float, rot: float) -> list:
+def _rotated(points: list, centre: tuple[float, float], rot: float) -> list:
+    cx, cy = centre
     a = np.deg2rad(rot)
     c, s = np.cos(a), np.sin(a)
     return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in points]
@@ -187,24 +191,25 @@ def _rotated(points: list, cx: float, cy: float, rot: float) -> list:
 def _draw_shape(
     image: Image.Image,
     shape: str,
-    cx: float,
-    cy: float,
+    *,
+    centre: tuple[float, float],
     r: float,
     rot: float,
     colour: tuple,
     background: tuple,
 ) -> None:
     """The subcategory's shape; rotation stays small so a square never becomes the diamond."""
+    cx, cy = centre
     draw = ImageDraw.Draw(image)
     box = (cx - r, cy - r, cx + r, cy + r)
     if shape == "circle":
         draw.ellipse(box, fill=colour)
     elif shape == "square":
-        draw.polygon(_polygon(4, cx, cy, r * 1.2, rot + 45), fill=colour)
+        draw.polygon(_polygon(4, centre, r * 1.2, rot=rot + 45), fill=colour)
     elif shape == "triangle":
-        draw.polygon(_polygon(3, cx, cy + r * 0.15, r * 1.15, rot), fill=colour)
+        draw.polygon(_polygon(3, (cx, cy + r * 0.15), r * 1.15, rot=rot), fill=colour)
     elif shape == "star":
-        draw.polygon(_polygon(5, cx, cy, r * 1.1, rot, inner=0.45), fill=colour)
+        draw.polygon(_polygon(5, centre, r * 1.1, rot=rot, inner=0.45), fill=colour)
     elif shape == "ring":
         draw.ellipse(box, outline=colour, width=max(1, int(r * 0.32)))
     elif shape == "cross":
@@ -223,16 +228,16 @@ def _draw_shape(
             (-a, -b),
             (-b, -b),
         ]
-        draw.polygon(_rotated(arm, cx, cy, rot), fill=colour)
+        draw.polygon(_rotated(arm, centre, rot), fill=colour)
     elif shape == "diamond":
         draw.polygon(
-            _rotated([(0, -r * 1.15), (r * 0.62, 0), (0, r * 1.15), (-r * 0.62, 0)], cx, cy, rot),
+            _rotated([(0, -r * 1.15), (r * 0.62, 0), (0, r * 1.15), (-r * 0.62, 0)], centre, rot),
             fill=colour,
         )
     elif shape == "hexagon":
-        draw.polygon(_polygon(6, cx, cy, r * 1.05, rot + 30), fill=colour)
+        draw.polygon(_polygon(6, centre, r * 1.05, rot=rot + 30), fill=colour)
     elif shape == "pentagon":
-        draw.polygon(_polygon(5, cx, cy, r * 1.05, rot), fill=colour)
+        draw.polygon(_polygon(5, centre, r * 1.05, rot=rot), fill=colour)
     elif shape == "arrow":
         body = [
             (-r, -r * 0.3),
@@ -243,7 +248,7 @@ def _draw_shape(
             (r * 0.1, r * 0.3),
             (-r, r * 0.3),
         ]
-        draw.polygon(_rotated(body, cx, cy, rot), fill=colour)
+        draw.polygon(_rotated(body, centre, rot), fill=colour)
     elif shape == "semicircle":
         draw.pieslice(
             (cx - r, cy - r * 0.6, cx + r, cy + r * 1.4), 180 + rot, 360 + rot, fill=colour
@@ -263,7 +268,7 @@ def _render(info: DemoImage) -> Image.Image:
     tint = _jitter(TINTS[info.community], rnd, 4)
     image = Image.new("RGB", (w, w), tint)
     draw = ImageDraw.Draw(image)
-    _draw_background(draw, w, info.community, tint)
+    _draw_background(draw, w, community=info.community, tint=tint)
     colour = _jitter(PALETTE[info.subcategory // len(SHAPES)], rnd, 14)
     shape = SHAPES[info.subcategory % len(SHAPES)]
     r = w * rnd.uniform(0.25, 0.31)
@@ -286,7 +291,7 @@ def _render(info: DemoImage) -> Image.Image:
             )
     shadow = (cx - r, cy + r * 0.95, cx + r, cy + r * 1.25)
     draw.ellipse(shadow, fill=tuple(int(c * 0.85) for c in tint))
-    _draw_shape(image, shape, cx, cy, r, rot, colour, tint)
+    _draw_shape(image, shape, centre=(cx, cy), r=r, rot=rot, colour=colour, background=tint)
     if w != info.size:
         image = image.resize((info.size, info.size), Image.Resampling.LANCZOS)
     return image
