@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import torch
-from train_step import demo_shards, measure_loop, step_times
+from train_step import demo_shards, measure_loop, step_times, train_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "_work" / "gpu"
@@ -129,7 +129,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         print("bench/gpu: skipped, torch sees no CUDA device (this benchmark needs a GPU)")
         return
-    from slip_train.data import BatchDataset, batch_loader, load_train_data
+    from slip_train.data import batch_loader
 
     shards = args.shards or demo_shards(args.products)
     gpu = torch.cuda.get_device_name()
@@ -143,21 +143,7 @@ def main() -> None:
 
     slip = gpu_config(shards, "slip", args, args.loop_steps, "loop-slip")
     clip = gpu_config(shards, "clip", args, args.loop_steps, "loop-clip")
-    from slip_train.batches import BatchPlanner
-    from slip_train.factory import build_model
-
-    data = load_train_data(shards, "train", slip.data.cache_dir)
-    built = build_model(slip.model, with_graph=True)
-    dataset = BatchDataset(
-        data.cache, transform=built.train_transform, tokenizer=built.tokenizer, image_size=224
-    )
-    planner = BatchPlanner(
-        data.graph,
-        data.split_nodes,
-        batch_size=args.batch,
-        fanouts=slip.sampler.fanouts,
-        mode="slip",
-    )
+    _, dataset, planner = train_inputs(slip, image_size=224)
     next(planner.epoch(0))  # numba's kernels loaded
     planning = {"idle": planner_ms(planner, 0), "busy": planner_ms(planner, args.workers)}
     for load, times in planning.items():

@@ -54,6 +54,37 @@ def config_for(shards: Path, mode: str, batch: int, workers: int, steps: int):
     )  # fmt: skip
 
 
+class TrainInputs(NamedTuple):
+    data: object
+    dataset: object
+    planner: object
+
+
+def train_inputs(config, image_size: int) -> TrainInputs:
+    """The train split, its dataset (the config's model's transform and tokenizer) and a SLIP
+    batch planner over its graph: what the loader and step measurements share."""
+    from slip_train.batches import BatchPlanner
+    from slip_train.data import BatchDataset, load_train_data
+    from slip_train.factory import build_model
+
+    data = load_train_data(config.data.shards, "train", config.data.cache_dir)
+    built = build_model(config.model, with_graph=True)
+    dataset = BatchDataset(
+        data.cache,
+        transform=built.train_transform,
+        tokenizer=built.tokenizer,
+        image_size=image_size,
+    )
+    planner = BatchPlanner(
+        data.graph,
+        data.split_nodes,
+        batch_size=config.sampler.batch_size,
+        fanouts=config.sampler.fanouts,
+        mode="slip",
+    )
+    return TrainInputs(data, dataset, planner)
+
+
 def step_times(
     configs: list,
     batches: list[dict],
@@ -144,25 +175,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
 
-    from slip_train.batches import BatchPlanner
-    from slip_train.data import BatchDataset, batch_loader, load_train_data
-    from slip_train.factory import build_model
+    from slip_train.data import batch_loader
 
     shards = demo_shards(args.products)
     slip = config_for(shards, "slip", args.batch, args.workers, args.steps)
     clip = config_for(shards, "clip", args.batch, args.workers, args.steps)
-    data = load_train_data(slip.data.shards, "train", slip.data.cache_dir)
-    built = build_model(slip.model, with_graph=True)
-    dataset = BatchDataset(
-        data.cache, transform=built.train_transform, tokenizer=built.tokenizer, image_size=64
-    )
-    planner = BatchPlanner(
-        data.graph,
-        data.split_nodes,
-        batch_size=args.batch,
-        fanouts=slip.sampler.fanouts,
-        mode="slip",
-    )
+    data, dataset, planner = train_inputs(slip, image_size=64)
 
     # the planner alone: sampling and induced edges, per batch
     plan_times = []

@@ -5,4 +5,4 @@ source "$(dirname "$0")/bootstrap.sh"
 "${UV[@]}" run ruff check .
 "${UV[@]}" run ruff format --check .
 bash scripts/test-setup.sh
-"${UV[@]}" run pytest "$@"
+"${UV[@]}" run pytest -n auto --dist loadscope "$@"
