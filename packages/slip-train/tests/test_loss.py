@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from slip_train.loss import clip_loss, positive_mask, positive_targets, structural_loss
+from slip_train.loss import (
+    clip_loss,
+    positive_mask,
+    positive_targets,
+    structural_loss,
+    training_loss,
+)
 
 
 def unit(rows):
@@ -136,3 +142,42 @@ def test_zero_neighbour_mass_is_plain_infonce():
     got = structural_loss(image, text, edges, temperature=0.25, neighbour_mass=0.0)
     expected = clip_loss(image, text, torch.tensor(math.log(4.0), dtype=torch.float64))
     assert got.item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_neighbours_left_out_of_the_negatives_by_hand():
+    """Without neighbours as negatives, each row's and column's cross-entropy sums only over the
+    pairs that are not in-batch neighbours: here 0 and 1 are co-purchased, so 0's denominator
+    holds 0 and 2 only."""
+    image = unit([[1.0, 0.2], [0.9, 0.4], [0.1, 1.0]])
+    text = unit([[1.0, 0.3], [0.8, 0.5], [0.2, 1.0]])
+    edges = torch.tensor([[0], [1]])
+    scale = 3.0
+    logits = (scale * image @ text.T).tolist()
+    allowed = [[0, 2], [1, 2], [0, 1, 2]]  # row i's candidates: itself and its non-neighbours
+
+    def ce(scores, target, keep):
+        return -(scores[target] - math.log(sum(math.exp(scores[j]) for j in keep)))
+
+    columns = [list(c) for c in zip(*logits, strict=True)]
+    rows_term = sum(ce(logits[i], i, allowed[i]) for i in range(3)) / 3
+    columns_term = sum(ce(columns[i], i, allowed[i]) for i in range(3)) / 3
+    out = {"image": image, "text": text}
+    got = training_loss(
+        out,
+        edges,
+        torch.tensor(math.log(scale), dtype=torch.float64),
+        structural_weight=0.5,
+        structural_temperature=0.1,
+        neighbours_as_negatives=False,
+    )
+    assert got["clip_loss"].item() == pytest.approx((rows_term + columns_term) / 2, rel=1e-12)
+    counted = training_loss(
+        out,
+        edges,
+        torch.tensor(math.log(scale), dtype=torch.float64),
+        structural_weight=0.5,
+        structural_temperature=0.1,
+    )
+    plain = clip_loss(image, text, torch.tensor(math.log(scale), dtype=torch.float64))
+    assert counted["clip_loss"].item() == pytest.approx(plain.item(), rel=1e-12)
+    assert got["clip_loss"].item() < counted["clip_loss"].item()  # fewer terms in each sum

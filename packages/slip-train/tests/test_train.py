@@ -317,3 +317,17 @@ def test_torch_compile_trains_as_eager(shards, two_steps, tmp_path):
         make_config(shards, tmp_path, "train.steps=2", "train.compile=true"), show_progress=False
     )
     assert compiled.last_loss == pytest.approx(two_steps.last_loss, rel=1e-4)
+
+
+def test_neighbours_out_of_clips_negatives_reach_the_loss(shards, tmp_path):
+    """`loss.neighbours_as_negatives = false` changes CLIP's loss on the same first batch (fewer
+    negatives, a lower loss) and nothing else: the structural loss is the same."""
+    first = {}
+    for flag in ("true", "false"):
+        out = tmp_path / flag
+        config = make_config(shards, out, "train.steps=1", f"loss.neighbours_as_negatives={flag}")
+        train(config, show_progress=False)
+        first[flag] = read_log(out)[0]
+    assert first["false"]["edges"] == first["true"]["edges"] > 0
+    assert first["false"]["clip_loss"] < first["true"]["clip_loss"]
+    assert first["false"]["structural_loss"] == pytest.approx(first["true"]["structural_loss"])

@@ -128,6 +128,7 @@ class LossConfig:
     positives: Literal["equal", "soft"] = "equal"  # equal: a neighbour counts as the own pair
     neighbour_mass: Annotated[float, SHARE] = 0.5  # soft: the neighbours' share of the target
     structural_gradient: Literal["encoders", "heads"] = "encoders"  # or the heads only
+    neighbours_as_negatives: bool = True  # false: CLIP's loss skips in-batch neighbour pairs
 
 
 @dataclass

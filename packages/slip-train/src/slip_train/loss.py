@@ -17,13 +17,20 @@ from torch import Tensor
 MAX_LOGIT_SCALE = math.log(100.0)
 
 
-def clip_loss(image: Tensor, text: Tensor, logit_scale: Tensor) -> Tensor:
+def clip_loss(
+    image: Tensor, text: Tensor, logit_scale: Tensor, not_negatives: Tensor | None = None
+) -> Tensor:
     """Mean of image->text and text->image cross-entropy over the batch (open_clip's ClipLoss).
 
     `image` and `text` are L2-normalised (n, d); `logit_scale` is the log of the scale.
+    `not_negatives`, an (n, n) bool mask, takes pairs out of each other's denominators (the
+    diagonal must be False): SLIP's batches gather co-purchases, and where those share the label
+    InfoNCE would push a class apart that random batches leave alone.
     """
     scale = logit_scale.exp()
     logits = scale * image @ text.T
+    if not_negatives is not None:
+        logits = logits.masked_fill(not_negatives, float("-inf"))
     labels = torch.arange(image.shape[0], device=image.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
@@ -81,10 +88,18 @@ def training_loss(
     structural_weight: float,
     structural_temperature: float,
     neighbour_mass: float | None = None,
+    neighbours_as_negatives: bool = True,
 ) -> dict[str, Tensor]:
     """CLIP's loss on the encoders' embeddings, plus (when the model has graph heads) the weighted
-    structural loss on the graph-refined ones; `loss` is what is minimised."""
-    losses = {"clip_loss": clip_loss(out["image"], out["text"], logit_scale)}
+    structural loss on the graph-refined ones; `loss` is what is minimised. Without
+    `neighbours_as_negatives`, CLIP's loss leaves each product's in-batch neighbours out of its
+    negatives."""
+    not_negatives = None
+    if not neighbours_as_negatives:
+        n = out["image"].shape[0]
+        own = torch.eye(n, dtype=torch.bool, device=edge_index.device)
+        not_negatives = positive_mask(n, edge_index) & ~own
+    losses = {"clip_loss": clip_loss(out["image"], out["text"], logit_scale, not_negatives)}
     losses["loss"] = losses["clip_loss"]
     if "image_graph" in out:
         losses["structural_loss"] = structural_loss(

@@ -315,6 +315,7 @@ def _setup(
             structural_weight=loss.structural_weight,
             structural_temperature=loss.structural_temperature,
             neighbour_mass=loss.neighbour_mass if loss.positives == "soft" else None,
+            neighbours_as_negatives=loss.neighbours_as_negatives,
         ),
         inputs=partial(_to_device, device=device, mean=mean, std=std),
         autocast=(
