@@ -62,6 +62,8 @@ def test_every_number_option_is_bounded_and_checked_as_it_is_parsed(monkeypatch,
         "--seeds",
         "--queries",
         "--seed",
+        "--per-positive",
+        "--holdout",
     }
     for name, param in options:
         flag, values = param.opts[0], just_outside(param)

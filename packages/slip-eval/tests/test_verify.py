@@ -3,15 +3,14 @@ against its sha256, each image against its image_sha256: a one-line error), and 
 embedding-cache entry it loads (a bad one is recomputed and rewritten)."""
 
 import hashlib
-import io
 import json
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from PIL import Image
+from tiny_shards import jpeg as tiny_jpeg
+from tiny_shards import write_shard_folder
 from torch import nn
 from torchvision.transforms.functional import pil_to_tensor
 
@@ -22,41 +21,25 @@ N = 12  # nodes, 6 to a node file; even ones in the test split
 
 
 def jpeg(i: int) -> bytes:
-    pixels = np.full((8, 8, 3), (20 * i, 255 - 20 * i, 90), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
+    return tiny_jpeg((20 * i, 255 - 20 * i, 90))
 
 
 def write_shards(folder):
     """A shard folder of the columns and files slip-eval reads (docs/shard-format.md)."""
-    folder.mkdir(parents=True)
-    files = []
-
-    def add(name, table, kind):
-        pq.write_table(table, folder / name)
-        data = (folder / name).read_bytes()
-        files.append({"path": name, "kind": kind, "rows": table.num_rows, "bytes": len(data),
-                      "sha256": hashlib.sha256(data).hexdigest()})  # fmt: skip
-
-    for index, start in enumerate(range(0, N, 6)):
+    tables = []
+    for start in range(0, N, 6):
         ids = list(range(start, start + 6))
         images = [jpeg(i) for i in ids]
-        table = {
+        tables.append({
             "node_id": pa.array(ids, pa.int64()),
             "title": [f"product {i}" for i in ids],
             "label_id": pa.array([i % 2 for i in ids], pa.int32()),
             "split": ["test" if i % 2 == 0 else "train" for i in ids],
             "image": pa.array(images, pa.binary()),
             "image_sha256": [hashlib.sha256(data).hexdigest() for data in images],
-        }
-        add(f"nodes-{index:05d}.parquet", pa.table(table), "nodes")
-    edges = {"src": pa.array([0, 2], pa.int64()), "dst": pa.array([2, 4], pa.int64())}
-    add("edges.parquet", pa.table(edges), "edges")
-    manifest = {"format_version": 1, "counts": {"nodes": N}, "label_names": ["a", "b"],
-                "files": files}  # fmt: skip
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
+        })  # fmt: skip
+    manifest = {"format_version": 1, "counts": {"nodes": N}, "label_names": ["a", "b"]}
+    return write_shard_folder(folder, tables, [(0, 2), (2, 4)], manifest)
 
 
 def flip_image_byte(folder, node):

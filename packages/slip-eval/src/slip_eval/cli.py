@@ -35,7 +35,7 @@ Structure = Annotated[
     bool,
     typer.Option(
         "--structure/--no-structure",
-        help="Also report numbers with embeddings refined by the checkpoint's graph heads.",
+        help="Also the embeddings refined by the checkpoint's graph heads, beside the plain.",
     ),
 ]
 Out = Annotated[Path | None, typer.Option(dir_okay=False, help="Write the result JSON here.")]
@@ -142,6 +142,105 @@ def classify(
         quiet=quiet,
     )
     _finish(result, out)
+
+
+@app.command()
+def linkpred(
+    *,
+    ckpt: Ckpt = None,
+    model: Model = None,
+    pretrained: Pretrained = None,
+    model_config: ModelConfig = None,
+    shards: Shards = Path("out/demo"),
+    split: Split = "test",
+    structure: Structure = False,
+    negatives: Annotated[
+        Literal["random", "hard"],
+        typer.Option(help="random: any product not linked to the source; hard: its 2-hop ones."),
+    ] = "random",
+    per_positive: Annotated[
+        int, number("Negatives ranked against each true edge.", at_least=1)
+    ] = 100,
+    holdout: Annotated[
+        float,
+        number(
+            "Share of the split's edges held out as true edges; the rest is the observed "
+            "graph that --structure refines over.",
+            above=0,
+            at_most=1,
+        ),
+    ] = 0.5,
+    seed: Annotated[int, number("Picks the held-out edges and the negatives.", at_least=0)] = 0,
+    out: Out = None,
+    cache_dir: CacheDir = Path("out/eval-cache"),
+    quiet: Quiet = False,
+) -> None:
+    """Link prediction of the split's co-purchases: MRR and Hits@1/3/10 of each held-out edge
+    against its negatives, by cosine of image, text and fused embeddings (MM-GRAPH's protocol)."""
+    from slip_eval.models import load_model
+    from slip_eval.tasks import linkpred as run_linkpred
+
+    remove_run_temps(cache_dir, out)
+    loaded = load_model(ckpt, model, pretrained, model_config=model_config)
+    result = run_linkpred(
+        loaded,
+        shards,
+        split,
+        cache_dir=cache_dir,
+        negatives=negatives,
+        per_positive=per_positive,
+        holdout=holdout,
+        seed=seed,
+        structure=structure,
+        quiet=quiet,
+    )
+    _finish(result, out)
+
+
+@app.command()
+def embed(
+    *,
+    ckpt: Ckpt = None,
+    model: Model = None,
+    pretrained: Pretrained = None,
+    model_config: ModelConfig = None,
+    shards: Shards = Path("out/demo"),
+    out: Annotated[
+        Path,
+        typer.Option(
+            file_okay=False, help="The embeddings folder: a Parquet file per split, a manifest."
+        ),
+    ],
+    split: Annotated[
+        str, typer.Option(help="Comma-separated splits embedded (train, val, test).")
+    ] = "train,val,test",
+    structure: Structure = False,
+    cache_dir: CacheDir = Path("out/eval-cache"),
+    quiet: Quiet = False,
+) -> None:
+    """Every product's normalised image and text embeddings (and with --structure the
+    graph-refined ones) as Parquet keyed by node_id and parent_asin, for graph ML
+    (docs/embeddings-format.md)."""
+    from slip_eval.atomic import remove_stale_temps
+    from slip_eval.embeddings import MANIFEST, parse_splits, write_embeddings
+    from slip_eval.models import load_model
+
+    splits = parse_splits(split)
+    remove_run_temps(cache_dir, None)
+    remove_stale_temps(out, recursive=False)
+    loaded = load_model(ckpt, model, pretrained, model_config=model_config)
+    manifest = write_embeddings(
+        loaded,
+        shards,
+        out,
+        splits=splits,
+        structure=structure,
+        cache_dir=cache_dir,
+        quiet=quiet,
+    )
+    for written in manifest["files"]:
+        typer.echo(f"wrote {out / written['path']} ({written['rows']} rows)")
+    typer.echo(f"wrote {out / MANIFEST}")
 
 
 @app.command()

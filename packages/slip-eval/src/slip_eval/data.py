@@ -57,6 +57,11 @@ class Split:
     def node_files(self) -> list[Path]:
         return node_paths(self.folder, self.manifest)
 
+    def rows(self, columns: list[str]) -> pa.Table:
+        """More node columns of the split's products, in node_id order: read only when asked, as
+        the evaluations need none of them (`slip-eval embed` keys its rows by `parent_asin`)."""
+        return _split_rows(self.folder, self.manifest, self.name, columns)
+
     def images(self, batch_size: int) -> Iterator[list[bytes]]:
         """The split's image bytes in node_id order, a batch at a time (one node file in memory):
         shard files in name order, each checked against its sha256, row groups in order, each
@@ -88,15 +93,20 @@ class Split:
                     yield images
 
 
+def _split_rows(folder: Path, manifest: dict, split: str, columns: list[str]) -> pa.Table:
+    """`columns` of the split's products that have an image, in node_id order."""
+    return ds.dataset(node_paths(folder, manifest), format="parquet").to_table(
+        columns=columns,
+        filter=(pc.field("split") == split) & pc.field("image_sha256").is_valid(),
+    )
+
+
 def open_split(path: str | Path, split: str) -> Split:
     """The split's products that have an image, their titles, labels and in-split edges."""
     folder, manifest = read_manifest(path, error=DataError)
     if split not in SPLITS:
         raise DataError(f"--split: {split!r} is not one of {', '.join(SPLITS)}")
-    table = ds.dataset(node_paths(folder, manifest), format="parquet").to_table(
-        columns=["node_id", "title", "label_id"],
-        filter=(pc.field("split") == split) & pc.field("image_sha256").is_valid(),
-    )
+    table = _split_rows(folder, manifest, split, ["node_id", "title", "label_id"])
     if table.num_rows == 0:
         raise DataError(f"{folder}: the {split!r} split has no product with an image")
     node_ids = table["node_id"].to_numpy()

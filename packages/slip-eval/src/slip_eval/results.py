@@ -12,6 +12,7 @@ HEADLINE = {  # the metrics a side-by-side table shows, per task
         "text_retrieval_recall@1", "text_retrieval_recall@5", "text_retrieval_mrr",
     ),
     "zeroshot_classification": ("acc1", "acc5", "mean_per_class_recall"),
+    "linkpred": ("fused_mrr", "fused_hits@1", "fused_hits@10", "image_mrr", "text_mrr"),
 }  # fmt: skip
 
 

@@ -14,6 +14,13 @@ from torch import Tensor
 
 from slip_eval.data import DataError, Split, embed_split, encode_texts, open_split
 from slip_eval.graph import refine
+from slip_eval.linkpred import (
+    cosine_scores,
+    hard_negatives,
+    link_metrics,
+    neighbour_sets,
+    random_negatives,
+)
 from slip_eval.metrics import (
     classification_metrics,
     few_shot_evaluate,
@@ -168,4 +175,77 @@ def classification(
                     result["short_classes"][str(k)] = {
                         split.label_names[c]: n for c, n in outcome.short_classes.items()
                     }
+    return result
+
+
+def linkpred(
+    model: LoadedModel,
+    shards: str | Path,
+    split_name: str,
+    *,
+    cache_dir: Path | None,
+    negatives: str = "random",
+    per_positive: int = 100,
+    holdout: float = 0.5,
+    seed: int = 0,
+    structure: bool = False,
+    quiet: bool = False,
+) -> dict:
+    """Link prediction of the split's co-purchases, which training never saw (slip-train's graph
+    holds train products only): a seeded `holdout` share of the split's edges are the true edges,
+    each ranked against `per_positive` negatives of its source; the rest is the observed graph,
+    which only structure-aware refinement uses, so the held-out edges never inform the
+    embeddings that rank them. Scored by cosine, image with image, text with text, and fused
+    (the mean of the two unit embeddings)."""
+    split = open_split(shards, split_name)
+    edges = split.edge_index
+    if edges.shape[1] == 0:
+        raise DataError(f"{split.folder}: the {split.name!r} split has no co-purchase edge")
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(edges.shape[1], generator=generator)
+    held = max(1, round(holdout * edges.shape[1]))
+    positive, observed = edges[:, order[:held]], edges[:, order[held:]]
+    if structure and observed.shape[1] == 0:
+        raise DataError(
+            f"--structure: every edge of the {split.name!r} split is held out; lower --holdout"
+        )
+    graph = _graph_ready(model, split, structure)
+    neighbours = neighbour_sets(split.node_ids.size, edges)
+    sources, targets = positive
+    if negatives == "hard":
+        negative, filled = hard_negatives(
+            sources, neighbours, per_positive=per_positive, generator=generator
+        )
+    else:
+        negative = random_negatives(
+            sources, neighbours, per_positive=per_positive, generator=generator
+        )
+        filled = 0
+    raw = embed_split(model, split, cache_dir=cache_dir, quiet=quiet)
+    features = {"metrics": (raw["image"], raw["text"])}
+    if graph:
+        image_head, text_head = model.graph_heads
+        features["graph_metrics"] = (
+            refine(image_head, raw["image"], observed),
+            refine(text_head, raw["text"], observed),
+        )
+    result = _header(model, split, "linkpred")
+    result.update(
+        negatives=negatives,
+        per_positive=per_positive,
+        seed=seed,
+        held_out_edges=int(held),
+        observed_edges=int(observed.shape[1]),
+        hard_filled=int(filled),
+    )
+    for key, (image, text) in features.items():
+        image, text = F.normalize(image.float(), dim=-1), F.normalize(text.float(), dim=-1)
+        scored = {"image": image, "text": text, "fused": F.normalize(image + text, dim=-1)}
+        result[key] = {
+            f"{name}_{metric}": value
+            for name, emb in scored.items()
+            for metric, value in link_metrics(
+                cosine_scores(emb, sources, targets), cosine_scores(emb, sources, negative)
+            ).items()
+        }
     return result
