@@ -129,8 +129,13 @@ def test_report_opens_in_chromium(chromium, demo_build, evaluated, tmp_path):
     assert "slip-tiny · slip" in page and "slip-tiny · clip" in page and "Left out" not in page
     assert "<h2>Co-purchase graph</h2>" in page and "by chance (adjusted homophily" in page
     assert "<h2>SLIP − CLIP against label homophily</h2>" in page and 'src="homophily.png"' in page
-    # a second report replaces the first whole; a folder of other files is never replaced
+    # a second report replaces the first whole, and sweeps what a killed one left beside it
+    killed = subprocess.Popen(["true"])
+    killed.wait()
+    left = tmp_path / f".report.{killed.pid}.x.tmp"
+    left.mkdir()
     invoke("report", *map(str, results), "--out", str(out))
+    assert not left.exists() and sorted(p.name for p in tmp_path.glob(".report*")) == []
     assert not (out / "thumbs").exists() and "no --shards given" in index.read_text()
     invoke("report", *map(str, results), "--out", str(out), "--shards", str(demo_build),
            "--cache-dir", str(cache), "--queries", str(QUERIES),

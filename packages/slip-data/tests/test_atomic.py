@@ -59,6 +59,12 @@ def test_remove_stale_temps_keeps_the_temps_of_live_writers(tmp_path):
         assert remove_stale_temps(tmp_path) == 1
         left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
         assert left == sorted(kept)
+        # a folder built whole and renamed into place (a report) is swept the same way
+        for pid in (live.pid, dead.pid):
+            (tmp_path / f".report.{pid}.r.tmp").mkdir()
+            (tmp_path / f".report.{pid}.r.tmp" / "index.html").write_text("half")
+        assert remove_stale_temps(tmp_path, recursive=False, of="report") == 1
+        assert [p.name for p in tmp_path.glob(".report.*")] == [f".report.{live.pid}.r.tmp"]
     finally:
         live.kill()
         live.wait()

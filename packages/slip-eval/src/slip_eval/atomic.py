@@ -86,6 +86,17 @@ def atomic_path(target: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def temp_folder(target: Path) -> Path:
+    """A new folder beside `target`, named as a temp file is (with this process's PID), for a
+    folder built whole and then renamed into place; a sweep removes it once its writer is gone."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(
+        tempfile.mkdtemp(
+            prefix=f".{target.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=target.parent
+        )
+    )
+
+
 def write_bytes(target: Path, data: bytes) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
@@ -115,13 +126,17 @@ def _writer_alive(temp_name: str) -> bool:
 
 
 def remove_stale_temps(folder: Path, recursive: bool = True, of: str = "") -> int:
-    """Delete the temp files of writers that are gone (killed runs); returns how many. With `of`,
-    only those of the file of that name (in a folder the user shares with other files)."""
+    """Delete the temp files and folders of writers that are gone (killed runs); returns how
+    many. With `of`, only those of the file of that name (in a folder the user shares with other
+    files)."""
     removed = 0
     if folder.is_dir():
         pattern = f".{glob.escape(of)}.*{TMP_SUFFIX}" if of else f".*{TMP_SUFFIX}"
         for stale in folder.rglob(pattern) if recursive else folder.glob(pattern):
             if not _writer_alive(stale.name):
-                stale.unlink(missing_ok=True)
+                if stale.is_dir() and not stale.is_symlink():
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    stale.unlink(missing_ok=True)
                 removed += 1
     return removed

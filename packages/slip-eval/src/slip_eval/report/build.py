@@ -3,11 +3,11 @@ gallery and the neighbourhood, the experiment), built in a temp folder and publi
 
 import html
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from slip_eval.atomic import remove_stale_temps, temp_folder
 from slip_eval.data import open_split
 from slip_eval.experiment import experiment_section, read_experiment
 from slip_eval.homophily import graph_homophily
@@ -131,8 +131,8 @@ def build_report(
     entries = read_entries(paths)
     homophily_axis = None if experiment is None else read_experiment(experiment)
     check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    remove_stale_temps(out.parent, recursive=False, of=out.name)  # of killed reports
+    folder = temp_folder(out)
     try:
         page = Page()
         _metrics(page, entries)

@@ -3,9 +3,9 @@ whole, and only an earlier report or an empty folder is ever replaced."""
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from slip_eval.atomic import temp_folder
 from slip_eval.report.entries import ReportError
 
 
@@ -23,7 +23,7 @@ def publish(built: Path, out: Path) -> None:
     if not out.exists():
         os.replace(built, out)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    old = temp_folder(out)
     os.replace(out, old / "report")
     os.replace(built, out)
     shutil.rmtree(old)
