@@ -85,6 +85,7 @@ VARIANTS = {  # SLIP's variants (docs/method.md, "A SLIP that does no harm"): th
     "heads": ["loss.structural_gradient=heads"],
     "headlr10": ["optim.graph_head_lr_scale=10"],
     "headsmask": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=false"],
+    "mask": ["loss.neighbours_as_negatives=false"],
 }
 # CPU seconds on this project's 2-core machine, one thread a run (slip-tiny): for --plan only.
 BUILD_S_PER_PRODUCT = 0.0023  # 25 s for 11,000 products
