@@ -17,18 +17,21 @@ def test_both_modes_rank_held_out_edges_and_compare(demo_build, demo_runs, tmp_p
     results = {}
     for mode in ("slip", "clip"):
         out = tmp_path / f"{mode}.json"
-        structure = ["--structure"] if mode == "slip" else []
+        extra = ["--structure", "--predictors", "sage,gcn"] if mode == "slip" else []
         linkpred("--ckpt", str(demo_runs.checkpoint(mode)), "--shards", str(demo_build),
                  "--per-positive", "20", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
-                 *structure)  # fmt: skip
+                 *extra)  # fmt: skip
         results[mode] = json.loads(out.read_text())
     slip = results["slip"]
     assert slip["task"] == "linkpred" and slip["negatives"] == "random"
     assert slip["held_out_edges"] > 0 and slip["observed_edges"] > 0
     assert abs(slip["held_out_edges"] - slip["observed_edges"]) <= 1  # --holdout 0.5
     assert "graph_metrics" in slip and "graph_metrics" not in results["clip"]
+    assert "sage_mrr" in slip["graph_metrics"] and "sage_mrr" not in results["clip"]["metrics"]
     for metrics in (slip["metrics"], slip["graph_metrics"], results["clip"]["metrics"]):
-        for features in ("image", "text", "fused"):
+        scorers = {name.split("_")[0] for name in metrics}
+        assert scorers in ({"image", "text", "fused"}, {"image", "text", "fused", "sage", "gcn"})
+        for features in scorers:
             hits = [metrics[f"{features}_hits@{k}"] for k in (1, 3, 10)]
             assert 0 <= hits[0] <= hits[1] <= hits[2] <= 1
             assert 1 / 21 <= metrics[f"{features}_mrr"] <= 1
@@ -72,6 +75,8 @@ def test_bad_input_is_one_line(demo_build, demo_runs, tmp_path):
         (["--holdout", "1", "--structure"], "every edge of the 'test' split is held out"),
         (["--holdout", "0"], "--holdout"),
         (["--negatives", "near"], "'near' is not one of"),
+        (["--predictors", "sage,gat"], "--predictors: 'sage,gat': each must be sage or gcn"),
+        (["--holdout", "1", "--predictors", "gcn"], "--predictors: every edge of the 'test'"),
     ]
     for args, message in cases:
         done = run([*SLIP_EVAL, "linkpred", *base, *args, "--quiet"])

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from slip_eval.cli import app, main
 from slip_eval.models import load_model
+from slip_eval.nodeclass import nodeclass
 from slip_eval.results import write_result
-from slip_eval.tasks import classification
+from slip_eval.tasks import classification, linkpred
 
 QUERIES = 6
 # put into a copy of the page, which has no script of its own: tells the headless browser's
@@ -52,8 +53,9 @@ def invoke(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def evaluated(demo_build, demo_runs, tmp_path_factory) -> tuple[list[Path], Path]:
-    """Retrieval (SLIP with --structure) and 0/2-shot classification results of both runs; the
-    few-shot through the prototype alone, since the probe's weight-decay sweep takes minutes."""
+    """Retrieval (SLIP with --structure), 0/2-shot classification and link prediction results of
+    both runs, and SLIP's node classification; the few-shot through the prototype alone, since
+    the probe's weight-decay sweep takes minutes."""
     out = tmp_path_factory.mktemp("report-results")
     cache, results = out / "ecache", []
     for mode in ("slip", "clip"):
@@ -74,6 +76,15 @@ def evaluated(demo_build, demo_runs, tmp_path_factory) -> tuple[list[Path], Path
             quiet=True,
         )
         write_result(classified, results[-1])
+        results.append(out / f"{mode}-linkpred.json")
+        ranked = linkpred(model, demo_build, "test", cache_dir=cache, per_positive=20,
+                          predictors=("sage",), structure=mode == "slip", quiet=True)  # fmt: skip
+        write_result(ranked, results[-1])
+    results.append(out / "slip-nodeclass.json")  # SLIP's alone: its plot and table are drawn
+    slip = load_model(str(demo_runs.checkpoint("slip")), None, None)
+    classified = nodeclass(slip, demo_build, cache_dir=cache, models=("gcn", "mlp"), seeds=1,
+                           structure=True, max_epochs=20, quiet=True)  # fmt: skip
+    write_result(classified, results[-1])
     return results, cache
 
 
@@ -120,7 +131,8 @@ def test_report_opens_in_chromium(chromium, demo_build, evaluated, tmp_path):
                   "--experiment", str(summary))  # fmt: skip
     index = out / "index.html"
     assert f"wrote {index}" in said
-    for name in ("loss.png", "recall.png", "fewshot.png", "neighbourhood.png", "homophily.png"):
+    plots = ("loss", "recall", "fewshot", "linkpred", "nodeclass", "neighbourhood", "homophily")
+    for name in (f"{plot}.png" for plot in plots):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     page = index.read_text()
     parser = Sources()
@@ -152,10 +164,10 @@ def test_report_opens_in_chromium(chromium, demo_build, evaluated, tmp_path):
     body = re.search(r"<body([^>]*)>", dom.stdout)
     assert body, dom.stdout[:2000]
     probe = dict(re.findall(r'data-([a-z-]+)="(\d+)"', body.group(1)))
-    # five plots, and per query the right image plus each of the two models' top five; the
-    # metrics tables of both tasks, the homophily table and the experiment's
-    assert probe == {"images": str(5 + QUERIES * 11), "images-loaded": str(5 + QUERIES * 11),
-                     "tables": "4"}, probe  # fmt: skip
+    # seven plots, and per query the right image plus each of the two models' top five; the
+    # metrics tables of the four tasks, the homophily table and the experiment's
+    assert probe == {"images": str(7 + QUERIES * 11), "images-loaded": str(7 + QUERIES * 11),
+                     "tables": "6"}, probe  # fmt: skip
     shot = tmp_path / "report.png"
     subprocess.run([*browse, f"--screenshot={shot}", "--window-size=1280,2400", index.as_uri()],
                    capture_output=True, timeout=120, check=False)  # fmt: skip

@@ -64,6 +64,8 @@ def test_every_number_option_is_bounded_and_checked_as_it_is_parsed(monkeypatch,
         "--seed",
         "--per-positive",
         "--holdout",
+        "--max-epochs",
+        "--patience",
     }
     for name, param in options:
         flag, values = param.opts[0], just_outside(param)
@@ -75,3 +77,24 @@ def test_every_number_option_is_bounded_and_checked_as_it_is_parsed(monkeypatch,
             err = capsys.readouterr().err
             assert exit_.value.code == 2
             assert err.startswith(f"error: {flag}: must be ") and err.count("\n") == 1, err
+
+
+def test_comma_separated_options_are_parsed_or_refused_in_one_line():
+    from slip_eval import options
+
+    assert options.names(" sage, gcn,sage ", flag="--models", allowed=("gcn", "sage")) == [
+        "sage",
+        "gcn",
+    ]
+    assert options.names("", flag="--predictors", allowed=("sage",), required=False) == []
+    assert options.shots("") == [] and options.shots("4,0,4") == [0, 4]
+    refused = [
+        (lambda: options.names("gcn,gin", flag="--models", allowed=("gcn",)), "--models"),
+        (lambda: options.names("", flag="--split", allowed=("test",)), "--split"),
+        (lambda: options.shots("0,2", at_least=1), "--shots"),
+        (lambda: options.shots("two"), "--shots"),
+    ]
+    for parse, flag in refused:
+        with pytest.raises(ValueError, match=f"^{flag}: ") as error:
+            parse()
+        assert "\n" not in str(error.value)

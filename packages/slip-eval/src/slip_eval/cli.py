@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from slip_eval import entry
+from slip_eval import entry, options
 from slip_eval.bounds import number
 from slip_eval.results import remove_run_temps
 
@@ -114,12 +114,9 @@ def classify(
     from slip_eval.models import load_model
     from slip_eval.tasks import DEFAULT_TEMPLATES, classification
 
-    try:
-        ks = sorted({int(k) for k in shots.split(",")})
-    except ValueError:
-        raise ValueError(f"--shots: {shots!r} is not a comma-separated list of integers") from None
-    if not ks or ks[0] < 0:
-        raise ValueError(f"--shots: {shots!r}: each k must be 0 or more")
+    ks = options.shots(shots)
+    if not ks:
+        raise ValueError(f"--shots: {shots!r}: give one k or more (0 is zero-shot)")
     prompts = DEFAULT_TEMPLATES
     if templates is not None:
         try:
@@ -171,15 +168,21 @@ def linkpred(
         ),
     ] = 0.5,
     seed: Annotated[int, number("Picks the held-out edges and the negatives.", at_least=0)] = 0,
+    predictors: Annotated[
+        str,
+        typer.Option(help="Also GNN link predictors trained on the observed edges: sage, gcn."),
+    ] = "",
     out: Out = None,
     cache_dir: CacheDir = Path("out/eval-cache"),
     quiet: Quiet = False,
 ) -> None:
     """Link prediction of the split's co-purchases: MRR and Hits@1/3/10 of each held-out edge
     against its negatives, by cosine of image, text and fused embeddings (MM-GRAPH's protocol)."""
+    from slip_eval.linkpred import PREDICTORS
     from slip_eval.models import load_model
     from slip_eval.tasks import linkpred as run_linkpred
 
+    kinds = options.names(predictors, flag="--predictors", allowed=PREDICTORS, required=False)
     remove_run_temps(cache_dir, out)
     loaded = load_model(ckpt, model, pretrained, model_config=model_config)
     result = run_linkpred(
@@ -191,7 +194,64 @@ def linkpred(
         per_positive=per_positive,
         holdout=holdout,
         seed=seed,
+        predictors=kinds,
         structure=structure,
+        quiet=quiet,
+    )
+    _finish(result, out)
+
+
+@app.command()
+def nodeclass(
+    *,
+    ckpt: Ckpt = None,
+    model: Model = None,
+    pretrained: Pretrained = None,
+    model_config: ModelConfig = None,
+    shards: Shards = Path("out/demo"),
+    features: Annotated[
+        Literal["image", "text", "concat"],
+        typer.Option(help="The node features: image or text embeddings, or both side by side."),
+    ] = "concat",
+    models: Annotated[
+        str, typer.Option(help="Comma-separated, of gcn, sage, gat and mlp.")
+    ] = "gcn,sage,gat,mlp",
+    shots: Annotated[
+        str,
+        typer.Option(help="Comma-separated k: also train on k train labels per class (few-shot)."),
+    ] = "",
+    seeds: Annotated[int, number("Fits per model and regime (mean and std).", at_least=1)] = 3,
+    max_epochs: Annotated[int, number("Epochs at most per fit.", at_least=1)] = 200,
+    patience: Annotated[
+        int, number("Stop a fit after this many epochs without a better val accuracy.", at_least=1)
+    ] = 20,
+    structure: Structure = False,
+    out: Out = None,
+    cache_dir: CacheDir = Path("out/eval-cache"),
+    quiet: Quiet = False,
+) -> None:
+    """Node classification of the test split: GCN, GraphSAGE, GAT and an MLP trained on the frozen
+    embeddings over the whole co-purchase graph, early-stopped on val; test accuracy and
+    macro-F1 (MAGB's protocol)."""
+    from slip_eval.models import load_model
+    from slip_eval.nodeclass import MODELS
+    from slip_eval.nodeclass import nodeclass as run_nodeclass
+
+    chosen = options.names(models, flag="--models", allowed=MODELS)
+    ks = options.shots(shots, at_least=1)
+    remove_run_temps(cache_dir, out)
+    loaded = load_model(ckpt, model, pretrained, model_config=model_config)
+    result = run_nodeclass(
+        loaded,
+        shards,
+        cache_dir=cache_dir,
+        features=features,
+        models=chosen,
+        shots=ks,
+        seeds=seeds,
+        structure=structure,
+        max_epochs=max_epochs,
+        patience=patience,
         quiet=quiet,
     )
     _finish(result, out)
@@ -222,10 +282,11 @@ def embed(
     graph-refined ones) as Parquet keyed by node_id and parent_asin, for graph ML
     (docs/embeddings-format.md)."""
     from slip_eval.atomic import remove_stale_temps
-    from slip_eval.embeddings import MANIFEST, parse_splits, write_embeddings
+    from slip_eval.data import SPLITS
+    from slip_eval.embeddings import MANIFEST, write_embeddings
     from slip_eval.models import load_model
 
-    splits = parse_splits(split)
+    splits = options.names(split, flag="--split", allowed=SPLITS)
     remove_run_temps(cache_dir, None)
     remove_stale_temps(out, recursive=False)
     loaded = load_model(ckpt, model, pretrained, model_config=model_config)

@@ -48,15 +48,6 @@ PLAIN, REFINED = ("image", "text"), ("image_graph", "text_graph")
 FEATURES = ("image", "text", "concat", "mean")
 
 
-def parse_splits(text: str) -> list[str]:
-    """`--split`'s comma-separated names, each once, in the order given."""
-    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
-    unknown = [name for name in names if name not in SPLITS]
-    if not names or unknown:
-        raise DataError(f"--split: {text!r}: give one or more of {', '.join(SPLITS)}")
-    return names
-
-
 def _shard_files(manifest: dict) -> list[dict]:
     """What identifies the shards: each file's path and sha256, as their manifest lists them."""
     return [{"path": f["path"], "sha256": f["sha256"]} for f in manifest["files"]]

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch_geometric.nn import GCNConv, SAGEConv
+
+PREDICTORS = ("sage", "gcn")  # the trained link predictors, EdgeEncoder's layer kinds
 
 
 class LinkPredError(ValueError):
@@ -109,9 +112,52 @@ def hard_negatives(
     return torch.tensor(rows, dtype=torch.long).view(len(rows), per_positive), filled
 
 
-def cosine_scores(embeddings: Tensor, sources: Tensor, targets: Tensor) -> Tensor:
-    """Cosine similarity of each (source, target) pair; `targets` is (P,) or (P, K)."""
-    unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
+def pair_scores(embeddings: Tensor, sources: Tensor, targets: Tensor) -> Tensor:
+    """The dot product of each (source, target) pair's embeddings (cosine for unit ones);
+    `targets` is (P,) or (P, K)."""
     if targets.ndim == 1:
-        return (unit[sources] * unit[targets]).sum(1)
-    return torch.einsum("pd,pkd->pk", unit[sources], unit[targets])
+        return (embeddings[sources] * embeddings[targets]).sum(1)
+    return torch.einsum("pd,pkd->pk", embeddings[sources], embeddings[targets])
+
+
+class EdgeEncoder(torch.nn.Module):
+    """Two PyG layers over frozen node features, ReLU and dropout between them; an edge's score
+    is the dot product of its two ends' outputs (the link predictor of PyG's and MM-GRAPH's
+    GNN baselines)."""
+
+    def __init__(self, kind: str, dim_in: int, hidden: int = 256, dropout: float = 0.5) -> None:
+        super().__init__()
+        layer = dict(zip(PREDICTORS, (SAGEConv, GCNConv), strict=True))[kind]
+        self.layers = torch.nn.ModuleList([layer(dim_in, hidden), layer(hidden, hidden)])
+        self.dropout = dropout
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        x = torch.relu(self.layers[0](x, edge_index))
+        x = torch.nn.functional.dropout(x, self.dropout, self.training)
+        return self.layers[1](x, edge_index)
+
+
+def trained_node_embeddings(
+    kind: str, features: Tensor, observed: Tensor, *, epochs: int = 100, seed: int = 0
+) -> Tensor:
+    """Node embeddings of an `EdgeEncoder` trained on the observed edges alone (message passing
+    over them, both ways; each observed edge a positive against one uniformly random pair, binary
+    cross-entropy, Adam at 0.01), so the held-out edges it is ranked on never trained it."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        encoder = EdgeEncoder(kind, features.shape[1])
+        optimizer = torch.optim.Adam(encoder.parameters(), lr=0.01)
+        message = torch.cat([observed, observed.flip(0)], 1)
+        num_nodes = features.shape[0]
+        for _ in range(epochs):
+            encoder.train()
+            optimizer.zero_grad()
+            z = encoder(features, message)
+            negative = torch.randint(num_nodes, observed.shape)
+            logits = torch.cat([pair_scores(z, *observed), pair_scores(z, *negative)])
+            truth = torch.cat([torch.ones(observed.shape[1]), torch.zeros(observed.shape[1])])
+            torch.nn.functional.binary_cross_entropy_with_logits(logits, truth).backward()
+            optimizer.step()
+        encoder.eval()
+        with torch.no_grad():
+            return encoder(features, message)

@@ -13,6 +13,7 @@ HEADLINE = {  # the metrics a side-by-side table shows, per task
     ),
     "zeroshot_classification": ("acc1", "acc5", "mean_per_class_recall"),
     "linkpred": ("fused_mrr", "fused_hits@1", "fused_hits@10", "image_mrr", "text_mrr"),
+    "nodeclass": ("gcn_acc", "sage_acc", "gat_acc", "mlp_acc", "gcn_macro_f1", "mlp_macro_f1"),
 }  # fmt: skip
 
 

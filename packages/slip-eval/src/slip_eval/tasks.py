@@ -15,11 +15,12 @@ from torch import Tensor
 from slip_eval.data import DataError, Split, embed_split, encode_texts, open_split
 from slip_eval.graph import refine
 from slip_eval.linkpred import (
-    cosine_scores,
     hard_negatives,
     link_metrics,
     neighbour_sets,
+    pair_scores,
     random_negatives,
+    trained_node_embeddings,
 )
 from slip_eval.metrics import (
     classification_metrics,
@@ -38,7 +39,7 @@ DEFAULT_TEMPLATES = (
 FEW_SHOT_METHODS = ("prototype", "linear_probe")
 
 
-def _header(model: LoadedModel, split: Split, task: str) -> dict:
+def result_header(model: LoadedModel, split: Split, task: str) -> dict:
     return {
         "dataset": f"slip/{split.folder.parent.name}",
         "model": model.name,
@@ -49,7 +50,7 @@ def _header(model: LoadedModel, split: Split, task: str) -> dict:
     }
 
 
-def _graph_ready(model: LoadedModel, split: Split, structure: bool) -> bool:
+def graph_ready(model: LoadedModel, split: Split, structure: bool) -> bool:
     """Whether structure-aware numbers can be made; asking without a graph head or edges is an
     error rather than a silent copy of the plain numbers."""
     if not structure:
@@ -73,10 +74,10 @@ def retrieval(
 ) -> dict:
     """Image-to-text and text-to-image retrieval over a split: product i's image and its title."""
     split = open_split(shards, split_name)
-    graph = _graph_ready(model, split, structure)
+    graph = graph_ready(model, split, structure)
     raw = embed_split(model, split, cache_dir=cache_dir, quiet=quiet)
     image, text = F.normalize(raw["image"], dim=-1), F.normalize(raw["text"], dim=-1)
-    result = _header(model, split, "zeroshot_retrieval")
+    result = result_header(model, split, "zeroshot_retrieval")
     result["metrics"] = retrieval_metrics(image, text, chunk_size=chunk_size)
     if graph:
         image_head, text_head = model.graph_heads
@@ -122,11 +123,11 @@ def classification(
     split = open_split(shards, split_name)
     if not split.label_names:
         raise DataError(f"{split.folder}: the manifest has no label_names: nothing to classify")
-    graph = _graph_ready(model, split, structure)
+    graph = graph_ready(model, split, structure)
     raw = embed_split(model, split, cache_dir=cache_dir, quiet=quiet)
     test = _image_features(model, split, raw, graph=graph)
     targets = torch.from_numpy(split.label_ids).long()
-    result = _header(model, split, "zeroshot_classification")
+    result = result_header(model, split, "zeroshot_classification")
     result["templates"] = list(templates)
     if 0 in shots:
         weights = _class_weights(model, split.label_names, templates)
@@ -188,6 +189,7 @@ def linkpred(
     per_positive: int = 100,
     holdout: float = 0.5,
     seed: int = 0,
+    predictors: Sequence[str] = (),
     structure: bool = False,
     quiet: bool = False,
 ) -> dict:
@@ -196,7 +198,9 @@ def linkpred(
     each ranked against `per_positive` negatives of its source; the rest is the observed graph,
     which only structure-aware refinement uses, so the held-out edges never inform the
     embeddings that rank them. Scored by cosine, image with image, text with text, and fused
-    (the mean of the two unit embeddings)."""
+    (the mean of the two unit embeddings); and by each of `predictors` ("sage", "gcn"), a GNN
+    link predictor trained on the observed edges over the image and text embeddings side by
+    side."""
     split = open_split(shards, split_name)
     edges = split.edge_index
     if edges.shape[1] == 0:
@@ -205,11 +209,12 @@ def linkpred(
     order = torch.randperm(edges.shape[1], generator=generator)
     held = max(1, round(holdout * edges.shape[1]))
     positive, observed = edges[:, order[:held]], edges[:, order[held:]]
-    if structure and observed.shape[1] == 0:
-        raise DataError(
-            f"--structure: every edge of the {split.name!r} split is held out; lower --holdout"
-        )
-    graph = _graph_ready(model, split, structure)
+    for asked, flag in ((structure, "--structure"), (predictors, "--predictors")):
+        if asked and observed.shape[1] == 0:
+            raise DataError(
+                f"{flag}: every edge of the {split.name!r} split is held out; lower --holdout"
+            )
+    graph = graph_ready(model, split, structure)
     neighbours = neighbour_sets(split.node_ids.size, edges)
     sources, targets = positive
     if negatives == "hard":
@@ -229,7 +234,7 @@ def linkpred(
             refine(image_head, raw["image"], observed),
             refine(text_head, raw["text"], observed),
         )
-    result = _header(model, split, "linkpred")
+    result = result_header(model, split, "linkpred")
     result.update(
         negatives=negatives,
         per_positive=per_positive,
@@ -241,11 +246,14 @@ def linkpred(
     for key, (image, text) in features.items():
         image, text = F.normalize(image.float(), dim=-1), F.normalize(text.float(), dim=-1)
         scored = {"image": image, "text": text, "fused": F.normalize(image + text, dim=-1)}
+        for kind in predictors:
+            both = torch.cat([image, text], 1)
+            scored[kind] = trained_node_embeddings(kind, both, observed, seed=seed)
         result[key] = {
             f"{name}_{metric}": value
             for name, emb in scored.items()
             for metric, value in link_metrics(
-                cosine_scores(emb, sources, targets), cosine_scores(emb, sources, negative)
+                pair_scores(emb, sources, targets), pair_scores(emb, sources, negative)
             ).items()
         }
     return result

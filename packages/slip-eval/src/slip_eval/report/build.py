@@ -18,6 +18,7 @@ from slip_eval.report.plots import (
     loss_figure,
     neighbourhood_figure,
     recall_figure,
+    scorer_figure,
     thumbnails,
 )
 from slip_eval.report.publish import check_out, publish
@@ -40,7 +41,8 @@ def _metrics(page: Page, entries: list[Entry]) -> None:
 
 
 def _plots(page: Page, folder: Path, entries: list[Entry]) -> None:
-    """Training loss (from each model's run log), recall@k and few-shot accuracy."""
+    """Training loss (from each model's run log), recall@k, few-shot accuracy, link prediction's
+    MRR per scorer and node classification's accuracy per model."""
     palette = colours(entries)
     by_task = _by_task(entries)
     logs: dict[str, list[dict]] = {}
@@ -65,6 +67,14 @@ def _plots(page: Page, folder: Path, entries: list[Entry]) -> None:
     if classifications := by_task.get("zeroshot_classification", []):
         fewshot_figure(classifications, palette, folder / "fewshot.png")
         page.sections.append(("Zero- and few-shot accuracy", img("fewshot.png", "accuracy")))
+    if links := by_task.get("linkpred", []):
+        title = "link prediction: MRR of held-out co-purchases (hatched: graph-refined)"
+        scorer_figure(links, palette, folder / "linkpred.png", metric="mrr", title=title)
+        page.sections.append(("Link prediction", img("linkpred.png", "MRR per scorer")))
+    if node_runs := by_task.get("nodeclass", []):
+        title = "node classification: test accuracy per model (hatched: graph-refined features)"
+        scorer_figure(node_runs, palette, folder / "nodeclass.png", metric="acc", title=title)
+        page.sections.append(("Node classification", img("nodeclass.png", "accuracy per GNN")))
 
 
 def _split_sections(

@@ -101,6 +101,51 @@ def fewshot_figure(entries: list[Entry], colours: dict[str, str], path: Path) ->
     save(figure, path)
 
 
+def scorer_figure(
+    entries: list[Entry], colours: dict[str, str], path: Path, *, metric: str, title: str
+) -> None:
+    """One bar per model and scorer (the keys `SCORER_{metric}` of each result), graph-refined
+    bars hatched: link prediction's scorers (image, text, fused, trained predictors), or node
+    classification's models."""
+    plt = pyplot()
+    suffix = f"_{metric}"
+    scorers = list(
+        dict.fromkeys(
+            key[: -len(suffix)]
+            for entry in entries
+            for variant, _, _ in VARIANTS
+            for key in entry.result.get(variant, {})
+            if key.endswith(suffix)
+        )
+    )
+    bars = [
+        (entry, variant, label)
+        for entry in entries
+        for variant, _, label in VARIANTS
+        if entry.result.get(variant)
+    ]
+    width = 0.8 / max(len(bars), 1)
+    figure, axes = plt.subplots(figsize=(max(6.0, 1.4 * len(scorers)), 3.6))
+    for i, (entry, variant, label) in enumerate(bars):
+        values = [entry.result[variant].get(name + suffix, math.nan) for name in scorers]
+        axes.bar(
+            [x + i * width for x in range(len(scorers))],
+            values,
+            width,
+            color=colours[entry.label],
+            hatch="//" if variant == "graph_metrics" else None,
+            edgecolor="white",
+            label=entry.label + label,
+        )
+    axes.set_xticks([x + width * (len(bars) - 1) / 2 for x in range(len(scorers))])
+    axes.set_xticklabels(scorers)
+    axes.set_ylim(0, 1)
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3, axis="y")
+    axes.legend(fontsize=8)
+    save(figure, path)
+
+
 def _layout(picked: tuple) -> dict:
     """Centre in the middle, neighbours on a circle, second-hop nodes on an outer circle next to
     the neighbour that brought them (a radial layout: readable without networkx)."""
