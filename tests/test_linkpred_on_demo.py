@@ -75,7 +75,7 @@ def test_bad_input_is_one_line(demo_build, demo_runs, tmp_path):
         (["--holdout", "1", "--structure"], "every edge of the 'test' split is held out"),
         (["--holdout", "0"], "--holdout"),
         (["--negatives", "near"], "'near' is not one of"),
-        (["--predictors", "sage,gat"], "--predictors: 'sage,gat': each must be sage or gcn"),
+        (["--predictors", "sage,gat"], "--predictors: 'sage,gat': give any of sage, gcn"),
         (["--holdout", "1", "--predictors", "gcn"], "--predictors: every edge of the 'test'"),
     ]
     for args, message in cases:
