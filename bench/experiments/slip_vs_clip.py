@@ -79,14 +79,17 @@ METRICS = {  # name in the summary: (result file, key in the result's metrics)
     "4-shot prototype acc1": ("classify", ("prototype", "4", "acc1_mean")),
 }
 MAIN = "start=pretrained,size=11000,noise=0.2,homophily=0.5,weight=0.5,batch=128,variant=paper"
-VARIANTS = {  # SLIP's variants (docs/method.md, "A SLIP that does no harm"): their config keys
-    "paper": [],  # neighbours as equal positives, the gradient through the heads into the encoders
-    "soft": ["loss.positives=soft", "loss.neighbour_mass=0.5"],
-    "heads": ["loss.structural_gradient=heads"],
-    "headlr10": ["optim.graph_head_lr_scale=10"],
+VARIANTS = {  # SLIP's variants (docs/method.md, "A SLIP that does no harm"): their config keys,
+    # each set in full, whatever slip-train's defaults
+    "paper": ["loss.structural_gradient=encoders", "loss.neighbours_as_negatives=true"],
+    "soft": ["loss.structural_gradient=encoders", "loss.neighbours_as_negatives=true",
+             "loss.positives=soft", "loss.neighbour_mass=0.5"],
+    "heads": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=true"],
+    "headlr10": ["loss.structural_gradient=encoders", "loss.neighbours_as_negatives=true",
+                 "optim.graph_head_lr_scale=10"],
     "headsmask": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=false"],
-    "mask": ["loss.neighbours_as_negatives=false"],
-}
+    "mask": ["loss.structural_gradient=encoders", "loss.neighbours_as_negatives=false"],
+}  # fmt: skip
 # CPU seconds on this project's 2-core machine, one thread a run (slip-tiny): for --plan only.
 BUILD_S_PER_PRODUCT = 0.0023  # 25 s for 11,000 products
 STEP_S_PER_SAMPLE = 0.4 / 128  # a training step of 128: 0.43 s beside another busy process
@@ -500,7 +503,7 @@ def markdown(summary: dict, grid: Grid) -> str:
             f"split), caption noise {e['noise']:g}, label homophily option {e['homophily']:g}: "
             f"edge homophily (adjusted) {homophily(e)}, mean degree {graph['mean_degree']:.1f}; "
             f"structural weight {e['weight']:g}, SLIP variant {e['variant']} "
-            f"({', '.join(VARIANTS[e['variant']]) or 'as the paper'}); "
+            f"({', '.join(VARIANTS[e['variant']])}); "
             f"{e['steps']} steps of {e['batch']}; seeds "
             f"{', '.join(map(str, e['seeds']))}; trained on {', '.join(e['devices'])}.",
         ]

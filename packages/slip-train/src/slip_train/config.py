@@ -127,8 +127,9 @@ class LossConfig:
     structural_temperature: Annotated[float, POSITIVE] = 0.07
     positives: Literal["equal", "soft"] = "equal"  # equal: a neighbour counts as the own pair
     neighbour_mass: Annotated[float, SHARE] = 0.5  # soft: the neighbours' share of the target
-    structural_gradient: Literal["encoders", "heads"] = "encoders"  # or the heads only
-    neighbours_as_negatives: bool = True  # false: CLIP's loss skips in-batch neighbour pairs
+    # where the structural loss trains; the paper's SLIP: "encoders" (docs/method.md: the default)
+    structural_gradient: Literal["encoders", "heads"] = "heads"
+    neighbours_as_negatives: bool = False  # CLIP's loss skips in-batch neighbour pairs; paper: true
 
 
 @dataclass
