@@ -77,7 +77,10 @@ METRICS = {  # name in the summary: (result file, key in the result's metrics)
     "zero-shot acc1": ("classify", "acc1"),
     "4-shot probe acc1": ("classify", ("linear_probe", "4", "acc1_mean")),
     "4-shot prototype acc1": ("classify", ("prototype", "4", "acc1_mean")),
+    "link MRR, fused": ("linkpred", "fused_mrr"),
+    "link MRR, SAGE": ("linkpred", "sage_mrr"),
 }
+TASKS = ("retrieval", "classify", "linkpred")  # each run's result files
 MAIN = "start=pretrained,size=11000,noise=0.2,homophily=0.5,weight=0.5,batch=128,variant=paper"
 VARIANTS = {  # SLIP's variants (docs/method.md, "A SLIP that does no harm"): their config keys,
     # each set in full, whatever slip-train's defaults
@@ -95,6 +98,7 @@ BUILD_S_PER_PRODUCT = 0.0023  # 25 s for 11,000 products
 STEP_S_PER_SAMPLE = 0.4 / 128  # a training step of 128: 0.43 s beside another busy process
 RUN_OVERHEAD_S = 20  # starting slip-train and slip-eval
 EVAL_S_PER_PRODUCT = 0.0045  # retrieval and classification on a 10% test split: 45 s at 10,000
+LINKPRED_S = 15  # slip-eval linkpred with a SAGE predictor on a test split of 1,000 products
 
 
 class Cell(NamedTuple):
@@ -184,7 +188,11 @@ class Grid:
             for seed in self.seeds:
                 for mode in ("slip", "clip"):
                     runs.setdefault(self.run_dir(cell, mode, seed), (cell, mode, seed))
-        return [run for out, run in runs.items() if not (out / "classify.json").is_file()]
+        return [
+            run
+            for out, run in runs.items()
+            if not all((out / f"{task}.json").is_file() for task in TASKS)
+        ]
 
 
 def parse_main(text: str) -> Cell:
@@ -261,12 +269,11 @@ def pretrain(grid: Grid) -> Path:
 
 
 def train_and_evaluate(grid: Grid, run: tuple[Cell, str, int], weights: Path | None) -> None:
-    """One run: train (fine-tuning `weights` in a pretrained cell), then retrieval and
-    classification on the test split; skipped when done."""
+    """One run: train (fine-tuning `weights` in a pretrained cell), then retrieval,
+    classification and link prediction on the test split; what is done is skipped, so a run
+    finished before link prediction was measured gets only that."""
     cell, mode, seed = run
     args, out, shards = grid.args, grid.run_dir(*run), grid.build(cell)
-    if (out / "classify.json").is_file():
-        return
     started = time.perf_counter()
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     overrides = [
@@ -287,14 +294,19 @@ def train_and_evaluate(grid: Grid, run: tuple[Cell, str, int], weights: Path | N
     common = ["--ckpt", str(checkpoint), "--shards", str(shards), "--split", "test", "--quiet",
               "--cache-dir", str(out / "eval-cache"),
               *(["--structure"] if mode == "slip" else [])]  # fmt: skip
-    retrieval = ["slip_eval", "retrieval", *common, "--out", str(out / "retrieval.json")]
-    run_command(retrieval, out / "retrieval.log", env)
-    classify = ["slip_eval", "classify", *common, "--shots", "0,4", "--seeds", "3",
-                "--out", str(out / "classify.json.tmp")]  # fmt: skip
-    run_command(classify, out / "classify.log", env)
-    seconds = time.perf_counter() - started
-    (out / "run.json").write_text(json.dumps({"device": args.device, "seconds": seconds}))
-    (out / "classify.json.tmp").replace(out / "classify.json")  # the run's done-mark
+    if not (out / "classify.json").is_file():
+        retrieval = ["slip_eval", "retrieval", *common, "--out", str(out / "retrieval.json")]
+        run_command(retrieval, out / "retrieval.log", env)
+        classify = ["slip_eval", "classify", *common, "--shots", "0,4", "--seeds", "3",
+                    "--out", str(out / "classify.json.tmp")]  # fmt: skip
+        run_command(classify, out / "classify.log", env)
+        seconds = time.perf_counter() - started
+        (out / "run.json").write_text(json.dumps({"device": args.device, "seconds": seconds}))
+        (out / "classify.json.tmp").replace(out / "classify.json")  # training's done-mark
+    if not (out / "linkpred.json").is_file():  # slip-eval writes it whole (atomic)
+        links = ["slip_eval", "linkpred", *common, "--predictors", "sage",
+                 "--out", str(out / "linkpred.json")]  # fmt: skip
+        run_command(links, out / "linkpred.log", env)
 
 
 def read_nodes(build: Path, columns: list[str]) -> dict[str, list]:
@@ -346,12 +358,14 @@ def overlap(pretraining: Path, build: Path) -> dict:
 def read_metrics(out: Path) -> dict[str, float]:
     """The summary's metrics of one run; `graph:` ones from graph-refined embeddings (SLIP)."""
     results = {
-        name: json.loads((out / f"{name}.json").read_text()) for name in ("retrieval", "classify")
+        name: json.loads((out / f"{name}.json").read_text())
+        for name in TASKS
+        if (out / f"{name}.json").is_file()  # link prediction came later than the first runs
     }
     found = {}
     for variant, prefix in (("metrics", ""), ("graph_metrics", "graph: ")):
         for name, (task, key) in METRICS.items():
-            result = results[task]
+            result = results.get(task, {})
             if isinstance(key, tuple):
                 method, k, field = key
                 value = result.get("fewshot", {}).get(variant, {}).get(method, {}).get(k, {})
@@ -398,6 +412,8 @@ def summarise(grid: Grid) -> dict:
         metrics = {key: read_metrics(path) for key, path in runs.items() if key[1] in done}
         rows = {}
         for name in METRICS:
+            if not all(name in metrics[m, s] for m in ("slip", "clip") for s in done):
+                continue  # a metric some of the cell's runs lack: not paired, not shown
             clip = [metrics["clip", s][name] for s in done]
             slip = [metrics["slip", s][name] for s in done]
             rows[name] = {
@@ -484,12 +500,14 @@ def markdown(summary: dict, grid: Grid) -> str:
             "|---" * (len(METRICS) + 4 + variants) + "|",
         ]
         for e in entries:
-            diffs = [e["metrics"][m]["slip_minus_clip"] for m in METRICS]
+            diffs = [e["metrics"].get(m, {}).get("slip_minus_clip") for m in METRICS]
             lines.append(
                 f"| {level(e[axis])} | {e['variant'] + ' | ' if variants else ''}"
                 f"{homophily(e)} | {e['graph']['mean_degree']:.1f} | "
                 f"{len(e['seeds'])} | "
-                + " | ".join(f"{signed(d['mean'])} {interval(d)}" for d in diffs)
+                + " | ".join(
+                    "–" if d is None else f"{signed(d['mean'])} {interval(d)}" for d in diffs
+                )
                 + " |"
             )
         lines.append("")
@@ -550,9 +568,12 @@ def print_plan(grid: Grid, todo: list[tuple[Cell, str, int]]) -> None:
     if pretrain:
         seconds += BUILD_S_PER_PRODUCT * args.pretrain_products
         seconds += RUN_OVERHEAD_S + STEP_S_PER_SAMPLE * 128 * args.pretrain_steps
-    for cell, _, _ in todo:
-        seconds += RUN_OVERHEAD_S + STEP_S_PER_SAMPLE * cell.batch * grid.steps(cell)
-        seconds += EVAL_S_PER_PRODUCT * cell.size
+    for run in todo:
+        cell = run[0]
+        if not (grid.run_dir(*run) / "classify.json").is_file():  # else link prediction alone
+            seconds += STEP_S_PER_SAMPLE * cell.batch * grid.steps(cell)
+            seconds += EVAL_S_PER_PRODUCT * cell.size
+        seconds += RUN_OVERHEAD_S + LINKPRED_S
     print(
         f"{len(todo)} runs to do, {len(missing)} builds to make"
         f"{', the pretraining' if pretrain else ''}: about {seconds / 3600:.1f} h on the "
