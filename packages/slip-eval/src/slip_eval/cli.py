@@ -45,6 +45,23 @@ CacheDir = Annotated[
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 
 
+def _model(
+    ckpt: str | None,
+    model: str | None,
+    pretrained: str | None,
+    model_config: Path | None,
+    *,
+    cache_dir: Path,
+    out: Path | None,
+):
+    """The model the options name, once the temps of killed runs are swept from the embedding
+    cache and beside `out`."""
+    from slip_eval.models import load_model
+
+    remove_run_temps(cache_dir, out)
+    return load_model(ckpt, model, pretrained, model_config=model_config)
+
+
 def _finish(result: dict, out: Path | None) -> None:
     from slip_eval.results import markdown_table, write_result
 
@@ -74,11 +91,9 @@ def retrieval(
     quiet: Quiet = False,
 ) -> None:
     """Image→text and text→image Recall@1/5/10, MRR and median rank over a split."""
-    from slip_eval.models import load_model
     from slip_eval.tasks import retrieval as run_retrieval
 
-    remove_run_temps(cache_dir, out)
-    loaded = load_model(ckpt, model, pretrained, model_config=model_config)
+    loaded = _model(ckpt, model, pretrained, model_config, cache_dir=cache_dir, out=out)
     result = run_retrieval(
         loaded,
         shards,
@@ -111,7 +126,6 @@ def classify(
     quiet: Quiet = False,
 ) -> None:
     """Zero-shot (prompts over label names) and few-shot (prototype, linear probe) accuracy."""
-    from slip_eval.models import load_model
     from slip_eval.tasks import DEFAULT_TEMPLATES, classification
 
     ks = options.shots(shots)
@@ -125,8 +139,7 @@ def classify(
             raise ValueError(f"--templates {templates}: not a readable JSON list ({exc})") from None
         if not (isinstance(prompts, list) and prompts and all("{c}" in str(t) for t in prompts)):
             raise ValueError(f"--templates {templates}: expected a list of strings with {{c}}")
-    remove_run_temps(cache_dir, out)
-    loaded = load_model(ckpt, model, pretrained, model_config=model_config)
+    loaded = _model(ckpt, model, pretrained, model_config, cache_dir=cache_dir, out=out)
     result = classification(
         loaded,
         shards,
@@ -179,12 +192,10 @@ def linkpred(
     """Link prediction of the split's co-purchases: MRR and Hits@1/3/10 of each held-out edge
     against its negatives, by cosine of image, text and fused embeddings (MM-GRAPH's protocol)."""
     from slip_eval.linkpred import PREDICTORS
-    from slip_eval.models import load_model
     from slip_eval.tasks import linkpred as run_linkpred
 
     kinds = options.names(predictors, flag="--predictors", allowed=PREDICTORS, required=False)
-    remove_run_temps(cache_dir, out)
-    loaded = load_model(ckpt, model, pretrained, model_config=model_config)
+    loaded = _model(ckpt, model, pretrained, model_config, cache_dir=cache_dir, out=out)
     result = run_linkpred(
         loaded,
         shards,
@@ -233,14 +244,12 @@ def nodeclass(
     """Node classification of the test split: GCN, GraphSAGE, GAT and an MLP trained on the frozen
     embeddings over the whole co-purchase graph, early-stopped on val; test accuracy and
     macro-F1 (MAGB's protocol)."""
-    from slip_eval.models import load_model
     from slip_eval.nodeclass import MODELS
     from slip_eval.nodeclass import nodeclass as run_nodeclass
 
     chosen = options.names(models, flag="--models", allowed=MODELS)
     ks = options.shots(shots, at_least=1)
-    remove_run_temps(cache_dir, out)
-    loaded = load_model(ckpt, model, pretrained, model_config=model_config)
+    loaded = _model(ckpt, model, pretrained, model_config, cache_dir=cache_dir, out=out)
     result = run_nodeclass(
         loaded,
         shards,
@@ -284,12 +293,10 @@ def embed(
     from slip_eval.atomic import remove_stale_temps
     from slip_eval.data import SPLITS
     from slip_eval.embeddings import MANIFEST, write_embeddings
-    from slip_eval.models import load_model
 
     splits = options.names(split, flag="--split", allowed=SPLITS)
-    remove_run_temps(cache_dir, None)
     remove_stale_temps(out, recursive=False)
-    loaded = load_model(ckpt, model, pretrained, model_config=model_config)
+    loaded = _model(ckpt, model, pretrained, model_config, cache_dir=cache_dir, out=None)
     manifest = write_embeddings(
         loaded,
         shards,
