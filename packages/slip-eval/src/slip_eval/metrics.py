@@ -420,17 +420,23 @@ def few_shot_evaluate(
             logits = probe.logits(test_features)
         logits = logits.masked_fill(unseen.to(logits.device), torch.finfo(logits.dtype).min)
         per_seed.append(classification_metrics(logits, test_labels))
-    metrics = {}
+    return FewShotResult(mean_and_std(per_seed), per_seed, short_classes, chosen)
+
+
+def mean_and_std(per_seed: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Each metric of the seeds' results as `NAME_mean` and `NAME_std` (sample std; nan for one
+    seed)."""
+    summary = {}
     for name in per_seed[0]:
         values = [m[name] for m in per_seed]
         mean = math.fsum(values) / len(values)
-        metrics[f"{name}_mean"] = mean
-        metrics[f"{name}_std"] = (
+        summary[f"{name}_mean"] = mean
+        summary[f"{name}_std"] = (
             math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
             if len(values) > 1
             else math.nan
         )
-    return FewShotResult(metrics, per_seed, short_classes, chosen)
+    return summary
 
 
 # --------------------------------------------------------------------------------------- checks

@@ -9,7 +9,6 @@ between two products with an image, whatever their splits; the MLP sees none, so
 them is what the graph adds to the embeddings.
 """
 
-import math
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 
 from slip_eval.data import SPLITS, DataError, open_split
 from slip_eval.embeddings import to_pyg, write_embeddings
-from slip_eval.metrics import few_shot_indices
+from slip_eval.metrics import few_shot_indices, mean_and_std
 from slip_eval.models import LoadedModel
 from slip_eval.tasks import graph_ready, result_header
 
@@ -167,17 +166,7 @@ def train_sets(
 
 def summarise(runs: Sequence[Run]) -> dict[str, float]:
     """`acc` and `macro_f1` over the seeds' runs: `_mean` and `_std` (sample std, nan for one)."""
-    summary = {}
-    for name in ("acc", "macro_f1"):
-        values = [getattr(run, name) for run in runs]
-        mean = math.fsum(values) / len(values)
-        summary[f"{name}_mean"] = mean
-        summary[f"{name}_std"] = (
-            math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
-            if len(values) > 1
-            else math.nan
-        )
-    return summary
+    return mean_and_std([{"acc": run.acc, "macro_f1": run.macro_f1} for run in runs])
 
 
 def classify_nodes(
