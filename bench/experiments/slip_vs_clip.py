@@ -31,7 +31,10 @@ From scratch is configs/demo-cpu.toml. docs/method.md says why.
 
 Runs and compute. A run is (cell, mode, seed): `slip-train run` with `train.seed` and
 `loss.mode`, then `slip-eval` retrieval and classification (zero-shot; 4-shot linear probe and
-prototype, 3 draws) on the test split, SLIP also graph-refined (`--structure`). In a cell both
+prototype, 3 draws) and link prediction (held-out co-purchases between test products: cosine
+and a trained GraphSAGE) on the test split, SLIP also graph-refined (`--structure`); with
+`--nodeclass` also GNN node classification of the test products (GraphSAGE and an MLP over the
+frozen embeddings of every product, supervised and 4-shot: MAGB's protocol). In a cell both
 modes train the same steps at the same batch size (the same encoder passes; SLIP adds its GATs).
 Along the batch axis the products seen are held: steps × batch = `--steps` × the main batch.
 CLIP does not depend on the structural weight, so the weight cells share the main cell's CLIP
@@ -79,8 +82,12 @@ METRICS = {  # name in the summary: (result file, key in the result's metrics)
     "4-shot prototype acc1": ("classify", ("prototype", "4", "acc1_mean")),
     "link MRR, fused": ("linkpred", "fused_mrr"),
     "link MRR, SAGE": ("linkpred", "sage_mrr"),
+    "node acc, SAGE": ("nodeclass", "sage_acc"),
+    "node acc, MLP": ("nodeclass", "mlp_acc"),
+    "node 4-shot acc, SAGE": ("nodeclass", ("sage", "4", "acc_mean")),
 }
 TASKS = ("retrieval", "classify", "linkpred")  # each run's result files
+NODECLASS = ["--models", "sage,mlp", "--shots", "4", "--seeds", "3"]  # with --nodeclass
 MAIN = "start=pretrained,size=11000,noise=0.2,homophily=0.5,weight=0.5,batch=128,variant=paper"
 VARIANTS = {  # SLIP's variants (docs/method.md, "A SLIP that does no harm"): their config keys,
     # each set in full, whatever slip-train's defaults
@@ -99,6 +106,7 @@ STEP_S_PER_SAMPLE = 0.4 / 128  # a training step of 128: 0.43 s beside another b
 RUN_OVERHEAD_S = 20  # starting slip-train and slip-eval
 EVAL_S_PER_PRODUCT = 0.0045  # retrieval and classification on a 10% test split: 45 s at 10,000
 LINKPRED_S = 15  # slip-eval linkpred with a SAGE predictor on a test split of 1,000 products
+NODECLASS_S = 120  # slip-eval nodeclass with NODECLASS and --structure on 11,000 products
 
 
 class Cell(NamedTuple):
@@ -139,6 +147,7 @@ class Grid:
         self.args = args
         self.main = parse_main(args.main)
         self.seeds = [int(s) for s in args.seeds.split(",")]
+        self.tasks = TASKS + (("nodeclass",) if args.nodeclass else ())
         self.cells = {self.main: list(AXES)}  # each cell with the axes it lies on
         for axis, (option, parse) in AXES.items():
             for text in getattr(args, option.lstrip("-").replace("-", "_")).split(","):
@@ -191,7 +200,7 @@ class Grid:
         return [
             run
             for out, run in runs.items()
-            if not all((out / f"{task}.json").is_file() for task in TASKS)
+            if not all((out / f"{task}.json").is_file() for task in self.tasks)
         ]
 
 
@@ -270,8 +279,9 @@ def pretrain(grid: Grid) -> Path:
 
 def train_and_evaluate(grid: Grid, run: tuple[Cell, str, int], weights: Path | None) -> None:
     """One run: train (fine-tuning `weights` in a pretrained cell), then retrieval,
-    classification and link prediction on the test split; what is done is skipped, so a run
-    finished before link prediction was measured gets only that."""
+    classification and link prediction on the test split, and with `--nodeclass` GNN node
+    classification; what is done is skipped, so a run finished before a task was added gets only
+    that task."""
     cell, mode, seed = run
     args, out, shards = grid.args, grid.run_dir(*run), grid.build(cell)
     started = time.perf_counter()
@@ -307,6 +317,12 @@ def train_and_evaluate(grid: Grid, run: tuple[Cell, str, int], weights: Path | N
         links = ["slip_eval", "linkpred", *common, "--predictors", "sage",
                  "--out", str(out / "linkpred.json")]  # fmt: skip
         run_command(links, out / "linkpred.log", env)
+    if "nodeclass" in grid.tasks and not (out / "nodeclass.json").is_file():
+        nodes = ["slip_eval", "nodeclass", "--ckpt", str(checkpoint), "--shards", str(shards),
+                 *NODECLASS, "--cache-dir", str(out / "eval-cache"), "--quiet",
+                 *(["--structure"] if mode == "slip" else []),
+                 "--out", str(out / "nodeclass.json")]  # fmt: skip
+        run_command(nodes, out / "nodeclass.log", env)
 
 
 def read_nodes(build: Path, columns: list[str]) -> dict[str, list]:
@@ -359,7 +375,7 @@ def read_metrics(out: Path) -> dict[str, float]:
     """The summary's metrics of one run; `graph:` ones from graph-refined embeddings (SLIP)."""
     results = {
         name: json.loads((out / f"{name}.json").read_text())
-        for name in TASKS
+        for name in (*TASKS, "nodeclass")
         if (out / f"{name}.json").is_file()  # link prediction came later than the first runs
     }
     found = {}
@@ -573,7 +589,7 @@ def print_plan(grid: Grid, todo: list[tuple[Cell, str, int]]) -> None:
         if not (grid.run_dir(*run) / "classify.json").is_file():  # else link prediction alone
             seconds += STEP_S_PER_SAMPLE * cell.batch * grid.steps(cell)
             seconds += EVAL_S_PER_PRODUCT * cell.size
-        seconds += RUN_OVERHEAD_S + LINKPRED_S
+        seconds += RUN_OVERHEAD_S + LINKPRED_S + NODECLASS_S * ("nodeclass" in grid.tasks)
     print(
         f"{len(todo)} runs to do, {len(missing)} builds to make"
         f"{', the pretraining' if pretrain else ''}: about {seconds / 3600:.1f} h on the "
@@ -606,6 +622,12 @@ def main() -> None:
         type=int,
         default=max(1, (os.cpu_count() or 2) // 2),
         help="OMP_NUM_THREADS per run",
+    )
+    parser.add_argument(
+        "--nodeclass",
+        action="store_true",
+        help="also GNN node classification per run (slip-eval nodeclass: SAGE and MLP, "
+        "supervised and 4-shot, 3 seeds; about 2 min a run)",
     )
     parser.add_argument("--plan", action="store_true", help="print cells, runs and time; no runs")
     parser.add_argument("--summary-only", action="store_true", help="no runs, only the tables")

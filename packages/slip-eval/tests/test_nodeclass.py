@@ -10,7 +10,10 @@ from sklearn.metrics import f1_score
 from slip_eval.data import DataError
 from slip_eval.nodeclass import (
     MODELS,
+    SPARSE_KINDS,
+    NodeClassifier,
     Run,
+    adjacency,
     classify_nodes,
     fit,
     macro_f1,
@@ -88,6 +91,19 @@ def test_the_mlp_is_accurate_on_features_that_separate_the_classes():
     data.edge_index = torch.empty(2, 0, dtype=torch.long)  # the MLP needs no graph
     run = fit("mlp", data, everything(data), num_classes=4, seed=0, max_epochs=100)
     assert run.acc >= 0.95 and run.macro_f1 >= 0.95
+
+
+@pytest.mark.parametrize("kind", SPARSE_KINDS)
+def test_the_sparse_adjacency_gives_the_edge_index_outputs(kind):
+    # each node's neighbours in both directions, as the shards' graph: the adjacency stands for
+    # the edge list only because the graph is its own transpose and holds no self-loop
+    data = cliques(n_cliques=6, size=5, classes=3, dim=8, signal=1.0)
+    torch.manual_seed(0)
+    model = NodeClassifier(kind, 8, 3).eval()
+    with torch.no_grad():
+        edges = model(data.x, data.edge_index)
+        sparse = model(data.x, adjacency(data.edge_index, data.num_nodes))
+    torch.testing.assert_close(sparse, edges)
 
 
 def test_early_stopping_stops_patience_epochs_after_the_best():
