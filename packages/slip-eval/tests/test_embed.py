@@ -6,7 +6,6 @@ the embedded nodes, both ways, with masks by split; other shards are refused in 
 import hashlib
 import json
 import shutil
-import sys
 from unittest import mock
 
 import numpy as np
@@ -18,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_runner import slip_eval
 from tiny_shards import jpeg as tiny_jpeg
 from tiny_shards import write_shard_folder
 
-from slip_eval.cli import main
 from slip_eval.data import SPLITS, DataError, embed_split, open_split
 from slip_eval.embeddings import MANIFEST, to_pyg
 from slip_eval.graph import refine
@@ -87,16 +86,6 @@ def write_checkpoint(path, mode="slip"):
         state |= {"graph_head": GRAPH_HEAD, "graph_state_dict": heads}
     torch.save(state, path)
     return path
-
-
-def slip_eval(*args) -> int:
-    """The command run as a user runs it (entry.py's error handling included): its exit status."""
-    with (
-        mock.patch.object(sys, "argv", ["slip-eval", *map(str, args)]),
-        pytest.raises(SystemExit) as exit_,
-    ):
-        main()
-    return exit_.value.code
 
 
 def no_encoder(*args, **kwargs):

@@ -164,6 +164,13 @@ def linkpred(
     shards: Shards = Path("out/demo"),
     split: Split = "test",
     structure: Structure = False,
+    edges: Annotated[
+        Literal["within", "touching"],
+        typer.Option(
+            help="The edges ranked: within, both ends in --split; touching, one end at least "
+            "(the other in any split: many more edges when the split is small)."
+        ),
+    ] = "within",
     negatives: Annotated[
         Literal["random", "hard"],
         typer.Option(help="random: any product not linked to the source; hard: its 2-hop ones."),
@@ -174,8 +181,8 @@ def linkpred(
     holdout: Annotated[
         float,
         number(
-            "Share of the split's edges held out as true edges; the rest is the observed "
-            "graph that --structure refines over.",
+            "Share of the --edges held out as true edges; every other edge is the observed "
+            "graph that --structure and --predictors use.",
             above=0,
             at_most=1,
         ),
@@ -189,8 +196,9 @@ def linkpred(
     cache_dir: CacheDir = Path("out/eval-cache"),
     quiet: Quiet = False,
 ) -> None:
-    """Link prediction of the split's co-purchases: MRR and Hits@1/3/10 of each held-out edge
-    against its negatives, by cosine of image, text and fused embeddings (MM-GRAPH's protocol)."""
+    """Link prediction of co-purchases within or touching the split: MRR and Hits@1/3/10 of each
+    held-out edge against its negatives, by cosine of image, text and fused embeddings (MM-GRAPH's
+    protocol)."""
     from slip_eval.linkpred import PREDICTORS
     from slip_eval.tasks import linkpred as run_linkpred
 
@@ -201,6 +209,7 @@ def linkpred(
         shards,
         split,
         cache_dir=cache_dir,
+        edges=edges,
         negatives=negatives,
         per_positive=per_positive,
         holdout=holdout,

@@ -110,14 +110,6 @@ def open_split(path: str | Path, split: str) -> Split:
     if table.num_rows == 0:
         raise DataError(f"{folder}: the {split!r} split has no product with an image")
     node_ids = table["node_id"].to_numpy()
-    edges = pq.read_table(
-        read_verified(folder, manifest, folder / "edges.parquet", error=DataError),
-        columns=["src", "dst"],
-    )
-    local = np.full(manifest["counts"]["nodes"], -1, dtype=np.int64)
-    local[node_ids] = np.arange(node_ids.size)
-    src, dst = local[edges["src"].to_numpy()], local[edges["dst"].to_numpy()]
-    inside = (src >= 0) & (dst >= 0)
     return Split(
         folder=folder,
         manifest=manifest,
@@ -126,8 +118,23 @@ def open_split(path: str | Path, split: str) -> Split:
         titles=table["title"].to_pylist(),
         label_ids=np.array(table["label_id"].to_numpy(zero_copy_only=False)),  # writable copy
         label_names=list(manifest.get("label_names", [])),
-        edge_index=torch.from_numpy(np.stack([src[inside], dst[inside]])),
+        edge_index=edges_among(folder, manifest, node_ids),
     )
+
+
+def edges_among(folder: Path, manifest: dict, node_ids: np.ndarray) -> Tensor:
+    """The (2, E) co-purchase edges (stored once per pair) whose two ends are both among
+    `node_ids`, numbered by their position there; `edges.parquet` checked against its manifest
+    hash."""
+    edges = pq.read_table(
+        read_verified(folder, manifest, folder / "edges.parquet", error=DataError),
+        columns=["src", "dst"],
+    )
+    local = np.full(manifest["counts"]["nodes"], -1, dtype=np.int64)
+    local[node_ids] = np.arange(node_ids.size)
+    src, dst = local[edges["src"].to_numpy()], local[edges["dst"].to_numpy()]
+    inside = (src >= 0) & (dst >= 0)
+    return torch.from_numpy(np.stack([src[inside], dst[inside]]))
 
 
 def _decode(data: bytes, transform) -> Tensor:

@@ -24,11 +24,11 @@ from torch import Tensor
 
 from slip_eval import __version__
 from slip_eval.atomic import atomic_path, write_json
-from slip_eval.data import SPLITS, DataError, Split, embed_split, open_split
+from slip_eval.data import SPLITS, DataError, Split, edges_among, embed_split, open_split
 from slip_eval.graph import refine
 from slip_eval.graph_head import undirected
 from slip_eval.models import LoadedModel
-from slip_eval.shard_contract import file_sha256, read_manifest, read_verified
+from slip_eval.shard_contract import file_sha256, read_manifest
 
 if TYPE_CHECKING:
     from torch_geometric.data import Data
@@ -262,16 +262,7 @@ def to_pyg(
     else:
         x = torch.cat(vectors, dim=1)
     node_ids = table["node_id"].to_numpy()
-    edges_file = shard_folder / "edges.parquet"
-    edges = pq.read_table(
-        read_verified(shard_folder, shard_manifest, edges_file, error=DataError),
-        columns=["src", "dst"],
-    )
-    local = np.full(shard_manifest["counts"]["nodes"], -1, dtype=np.int64)
-    local[node_ids] = np.arange(node_ids.size)
-    src, dst = local[edges["src"].to_numpy()], local[edges["dst"].to_numpy()]
-    inside = (src >= 0) & (dst >= 0)
-    edge_index = torch.from_numpy(np.stack([src[inside], dst[inside]]))
+    edge_index = edges_among(shard_folder, shard_manifest, node_ids)
     split = table["split"].to_numpy()
     return Data(
         x=x,

@@ -6,7 +6,9 @@ negatives scoring higher + half of those scoring the same, the mean of the optim
 pessimistic rank, so a collapsed model that scores every pair alike ranks each true edge in the
 middle rather than first. Negatives are random (any node not linked to u) or hard (u's 2-hop
 neighbourhood, products bought by the same people's other purchases), drawn with a seeded
-generator so that two models are ranked against the same negatives.
+generator so that two models are ranked against the same negatives. The true edges are a seeded
+share of the edges between two products of a split, or of every edge with an end in it
+(`touching_edges`); every other edge is observed (`hold_out`), never ranked.
 """
 
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ from torch import Tensor
 from torch_geometric.nn import GCNConv, SAGEConv
 
 PREDICTORS = ("sage", "gcn")  # the trained link predictors, EdgeEncoder's layer kinds
+EDGE_SETS = ("within", "touching")  # the candidate edges: both ends in the split, or one at least
 
 
 class LinkPredError(ValueError):
@@ -52,6 +55,27 @@ def neighbour_sets(num_nodes: int, edge_index: Tensor) -> list[set[int]]:
             sets[a].add(b)
             sets[b].add(a)
     return sets
+
+
+def touching_edges(edges: Tensor, inside: Tensor) -> tuple[Tensor, Tensor]:
+    """The edges with at least one end where the (N,) bool mask `inside` holds, each turned so
+    that its source is such an end (the product whose co-purchases are ranked, and whose
+    negatives are drawn), and the edges with neither end there."""
+    src_in = inside[edges[0]]
+    touch = src_in | inside[edges[1]]
+    chosen = edges[:, touch]
+    return torch.where(src_in[touch], chosen, chosen.flip(0)), edges[:, ~touch]
+
+
+def hold_out(
+    candidates: Tensor, background: Tensor, *, holdout: float, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """A seeded `holdout` share (at least one) of the `candidates` edges, the true edges to rank;
+    and the observed graph: the other candidates, then `background` (known edges that are never
+    ranked). The shards store each pair once, so no true edge is ever observed."""
+    order = torch.randperm(candidates.shape[1], generator=generator)
+    held = max(1, round(holdout * candidates.shape[1]))
+    return candidates[:, order[:held]], torch.cat([candidates[:, order[held:]], background], 1)
 
 
 def _draw(u: int, excluded: set[int], count: int, num_nodes: int, generator) -> list[int]:
@@ -112,12 +136,23 @@ def hard_negatives(
     return torch.tensor(rows, dtype=torch.long).view(len(rows), per_positive), filled
 
 
-def pair_scores(embeddings: Tensor, sources: Tensor, targets: Tensor) -> Tensor:
+def pair_scores(
+    embeddings: Tensor, sources: Tensor, targets: Tensor, *, chunk: int = 1024
+) -> Tensor:
     """The dot product of each (source, target) pair's embeddings (cosine for unit ones);
-    `targets` is (P,) or (P, K)."""
+    `targets` is (P,) or (P, K). Every pair is one product summed over the last dimension, the
+    same arithmetic for a true edge as for its negatives, so two equal embeddings tie exactly
+    and OGB's rank puts a collapsed model in the middle (a matmul for the negatives rounds
+    otherwise, and ties then break at random); `chunk` sources at a time bound the (chunk, K, d)
+    products."""
     if targets.ndim == 1:
-        return (embeddings[sources] * embeddings[targets]).sum(1)
-    return torch.einsum("pd,pkd->pk", embeddings[sources], embeddings[targets])
+        return (embeddings[sources] * embeddings[targets]).sum(-1)
+    return torch.cat(
+        [
+            (embeddings[s][:, None] * embeddings[t]).sum(-1)
+            for s, t in zip(sources.split(chunk), targets.split(chunk), strict=True)
+        ]
+    )
 
 
 class EdgeEncoder(torch.nn.Module):

@@ -8,18 +8,30 @@ the same metrics after each embedding is refined by its graph neighbours.
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from slip_eval.data import DataError, Split, embed_split, encode_texts, open_split
+from slip_eval.data import (
+    SPLITS,
+    DataError,
+    Split,
+    edges_among,
+    embed_split,
+    encode_texts,
+    open_split,
+)
 from slip_eval.graph import refine
 from slip_eval.linkpred import (
+    EDGE_SETS,
     hard_negatives,
+    hold_out,
     link_metrics,
     neighbour_sets,
     pair_scores,
     random_negatives,
+    touching_edges,
     trained_node_embeddings,
 )
 from slip_eval.metrics import (
@@ -179,12 +191,26 @@ def classification(
     return result
 
 
+def _every_product(shards: str | Path, split: Split) -> tuple[list[Split], Tensor]:
+    """The products with an image of every split, `split` among them, and every co-purchase edge
+    between two of them, indexed over the splits' products one after another in SPLITS order."""
+    splits = []
+    for name in SPLITS:
+        try:
+            splits.append(split if name == split.name else open_split(shards, name))
+        except DataError:  # the shards read already for `split`: this split has no product
+            continue
+    ids = np.concatenate([part.node_ids for part in splits])
+    return splits, edges_among(split.folder, split.manifest, ids)
+
+
 def linkpred(
     model: LoadedModel,
     shards: str | Path,
     split_name: str,
     *,
     cache_dir: Path | None,
+    edges: str = "within",
     negatives: str = "random",
     per_positive: int = 100,
     holdout: float = 0.5,
@@ -193,29 +219,47 @@ def linkpred(
     structure: bool = False,
     quiet: bool = False,
 ) -> dict:
-    """Link prediction of the split's co-purchases, which training never saw (slip-train's graph
-    holds train products only): a seeded `holdout` share of the split's edges are the true edges,
-    each ranked against `per_positive` negatives of its source; the rest is the observed graph,
-    which only structure-aware refinement uses, so the held-out edges never inform the
-    embeddings that rank them. Scored by cosine, image with image, text with text, and fused
-    (the mean of the two unit embeddings); and by each of `predictors` ("sage", "gcn"), a GNN
-    link predictor trained on the observed edges over the image and text embeddings side by
-    side."""
+    """Link prediction of co-purchases that training never saw (slip-train's graph holds edges
+    between two train products only). `edges` picks the candidates: "within", the edges between
+    two products of the split, ranked over the split's products; "touching", every edge with an
+    end in the split, whatever split the other end is in, ranked over every split's products (a
+    small split has few edges within it and many more touching it). A seeded `holdout` share of
+    the candidates are the true edges, each ranked from its end in the split against
+    `per_positive` negatives, products that no edge links to that end. Every other edge is the
+    observed graph (with "touching", also the edges that do not touch the split, train ones
+    included: the co-purchases a user already knows), which only structure-aware refinement and
+    the predictors use, so the held-out edges never inform the embeddings that rank them. Scored
+    by cosine, image with image, text with text, and fused (the mean of the two unit embeddings);
+    and by each of `predictors` ("sage", "gcn"), a GNN link predictor trained on the observed
+    edges over the image and text embeddings side by side."""
+    if edges not in EDGE_SETS:
+        raise DataError(f"--edges: {edges!r} is not one of {', '.join(EDGE_SETS)}")
     split = open_split(shards, split_name)
-    edges = split.edge_index
-    if edges.shape[1] == 0:
-        raise DataError(f"{split.folder}: the {split.name!r} split has no co-purchase edge")
+    if edges == "within":
+        splits, known = [split], split.edge_index
+        candidates, background = known, known[:, :0]
+    else:
+        splits, known = _every_product(shards, split)
+        inside = torch.cat([torch.full((part.node_ids.size,), part is split) for part in splits])
+        candidates, background = touching_edges(known, inside)
+    if candidates.shape[1] == 0:
+        raise DataError(
+            f"{split.folder}: the {split.name!r} split has no co-purchase edge"
+            if edges == "within"
+            else f"{split.folder}: no co-purchase edge touches the {split.name!r} split"
+        )
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(edges.shape[1], generator=generator)
-    held = max(1, round(holdout * edges.shape[1]))
-    positive, observed = edges[:, order[:held]], edges[:, order[held:]]
+    positive, observed = hold_out(candidates, background, holdout=holdout, generator=generator)
     for asked, flag in ((structure, "--structure"), (predictors, "--predictors")):
         if asked and observed.shape[1] == 0:
             raise DataError(
                 f"{flag}: every edge of the {split.name!r} split is held out; lower --holdout"
             )
-    graph = graph_ready(model, split, structure)
-    neighbours = neighbour_sets(split.node_ids.size, edges)
+    # not graph_ready, which asks for edges within the split: the heads refine over `observed`
+    if structure and model.graph_heads is None:
+        raise DataError("--structure: the model has no graph head (a slip-mode checkpoint has)")
+    num_nodes = sum(part.node_ids.size for part in splits)
+    neighbours = neighbour_sets(num_nodes, known)
     sources, targets = positive
     if negatives == "hard":
         negative, filled = hard_negatives(
@@ -226,9 +270,10 @@ def linkpred(
             sources, neighbours, per_positive=per_positive, generator=generator
         )
         filled = 0
-    raw = embed_split(model, split, cache_dir=cache_dir, quiet=quiet)
+    parts = [embed_split(model, part, cache_dir=cache_dir, quiet=quiet) for part in splits]
+    raw = {name: torch.cat([part[name] for part in parts]) for name in ("image", "text")}
     features = {"metrics": (raw["image"], raw["text"])}
-    if graph:
+    if structure:
         image_head, text_head = model.graph_heads
         features["graph_metrics"] = (
             refine(image_head, raw["image"], observed),
@@ -236,10 +281,12 @@ def linkpred(
         )
     result = result_header(model, split, "linkpred")
     result.update(
+        edges=edges,
+        nodes=int(num_nodes),
         negatives=negatives,
         per_positive=per_positive,
         seed=seed,
-        held_out_edges=int(held),
+        held_out_edges=int(positive.shape[1]),
         observed_edges=int(observed.shape[1]),
         hard_filled=int(filled),
     )
