@@ -95,10 +95,12 @@ def child_networkx(graph_dir: Path, cap: int) -> dict:
     return {"seconds": elapsed, "edges": len(theirs), "same_edges": mine == theirs}
 
 
-def _measure(args: list[str]) -> dict:
-    """Run this script as a child; its JSON result plus wall time and peak RSS."""
+def _measure(args: list[str], *, script: str = __file__, src: str | None = None) -> dict:
+    """Run `script` as a child (with `src` first on its path); its JSON result plus wall time and
+    peak RSS."""
+    env = dict(os.environ, PYTHONPATH=src) if src else None
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, script, *args], stdout=subprocess.PIPE, env=env)
     out = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     if status != 0:

@@ -6,7 +6,7 @@ always give the same rows in the same order.
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
@@ -16,10 +16,15 @@ import polars as pl
 
 from slip_data.bounds import Bounds
 from slip_data.categories import parse_categories
+from slip_data.graph.partitions import (
+    Partitions,
+    edges_from_counts,
+    pair_counts,
+    partitioned_edges,
+)
 from slip_data.option_fields import check_fields, option, text_option
 
 SPLITS = ("train", "val", "test")
-LINK_COLUMNS = ("parent_asin", "user_id", "timestamp", "verified_purchase")
 NODE_COLUMNS = [
     "graph_id",
     "parent_asin",
@@ -84,6 +89,9 @@ class GraphOptions:
     seed: Annotated[int, Bounds(at_least=-(2**63), at_most=2**63 - 1)] = option(
         0, "Seed of the train/val/test node split."
     )
+    memory_gb: Annotated[float, Bounds(above=0)] = option(
+        2.0, "Memory (GB) a unit of the pair step may use: sets the partition counts."
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -94,7 +102,9 @@ class GraphOptions:
             raise ValueError("label levels must not be negative")
 
     def as_dict(self) -> dict:
-        return asdict(self) | {"split_fractions": list(self.split_fractions)}
+        """The options that decide the outputs: `memory_gb` only decides how the work is cut."""
+        chosen = {k: v for k, v in asdict(self).items() if k != "memory_gb"}
+        return chosen | {"split_fractions": list(self.split_fractions)}
 
 
 def _image_url() -> pl.Expr:
@@ -158,56 +168,12 @@ def select_nodes(meta: pl.LazyFrame, options: GraphOptions) -> tuple[pl.DataFram
     return nodes.sort("parent_asin"), dropped
 
 
-def _capped_histories(user_items: pl.DataFrame, cap: int) -> tuple[np.ndarray, np.ndarray]:
-    """Items of the users with two or more, grouped by user, as (items, group sizes).
-
-    A user keeps their `cap` most recent items (ties by item id): no user adds more than
-    cap * (cap - 1) / 2 pairs. Only the few users above the cap need sorting by time.
-    """
-    counted = user_items.with_columns(n=pl.len().over("user")).filter(pl.col("n") > 1)
-    heavy = (
-        counted.filter(pl.col("n") > cap)
-        .sort(["user", "timestamp", "item"], descending=[False, True, False])
-        .filter(pl.int_range(pl.len()).over("user") < cap)
-    )
-    kept = pl.concat([counted.filter(pl.col("n") <= cap), heavy]).sort("user")
-    users = kept["user"].to_numpy()
-    bounds = np.concatenate([[0], np.flatnonzero(users[1:] != users[:-1]) + 1, [users.size]])
-    return kept["item"].to_numpy(), np.diff(bounds)
-
-
 def co_purchase_edges(
     user_items: pl.DataFrame, n_items: int, *, cap: int, min_weight: int
 ) -> pl.DataFrame:
-    """Weighted item pairs (src < dst, sorted) from (user, item, timestamp) rows.
-
-    Instead of a self-join (which makes every pair twice plus k self pairs per user), pair each
-    item with the one `d` places further in its user's history, for d = 1, 2, ...: each pass only
-    touches users with more than d items, so the work is the number of pairs. Each pair becomes
-    one int64 key, and a sort plus run-length count gives the weights (a hash group-by over tens
-    of millions of distinct keys is several times slower: docs/benchmarks.md).
-    """
-    items, sizes = _capped_histories(user_items, cap)
-    position = np.arange(items.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    size = np.repeat(sizes, sizes)
-    candidates = np.flatnonzero(size > 1)
-    batches: list[np.ndarray] = []
-    distance = 1
-    while candidates.size:
-        candidates = candidates[position[candidates] + distance < size[candidates]]
-        first, second = items[candidates], items[candidates + distance]
-        batches.append(np.minimum(first, second) * n_items + np.maximum(first, second))
-        distance += 1
-    del position, size, candidates
-    if not batches:
-        batches.append(np.empty(0, dtype=np.int64))
-    runs = pl.Series("key", np.concatenate(batches)).sort().rle().struct.unnest()
-    del batches  # only the sorted run lengths from here on: peak memory is about 3 key arrays
-    return runs.filter(pl.col("len") >= min_weight).select(
-        src=pl.col("value") // n_items,
-        dst=pl.col("value") % n_items,
-        weight=pl.col("len").cast(pl.Int32),
-    )
+    """Weighted item pairs (src < dst, sorted) from (user, item, timestamp) rows held at once:
+    the graph stage's pair step on one partition, for callers whose users fit in memory."""
+    return edges_from_counts(pair_counts(user_items, n_items, cap=cap), n_items, min_weight)
 
 
 def _prune_degree(edges: pl.DataFrame, n_nodes: int, min_degree: int) -> np.ndarray:
@@ -251,46 +217,40 @@ def assign_split(asins: pl.Series, fractions: tuple[float, float, float], seed: 
 
 
 def build_graph(
-    meta: pl.LazyFrame, reviews: Sequence[pl.LazyFrame], options: GraphOptions
+    meta: pl.LazyFrame,
+    reviews: Mapping[str, pl.LazyFrame],
+    options: GraphOptions,
+    *,
+    parts: Partitions,
+    quiet: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """Nodes (graph_id order), undirected edges (src < dst) and counts of what was dropped.
 
-    `reviews` holds one frame per raw review file; only their id, user and time columns are read.
+    `reviews` holds one frame per raw review file, by name; only their id, user and time columns
+    are read, one file at a time. The pairs are made and counted in the work units of `parts`.
     """
     nodes, dropped = select_nodes(meta, options)
-    known = meta.select("parent_asin").unique().collect()["parent_asin"].implode()
-    linked = (
-        pl.concat([r.select(*LINK_COLUMNS) for r in reviews])
+    ids = (
+        meta.select("parent_asin")
+        .unique()
         .join(
             nodes.lazy().select("parent_asin", item=pl.int_range(pl.len())),
             on="parent_asin",
             how="left",
         )
-        .with_columns(unknown=~pl.col("parent_asin").is_in(known))
-        .drop("parent_asin")
         .collect()
     )
-    review_counts = Counter(
-        unknown_product=linked["unknown"].sum(),
-        filtered_product=(linked["item"].is_null() & ~linked["unknown"]).sum(),
+    edges, review_counts = partitioned_edges(
+        reviews,
+        ids,
+        n_items=nodes.height,
+        parts=parts,
+        verified_only=options.verified_only,
+        cap=options.max_items_per_user,
+        min_weight=options.min_weight,
+        quiet=quiet,
     )
-    linked = linked.filter(pl.col("item").is_not_null())
-    if options.verified_only:
-        verified = linked["verified_purchase"].fill_null(False)
-        review_counts["unverified"] = (~verified).sum()
-        linked = linked.filter(verified)
-    user_items = (
-        linked.lazy()
-        .group_by(user=pl.col("user_id").hash(seed=0), item="item")
-        .agg(timestamp=pl.col("timestamp").fill_null(0).max(), reviews=pl.len())
-        .collect()
-    )
-    del linked
-    review_counts["repeat_review_same_user"] = user_items["reviews"].sum() - user_items.height
-    edges = co_purchase_edges(
-        user_items, nodes.height, cap=options.max_items_per_user, min_weight=options.min_weight
-    )
-    del user_items
+    del ids
     if options.min_degree:
         kept = _prune_degree(edges, nodes.height, options.min_degree)
         if kept.size < nodes.height:

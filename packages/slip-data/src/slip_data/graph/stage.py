@@ -2,7 +2,8 @@
 
 import json
 import os
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +14,12 @@ import pyarrow.parquet as pq
 
 from slip_data.atomic import atomic_path, remove_stale_temps, write_json
 from slip_data.graph.build import GraphOptions, build_graph, top_reviews
+from slip_data.graph.partitions import Partitions, partition_counts
 from slip_data.graph.read import parse_to_parquet
 from slip_data.progress import item_progress
 
 DONE_FILE = "graph.json"
+PARTITIONS = "partitions"  # the pair step's work units; removed once the stage is done
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ def _parsed(raw: Path, kind: str, dest: Path) -> dict:
 
 
 def _write_reviews(
-    reviews: Sequence[pl.LazyFrame], nodes: pl.DataFrame, *, max_reviews: int, dest: Path
+    reviews: Iterable[pl.LazyFrame], nodes: pl.DataFrame, *, max_reviews: int, dest: Path
 ) -> None:
     """The kept review texts, one review file at a time so memory holds one file's texts."""
     schema = pa.schema([("graph_id", pa.int64()), ("reviews", pa.large_list(pa.large_string()))])
@@ -70,6 +73,7 @@ def run_graph(
     if done.exists():
         previous = json.loads(done.read_text())
         if previous.get("inputs") == inputs and previous.get("options") == options.as_dict():
+            shutil.rmtree(graph_dir / PARTITIONS, ignore_errors=True)  # if killed right after
             return previous
 
     parsed_dir = graph_dir / "parsed"
@@ -96,14 +100,25 @@ def run_graph(
             for r in raws
         ]
     )
-    reviews = [pl.scan_parquet(parsed_dir / f"review_{r.name}.parquet") for r in raws]
-    nodes, edges, counts = build_graph(meta, reviews, options)
+    reviews = {r.name: pl.scan_parquet(parsed_dir / f"review_{r.name}.parquet") for r in raws}
+    users, key_ranges = partition_counts(
+        sum(reports[f"review:{r.name}"]["kept"] for r in raws), options.memory_gb
+    )
+    parts = Partitions.open(
+        graph_dir / PARTITIONS,
+        users=users,
+        key_ranges=key_ranges,
+        made_for={"inputs": inputs, "options": options.as_dict()},
+    )
+    nodes, edges, counts = build_graph(meta, reviews, options, parts=parts, quiet=quiet)
     for name, frame in (("nodes", nodes), ("edges", edges)):
         with atomic_path(graph_dir / f"{name}.parquet") as tmp:
             frame.write_parquet(tmp)
     _write_reviews(
-        reviews, nodes, max_reviews=options.max_reviews, dest=graph_dir / "reviews.parquet"
+        reviews.values(), nodes, max_reviews=options.max_reviews, dest=graph_dir / "reviews.parquet"
     )
     summary = {"inputs": inputs, "options": options.as_dict(), "counts": counts, "files": reports}
+    summary["partitions"] = {"users": users, "key_ranges": key_ranges}
     write_json(done, summary)
+    shutil.rmtree(parts.root)
     return summary
