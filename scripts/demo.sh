@@ -27,16 +27,25 @@ for mode in slip clip; do
     "${UV[@]}" run slip-eval classify --ckpt "$ckpt" --shards "$OUT" "${structure[@]}" --quiet \
         --shots 0,1,4,16 --cache-dir "$RUN/eval-cache" --out "$RUN/eval/$mode-classify.json" \
         >/dev/null 2>&1
+    # the graph benchmarks' two tasks (docs/eval.md): held-out co-purchases touching the test
+    # split (its few edges within it would rank too few), and GNNs over the frozen embeddings
+    "${UV[@]}" run slip-eval linkpred --ckpt "$ckpt" --shards "$OUT" "${structure[@]}" --quiet \
+        --edges touching --predictors sage --cache-dir "$RUN/eval-cache" \
+        --out "$RUN/eval/$mode-linkpred.json" >/dev/null
+    "${UV[@]}" run slip-eval nodeclass --ckpt "$ckpt" --shards "$OUT" "${structure[@]}" --quiet \
+        --models gcn,sage,mlp --shots 4 --cache-dir "$RUN/eval-cache" \
+        --out "$RUN/eval/$mode-nodeclass.json" >/dev/null
 done
 echo "== SLIP against CLIP on the demo test split"
-for task in retrieval classify; do
+for task in retrieval classify linkpred nodeclass; do
     graph=()  # after the last table: how far the demo graph's neighbours share the label
-    [ "$task" = classify ] && graph=(--shards "$OUT")
+    [ "$task" = nodeclass ] && graph=(--shards "$OUT")
     "${UV[@]}" run slip-eval compare "$RUN/eval/slip-$task.json" "$RUN/eval/clip-$task.json" \
         --chart "$RUN/eval/$task.png" "${graph[@]}"
 done
 # the report also draws the SLIP-vs-CLIP experiment's headline picture (docs/results.md)
-"${UV[@]}" run slip-eval report "$RUN"/eval/{slip,clip}-{retrieval,classify}.json --shards "$OUT" \
+"${UV[@]}" run slip-eval report "$RUN"/eval/{slip,clip}-{retrieval,classify,linkpred,nodeclass}.json \
+    --shards "$OUT" \
     --cache-dir "$RUN/eval-cache" --experiment bench/results/slip_vs_clip/summary.json \
     --out "$RUN/report"
 echo "== open $RUN/report/index.html for the tables, plots, retrieval gallery and a neighbourhood"

@@ -35,6 +35,13 @@ def test_markdown_table_puts_results_side_by_side_with_std_and_gaps():
     assert not any("acc1_std" in line for line in table)
 
 
+def test_a_supervised_nodeclass_row_shows_its_seeds_std():
+    nodes = {"model": "m", "task": "nodeclass", "metrics": {"gcn_acc": 0.75, "gcn_acc_std": 0.125}}
+    table = markdown_table([nodes], ["a"]).splitlines()
+    assert "| gcn_acc | 0.7500 ± 0.1250 |" in table
+    assert not any("gcn_acc_std" in line for line in table)
+
+
 def test_results_round_trip_and_bad_files_are_one_line(tmp_path):
     write_result(RETRIEVAL, tmp_path / "r.json")
     assert read_result(tmp_path / "r.json") == RETRIEVAL

@@ -355,7 +355,10 @@ def compare(
 @app.command()
 def report(
     *,
-    results: Annotated[list[Path], typer.Argument(help="Result JSON files of retrieval/classify.")],
+    results: Annotated[
+        list[Path],
+        typer.Argument(help="Result JSON files of retrieval, classify, linkpred, nodeclass."),
+    ],
     out: Annotated[
         Path, typer.Option(file_okay=False, help="The report folder: index.html and its images.")
     ],

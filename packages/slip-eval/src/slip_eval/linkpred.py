@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch_geometric.nn import GCNConv, SAGEConv
 
 PREDICTORS = ("sage", "gcn")  # the trained link predictors, EdgeEncoder's layer kinds
 EDGE_SETS = ("within", "touching")  # the candidate edges: both ends in the split, or one at least
@@ -162,6 +161,8 @@ class EdgeEncoder(torch.nn.Module):
 
     def __init__(self, kind: str, dim_in: int, hidden: int = 256, dropout: float = 0.5) -> None:
         super().__init__()
+        from torch_geometric.nn import GCNConv, SAGEConv  # graph_head.py silenced PyG's import
+
         layer = dict(zip(PREDICTORS, (SAGEConv, GCNConv), strict=True))[kind]
         self.layers = torch.nn.ModuleList([layer(dim_in, hidden), layer(hidden, hidden)])
         self.dropout = dropout

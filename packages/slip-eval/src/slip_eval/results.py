@@ -76,7 +76,8 @@ def markdown_table(results: list[dict], labels: list[str] | None = None) -> str:
         cells = []
         for flat in flats:
             value = flat.get(name)
-            std = flat.get(name[: -len("_mean")] + "_std") if name.endswith("_mean") else None
+            # few-shot rows pair NAME_mean with NAME_std; nodeclass's supervised NAME with NAME_std
+            std = flat.get(name.removesuffix("_mean") + "_std")
             cells.append(
                 _cell(value) + (f" ± {std:.4f}" if std is not None and not math.isnan(std) else "")
             )
