@@ -97,6 +97,30 @@ def test_the_export_and_the_named_model_give_the_checkpoints_numbers(
     assert numbers[1] == pytest.approx(numbers[0]) and numbers[2] == pytest.approx(numbers[0])
 
 
+@pytest.mark.parametrize(
+    ("task", "options"),
+    [
+        ("linkpred", ["--edges", "touching", "--predictors", "sage"]),
+        ("nodeclass", ["--models", "sage,mlp", "--seeds", "1", "--max-epochs", "20"]),
+    ],
+)
+def test_the_graph_tasks_take_any_open_clip_model(
+    demo_build, demo_runs, demo_export, tmp_path, task, options
+):
+    # open_clip's own model by name and weights file, as a user brings one, gives the numbers of
+    # the checkpoint it was exported from
+    named = ["--model", "slip-tiny", "--model-config", str(demo_export / "slip-tiny.json"),
+             "--pretrained", str(demo_export / "open_clip_pytorch_model.bin")]  # fmt: skip
+    numbers = []
+    for source in (["--ckpt", str(demo_runs.checkpoint("clip"))], named):
+        out = tmp_path / f"{len(numbers)}.json"
+        evaluate(task, *source, *options, "--shards", str(demo_build), "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+        numbers.append(json.loads(out.read_text())["metrics"])
+    assert numbers[1] == pytest.approx(numbers[0], nan_ok=True)
+    assert numbers[0]
+
+
 def slip_eval_in_process(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
     """`slip-eval ARGS` through its entry point, in this process (torch is imported once)."""
     from slip_eval.cli import main
