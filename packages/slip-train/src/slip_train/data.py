@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
 from slip_train.batches import BatchPlanner, PlannedBatch
-from slip_train.sampler import CSRGraph, build_csr
+from slip_train.graph_cache import load_graph
+from slip_train.sampler import CSRGraph
 from slip_train.shards import (
     ShardError,
     Shards,
@@ -42,32 +43,20 @@ from slip_train.shards import (
 @dataclass
 class TrainData:
     shards: Shards
-    graph: CSRGraph  # edges between two nodes of the split only
+    graph: CSRGraph  # edges between two nodes of the split only; memory-mapped, read-only
     split_nodes: Tensor  # node ids of the split batches are drawn from
     cache: Path  # the node cache (image, title) of docs/method.md
 
 
 def load_train_data(shards_path: str | Path, split: str, cache_dir: str | Path) -> TrainData:
-    """Open and check the shards, build the split's graph and the node cache (once per shards)."""
+    """Open and check the shards; the split's graph and the node cache, each built once per
+    shards (in a folder keyed by the manifest's sha256 list) and memory-mapped after."""
     shards = open_shards(shards_path)
-    columns = shards.nodes(["split", "image_sha256"])
-    in_split = torch.from_numpy(columns["split"].to_numpy(zero_copy_only=False) == split)
-    if not bool(in_split.any()):
-        raise ValueError(f"{shards.folder}: the {split!r} split has no nodes")
-    # products kept without an image (slip-data --keep-missing-images) are not trained on
-    has_image = torch.from_numpy(columns["image_sha256"].is_valid().to_numpy(zero_copy_only=False))
-    in_split &= has_image
-    edges = shards.edges()
-    graph = build_csr(
-        torch.tensor(edges["src"].to_numpy()),
-        torch.tensor(edges["dst"].to_numpy()),
-        shards.num_nodes,
-        keep=in_split,
-    )
     stamp = json.dumps([f["sha256"] for f in shards.manifest["files"]]).encode()
     cache_folder = Path(cache_dir) / hashlib.sha256(stamp).hexdigest()[:16]
+    graph, split_nodes = load_graph(shards, split, cache_folder / f"graph-{split}")
     cache = build_node_cache(shards, cache_folder)
-    return TrainData(shards, graph, torch.nonzero(in_split).squeeze(1), cache)
+    return TrainData(shards, graph, split_nodes, cache)
 
 
 def to_model_images(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:

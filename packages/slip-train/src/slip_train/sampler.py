@@ -2,7 +2,9 @@
 
 DGL cannot be installed beside current torch and PyG's NeighborLoader needs compiled extras
 (docs/method.md), so this is the sampler: a CSR of the training graph only, per-hop fanouts,
-neighbours drawn uniformly without replacement, on the CPU or on the GPU.
+neighbours drawn uniformly without replacement, on the CPU or on the GPU. The CSR is built from
+edges streamed in chunks (csr_arrays); slip_train.graph_cache keeps it in files that every
+process memory-maps.
 
 A batch is the seeds plus the neighbours sampled for them. Hop 1 samples neighbours of the seeds;
 hop l samples neighbours of the nodes that hop l-1 added (a node already in the batch is not
@@ -18,7 +20,7 @@ only, not on the thread count. The two paths give different (equally uniform) dr
 """
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numba
@@ -35,7 +37,8 @@ NUMBA_ON_CPU = True  # False: the torch path on the CPU too (tests, the benchmar
 
 @dataclass(frozen=True)
 class CSRGraph:
-    """Undirected graph as neighbour lists: those of v are indices[indptr[v] : indptr[v + 1]]."""
+    """Undirected graph as neighbour lists: those of v are indices[indptr[v] : indptr[v + 1]];
+    `indptr` int64, `indices` int32 (csr_arrays) or int64."""
 
     indptr: Tensor
     indices: Tensor
@@ -46,22 +49,6 @@ class CSRGraph:
 
     def to(self, device: torch.device | str) -> "CSRGraph":
         return CSRGraph(self.indptr.to(device), self.indices.to(device))
-
-
-def build_csr(src: Tensor, dst: Tensor, num_nodes: int, *, keep: Tensor | None = None) -> CSRGraph:
-    """CSR over both directions of edges stored once; with `keep` (a node mask) only the edges
-    whose two ends are kept: the training graph holds no edge to a validation or test node."""
-    src, dst = src.long(), dst.long()
-    if keep is not None:
-        inside = keep[src] & keep[dst]
-        src, dst = src[inside], dst[inside]
-    both_src = torch.cat([src, dst])
-    both_dst = torch.cat([dst, src])
-    order = torch.argsort(both_dst * num_nodes + both_src)
-    counts = torch.bincount(both_dst, minlength=num_nodes)
-    indptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=src.device)
-    indptr[1:] = torch.cumsum(counts, 0)
-    return CSRGraph(indptr, both_src[order])
 
 
 @dataclass(frozen=True)
@@ -112,13 +99,13 @@ def _sample_neighbors_torch(
     owner = torch.repeat_interleave(few, few_degree)
     first = torch.repeat_interleave(torch.cumsum(few_degree, 0) - few_degree, few_degree)
     slot = start.index_select(0, owner) + torch.arange(owner.numel(), device=device) - first
-    sources = [graph.indices.index_select(0, slot)]
+    sources = [graph.indices.index_select(0, slot).long()]
     owners = [owner]
     # nodes with many: draw
     if many.numel():
         offsets = _sample_offsets(degree.index_select(0, many), fanout, generator)
         slots = (start.index_select(0, many)[:, None] + offsets).reshape(-1)
-        sources.append(graph.indices.index_select(0, slots))
+        sources.append(graph.indices.index_select(0, slots).long())
         owners.append(many.repeat_interleave(fanout))
     return torch.cat(sources), frontier.index_select(0, torch.cat(owners))
 
@@ -369,6 +356,110 @@ def _array(tensor: Tensor) -> np.ndarray:
     return tensor.to(torch.long).contiguous().numpy()
 
 
+# ------------------------------------------------------------------------ building the CSR
+
+MAX_NODES = 2**31  # node ids are int32 in `indices`
+
+
+@_jit(parallel=False)
+def _count(src: np.ndarray, dst: np.ndarray, keep: np.ndarray, degree: np.ndarray) -> bool:
+    """Add the kept edges' two ends to `degree`; False at an id outside the graph."""
+    n = degree.size
+    for e in range(src.size):
+        a, b = src[e], dst[e]
+        if a < 0 or a >= n or b < 0 or b >= n:
+            return False
+        if keep[a] and keep[b]:
+            degree[a] += 1
+            degree[b] += 1
+    return True
+
+
+@_jit(parallel=False)
+def _fill(
+    src: np.ndarray,
+    dst: np.ndarray,
+    keep: np.ndarray,
+    indptr: np.ndarray,
+    cursor: np.ndarray,
+    indices: np.ndarray,
+) -> bool:
+    """Write each kept edge into both ends' rows at their cursors; False where an id or a row's
+    size is not what the counting pass saw (the edges changed between the passes)."""
+    n = cursor.size
+    for e in range(src.size):
+        a, b = src[e], dst[e]
+        if a < 0 or a >= n or b < 0 or b >= n:
+            return False
+        if keep[a] and keep[b]:
+            if cursor[b] >= indptr[b + 1]:
+                return False
+            indices[cursor[b]] = a
+            cursor[b] += 1
+            if cursor[a] >= indptr[a + 1]:
+                return False
+            indices[cursor[a]] = b
+            cursor[a] += 1
+    return True
+
+
+@_jit()
+def _sort_rows(indptr: np.ndarray, indices: np.ndarray) -> None:
+    """Each row in ascending order, rows in parallel; a sorted row (every row, for edges sorted
+    by (src, dst) with src < dst as shards store them) is only scanned."""
+    for v in prange(indptr.size - 1):
+        row = indices[indptr[v] : indptr[v + 1]]
+        for j in range(1, row.size):
+            if row[j] < row[j - 1]:
+                row.sort()
+                break
+
+
+def csr_arrays(
+    edges: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+    num_nodes: int,
+    *,
+    keep: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr int64, indices int32) over both directions of edges stored once; with `keep` (a
+    node mask) only the edges whose two ends are kept: the training graph holds no edge to a
+    validation or test node. Each row is in ascending order.
+
+    `edges()` yields (src, dst) chunks and is called twice, to count the degrees and then to
+    fill the rows, so no more than one chunk of the edge list is in memory beside the CSR.
+    """
+    if num_nodes > MAX_NODES:
+        raise ValueError(f"{num_nodes:,} nodes: node ids must fit int32 (below 2^31)")
+    keep = np.ones(num_nodes, np.bool_) if keep is None else keep
+    degree = np.zeros(num_nodes, np.int64)
+    for src, dst in edges():
+        if not _count(src, dst, keep, degree):
+            raise ValueError(f"an edge names a node outside 0..{num_nodes - 1}")
+    indptr = np.zeros(num_nodes + 1, np.int64)
+    np.cumsum(degree, out=indptr[1:])
+    cursor = degree  # each row's next free slot, from its start
+    cursor[:] = indptr[:-1]
+    indices = np.empty(indptr[-1], np.int32)
+    for src, dst in edges():
+        if not _fill(src, dst, keep, indptr, cursor, indices):
+            raise ValueError("the edges changed between the counting and the filling pass")
+    if not np.array_equal(cursor, indptr[1:]):
+        raise ValueError("the edges changed between the counting and the filling pass")
+    _numba_threads()
+    _sort_rows(indptr, indices)
+    return indptr, indices
+
+
+def build_csr(src: Tensor, dst: Tensor, num_nodes: int, *, keep: Tensor | None = None) -> CSRGraph:
+    """csr_arrays of edges at hand, on their device."""
+    indptr, indices = csr_arrays(
+        lambda: [(src.cpu().numpy(), dst.cpu().numpy())],
+        num_nodes,
+        keep=None if keep is None else keep.cpu().numpy(),
+    )
+    return CSRGraph(torch.from_numpy(indptr), torch.from_numpy(indices)).to(src.device)
+
+
 # ------------------------------------------------------------------------ public
 
 
@@ -393,7 +484,7 @@ def sample_batch(
     _numba_threads()
     nodes, edge_index = _batch(
         _array(graph.indptr),
-        _array(graph.indices),
+        graph.indices.contiguous().numpy(),  # int32 or int64: never copied to int64
         _array(seeds),
         np.asarray(fanouts, dtype=np.int64),
         _numba_key(generator),

@@ -6,9 +6,9 @@ beside a stamp of the manifest it came from) and memory-mapped, so a DataLoader 
 image without loading a shard.
 
 Readers verify what the manifest promises: a file read whole (the node files when the cache is
-built, edges.parquet) is checked against its sha256, so a byte changed on disk is an error, not a
-silent difference in what is trained on; each image is checked against its image_sha256 when it
-is decoded (slip_train.data).
+built, edges.parquet when the training graph is) is checked against its sha256, so a byte changed
+on disk is an error, not a silent difference in what is trained on; each image is checked against
+its image_sha256 when it is decoded (slip_train.data).
 """
 
 import json
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
@@ -25,6 +24,7 @@ from slip_train.atomic import atomic_path, write_bytes
 from slip_train.shard_contract import (
     EDGE_COLUMNS,
     NODE_COLUMNS,
+    file_sha256,
     node_paths,
     read_manifest,
     read_verified,
@@ -79,12 +79,24 @@ class Shards:
     def num_nodes(self) -> int:
         return self.manifest["counts"]["nodes"]
 
-    def nodes(self, columns: list[str]) -> pa.Table:
-        """Node columns in node_id order (shards are contiguous ranges, read in name order)."""
-        return ds.dataset(self.node_files, format="parquet").to_table(columns=columns)
-
-    def edges(self) -> pa.Table:
-        return pq.read_table(self.verified(self.folder / "edges.parquet"))
+    def edge_file(self) -> Path:
+        """edges.parquet, checked against the manifest's sha256 a MiB at a time: it outgrows
+        memory, so it is hashed first and then read in batches (a change after the check is not
+        seen)."""
+        path = self.folder / "edges.parquet"
+        listed = {entry["path"]: entry.get("sha256") for entry in self.manifest["files"]}
+        expected = listed.get(path.name)
+        if expected is not None:
+            try:
+                actual = file_sha256(path)
+            except OSError as exc:
+                raise ShardError(f"{path}: unreadable ({exc.strerror or exc})") from None
+            if actual != expected:
+                raise ShardError(
+                    f"{path}: sha256 {actual} is not the manifest's {expected} "
+                    "(the file changed after slip-data wrote it)"
+                )
+        return path
 
     def verified(self, path: Path) -> pa.Buffer:
         """The file's bytes, checked against the manifest's sha256 (read_verified)."""
