@@ -80,6 +80,19 @@ def node_paths(folder: Path, manifest: dict) -> list[Path]:
     return [folder / entry["path"] for entry in manifest["files"] if entry["kind"] == "nodes"]
 
 
+def _check_sha256(
+    folder: Path, manifest: dict, path: Path, actual: str, *, error: type[Exception]
+) -> None:
+    """An error when the manifest lists a sha256 for `path` other than `actual`."""
+    listed = {entry["path"]: entry.get("sha256") for entry in manifest["files"]}
+    expected = listed.get(path.relative_to(folder).as_posix())
+    if expected is not None and actual != expected:
+        raise error(
+            f"{path}: sha256 {actual} is not the manifest's {expected} "
+            "(the file changed after slip-data wrote it)"
+        )
+
+
 def read_verified(
     folder: Path, manifest: dict, path: Path, *, error: type[Exception] = ShardFormatError
 ) -> pa.Buffer:
@@ -89,13 +102,19 @@ def read_verified(
         data = path.read_bytes()
     except OSError as exc:
         raise error(f"{path}: unreadable ({exc.strerror or exc})") from None
-    listed = {entry["path"]: entry.get("sha256") for entry in manifest["files"]}
-    expected = listed.get(path.relative_to(folder).as_posix())
-    if expected is not None:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected:
-            raise error(
-                f"{path}: sha256 {actual} is not the manifest's {expected} "
-                "(the file changed after slip-data wrote it)"
-            )
+    _check_sha256(folder, manifest, path, hashlib.sha256(data).hexdigest(), error=error)
     return pa.py_buffer(data)
+
+
+def verify_file(
+    folder: Path, manifest: dict, path: Path, *, error: type[Exception] = ShardFormatError
+) -> Path:
+    """`path`, checked against the manifest's sha256 (when it lists one) a MiB at a time, for a
+    file too large to read whole that the caller then reads in batches (a change after the check
+    is not seen)."""
+    try:
+        actual = file_sha256(path)
+    except OSError as exc:
+        raise error(f"{path}: unreadable ({exc.strerror or exc})") from None
+    _check_sha256(folder, manifest, path, actual, error=error)
+    return path

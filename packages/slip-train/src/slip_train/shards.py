@@ -24,10 +24,10 @@ from slip_train.atomic import atomic_path, write_bytes
 from slip_train.shard_contract import (
     EDGE_COLUMNS,
     NODE_COLUMNS,
-    file_sha256,
     node_paths,
     read_manifest,
     read_verified,
+    verify_file,
 )
 
 NODE_CACHE = "nodes.arrow"
@@ -83,20 +83,9 @@ class Shards:
         """edges.parquet, checked against the manifest's sha256 a MiB at a time: it outgrows
         memory, so it is hashed first and then read in batches (a change after the check is not
         seen)."""
-        path = self.folder / "edges.parquet"
-        listed = {entry["path"]: entry.get("sha256") for entry in self.manifest["files"]}
-        expected = listed.get(path.name)
-        if expected is not None:
-            try:
-                actual = file_sha256(path)
-            except OSError as exc:
-                raise ShardError(f"{path}: unreadable ({exc.strerror or exc})") from None
-            if actual != expected:
-                raise ShardError(
-                    f"{path}: sha256 {actual} is not the manifest's {expected} "
-                    "(the file changed after slip-data wrote it)"
-                )
-        return path
+        return verify_file(
+            self.folder, self.manifest, self.folder / "edges.parquet", error=ShardError
+        )
 
     def verified(self, path: Path) -> pa.Buffer:
         """The file's bytes, checked against the manifest's sha256 (read_verified)."""
