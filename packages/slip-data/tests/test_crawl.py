@@ -27,8 +27,17 @@ from servers import ThreadedServer
 
 from slip_data.crawl import RETRYABLE, CrawlOptions, crawl, load_results
 from slip_data.crawl.decode import decode_image
-from slip_data.crawl.results import image_parts
+from slip_data.crawl.results import (
+    MADE_FOR,
+    UnitSpan,
+    image_parts,
+    read_latest,
+    span_parts,
+    unit_dir,
+    url_list_sha256,
+)
 from slip_data.crawl.results import stored_images as image_loader
+from slip_data.distribute import unit_slice
 
 HOST = "images.slip-demo.invalid"
 FAST = CrawlOptions(
@@ -335,6 +344,64 @@ def test_an_image_lookup_opens_only_the_parts_that_name_its_images(
     found = image_loader(tmp_path, index)(pl.Series([duplicate["sha256"]]))
     assert found["image"].to_list() == [first["image"]] and first["image"] is not None
     assert sorted(opened) == ["part-000000.parquet", "part-000002.parquet"]  # not good.jpg's
+
+
+def test_a_unit_opens_only_the_parts_that_can_hold_its_urls(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A unit folder records the range of the URL list it was crawled for, so a later unit reads
+    the earlier results of its own URLs from the folders whose range meets its own (and from the
+    root and any folder without a record), not from every part of the crawl."""
+    urls = [server.url(f"/small.jpg?n={n}") for n in range(12)]
+
+    def span(index: int, count: int, listed: list[str] = urls) -> UnitSpan:
+        cut = unit_slice(len(listed), index, count)
+        named = url_list_sha256(listed)
+        return UnitSpan(root=tmp_path, urls_sha256=named, start=cut.start, stop=cut.stop)
+
+    def run(index: int, count: int) -> dict[str, int]:
+        unit = span(index, count)
+        folder = unit_dir(tmp_path, index, count)
+        mine = urls[unit.start : unit.stop]
+        return crawl(mine, folder, FAST, host_map=server.host_map, quiet=True, span=unit)
+
+    for index in range(2):
+        run(index, 2)
+    opened: list[str] = []
+    read_parquet = pl.read_parquet
+    monkeypatch.setattr(
+        pl,
+        "read_parquet",
+        lambda path, **kw: opened.append(Path(path).parent.parent.name) or read_parquet(path, **kw),
+    )
+    fetched = server.hits.total()
+    seen = {}
+    for index in range(3):  # --num-shards 3 after 2: ranges [0, 4), [4, 8), [8, 12) after halves
+        opened.clear()
+        assert run(index, 3) == {}  # all settled before
+        seen[index] = set(opened)
+    assert server.hits.total() == fetched
+    halves = ("00000-of-00002", "00001-of-00002")
+    assert seen == {0: {halves[0]}, 1: set(halves), 2: {halves[1]}}
+
+    other = [*urls, server.url("/small.jpg?n=12")]  # another list: its ranges say nothing here
+    crawl(other[-1:], tmp_path, FAST, host_map=server.host_map, quiet=True)  # into the root
+
+    def folders(unit: UnitSpan) -> set[str]:
+        return {Path(path).parent.parent.name for path in span_parts(unit)}
+
+    # the root's parts were written for any URL; a range of another list may meet any folder
+    assert folders(span(0, 2)) == {tmp_path.name, halves[0]}
+    assert folders(span(0, 2, other)) == {tmp_path.name, *halves}
+    (unit_dir(tmp_path, 1, 2) / MADE_FOR).unlink()  # as a version before the records left it
+    assert folders(span(0, 2)) == {tmp_path.name, *halves}
+    run(1, 2)  # its record now starts with the parts it cannot vouch for
+    assert folders(span(0, 2)) == {tmp_path.name, *halves}
+    unit = span(2, 3)
+    mine = urls[unit.start : unit.stop]
+    assert read_latest(tmp_path, urls=mine, paths=span_parts(unit)).equals(
+        read_latest(tmp_path, urls=mine)
+    )
 
 
 def test_per_host_rate_spaces_request_starts(server: Server, tmp_path: Path) -> None:

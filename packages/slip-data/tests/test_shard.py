@@ -1,15 +1,18 @@
 import json
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from slip_data.shard import writer
 from slip_data.shard.writer import TEXT_COLUMNS, ShardOptions, plan_shards, write_shards
 from slip_data.shard_contract import ShardFormatError, read_manifest
 
 
-def run_shard(nodes, edges, results, shards_dir, options):
-    """The whole stage from graph outputs and crawl results (with their images) in memory."""
+def run_shard(nodes, edges, results, folder, options):
+    """The whole stage into `folder`/shards, from graph outputs and crawl results (with their
+    images) in memory; the edges are read from a file, as the graph stage writes them."""
     stored = results.filter(pl.col("image").is_not_null()).unique("sha256", maintain_order=True)
     texts = nodes.select("graph_id", *TEXT_COLUMNS)
 
@@ -19,9 +22,17 @@ def run_shard(nodes, edges, results, shards_dir, options):
     def load_texts(graph_ids):
         return texts.filter(pl.col("graph_id").is_in(graph_ids.implode()))
 
-    plan = plan_shards(nodes, edges, results, options=options)
+    graph_edges = folder / "graph-edges.parquet"
+    edges.write_parquet(graph_edges)
+    plan = plan_shards(nodes, results, options=options)
     return write_shards(
-        plan, shards_dir, options, provenance={}, texts=load_texts, images=load_images
+        plan,
+        folder / "shards",
+        options,
+        edges=graph_edges,
+        provenance={},
+        texts=load_texts,
+        images=load_images,
     )
 
 
@@ -62,7 +73,9 @@ def test_shards_drop_missing_images_and_renumber(tmp_path):
     nodes, edges, images = graph_outputs()
     manifest = run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=2))
     kept = pl.concat(
-        pl.read_parquet(tmp_path / f["path"]) for f in manifest["files"] if f["kind"] == "nodes"
+        pl.read_parquet(tmp_path / "shards" / f["path"])
+        for f in manifest["files"]
+        if f["kind"] == "nodes"
     )
     # node 2's image failed; node 6 shares node 0's image URL, fetched once
     assert kept["parent_asin"].to_list() == ["A0", "A1", "A3", "A4", "A5", "A6"]
@@ -70,13 +83,13 @@ def test_shards_drop_missing_images_and_renumber(tmp_path):
     assert manifest["counts"] == {"nodes": 6, "edges": 3, "labels": 2}
     assert manifest["dropped_images"] == {"http_404": 1}
     assert manifest["crawl_status"] == {"http_404": 1, "ok": 6}
-    edges_out = pl.read_parquet(tmp_path / "edges.parquet")
+    edges_out = pl.read_parquet(tmp_path / "shards" / "edges.parquet")
     # (0,1) and (0,6) survive as (0,1), (0,5); (3,4) becomes (2,3); edges touching node 2 go
     assert edges_out.rows() == [(0, 1, 2), (0, 5, 1), (2, 3, 1)]
     assert manifest["label_names"] == ["Cream", "Soap"]
     assert kept["label_id"].to_list() == [0, 1, 1, 0, 1, 0]
     assert [f["rows"] for f in manifest["files"] if f["kind"] == "nodes"] == [2, 2, 2]
-    labels = pl.read_parquet(tmp_path / "labels.parquet")
+    labels = pl.read_parquet(tmp_path / "shards" / "labels.parquet")
     assert labels["count"].to_list() == [3, 3]
     assert manifest["split_sizes"] == {"train": 5, "val": 0, "test": 1}
 
@@ -84,7 +97,7 @@ def test_shards_drop_missing_images_and_renumber(tmp_path):
 def test_schema_matches_the_documented_contract(tmp_path):
     nodes, edges, images = graph_outputs()
     manifest = run_shard(nodes, edges, images, tmp_path, ShardOptions())
-    schema = pq.read_schema(tmp_path / manifest["files"][0]["path"])
+    schema = pq.read_schema(tmp_path / "shards" / manifest["files"][0]["path"])
     assert [(f.name, str(f.type)) for f in schema] == [
         ("node_id", "int64"),
         ("parent_asin", "large_string"),
@@ -100,7 +113,7 @@ def test_schema_matches_the_documented_contract(tmp_path):
         ("height", "int32"),
         ("split", "large_string"),
     ]
-    on_disk = json.loads((tmp_path / "manifest.json").read_text())
+    on_disk = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     assert on_disk["format_version"] == 1
     assert on_disk["edges_stored"] == "once per undirected pair, src < dst"
 
@@ -108,10 +121,10 @@ def test_schema_matches_the_documented_contract(tmp_path):
 def test_rewrite_gives_the_same_bytes_and_removes_stale_shards(tmp_path):
     nodes, edges, images = graph_outputs()
     run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=1))
-    assert len(list(tmp_path.glob("nodes-*.parquet"))) == 6
+    assert len(list((tmp_path / "shards").glob("nodes-*.parquet"))) == 6
     first = run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=4))
     second = run_shard(nodes, edges, images, tmp_path, ShardOptions(rows_per_shard=4))
-    assert sorted(p.name for p in tmp_path.glob("nodes-*.parquet")) == [
+    assert sorted(p.name for p in (tmp_path / "shards").glob("nodes-*.parquet")) == [
         "nodes-00000.parquet",
         "nodes-00001.parquet",
     ]
@@ -123,7 +136,7 @@ def test_keep_missing_images_keeps_every_node(tmp_path):
     options = ShardOptions(keep_missing_images=True)
     manifest = run_shard(nodes, edges, images, tmp_path, options)
     assert manifest["counts"]["nodes"] == 7
-    kept = pl.read_parquet(tmp_path / "nodes-00000.parquet")
+    kept = pl.read_parquet(tmp_path / "shards" / "nodes-00000.parquet")
     assert kept.filter(pl.col("image").is_null())["parent_asin"].to_list() == ["A2"]
 
 
@@ -131,7 +144,7 @@ def test_read_manifest_checks_version_and_presence(tmp_path):
     with pytest.raises(ShardFormatError, match=r"no manifest\.json"):
         read_manifest(tmp_path)
     nodes, edges, images = graph_outputs()
-    run_shard(nodes, edges, images, tmp_path / "shards", ShardOptions())
+    run_shard(nodes, edges, images, tmp_path, ShardOptions())
     folder, manifest = read_manifest(tmp_path)  # the build folder works too
     assert folder == tmp_path / "shards" and manifest["counts"]["nodes"] == 6
     manifest_path = tmp_path / "shards" / "manifest.json"
@@ -141,3 +154,48 @@ def test_read_manifest_checks_version_and_presence(tmp_path):
     manifest_path.write_text("{truncated")
     with pytest.raises(ShardFormatError, match="unreadable manifest"):
         read_manifest(tmp_path)
+
+
+def test_edges_stream_in_whole_row_groups_whatever_the_batches(tmp_path, monkeypatch):
+    """The edges are remapped batch by batch without a sort; every row group but the last holds
+    EDGE_ROW_GROUP_ROWS rows wherever the batches end, so the file is the one the whole table
+    would give."""
+    monkeypatch.setattr(writer, "EDGE_ROW_GROUP_ROWS", 3)
+    n = 12
+    pairs = [(a, b) for a in range(n) for b in range(a + 1, n) if (a * b) % 3 != 1]
+    edges = pl.DataFrame(
+        {"src": [a for a, _ in pairs], "dst": [b for _, b in pairs], "weight": range(len(pairs))},
+        schema={"src": pl.Int64, "dst": pl.Int64, "weight": pl.Int32},
+    )
+    graph_edges = tmp_path / "graph-edges.parquet"
+    edges.write_parquet(graph_edges, row_group_size=5)  # batches of 3 cut across them
+    node_ids = np.full(n, -1)
+    kept = [0, 2, 3, 5, 7, 8, 11]  # the nodes with an image, in graph id order
+    node_ids[kept] = np.arange(len(kept))
+    entry, src, dst = writer.write_edges(graph_edges, tmp_path / "edges.parquet", node_ids=node_ids)
+
+    expected = (
+        edges.filter(pl.col("src").is_in(kept) & pl.col("dst").is_in(kept))
+        .with_columns(pl.col("src", "dst").replace_strict(kept, range(len(kept))))
+        .sort("src", "dst")
+        .to_arrow()
+    )
+    whole = tmp_path / "whole.parquet"
+    pq.write_table(expected, whole, compression="zstd", row_group_size=3)
+    assert (tmp_path / "edges.parquet").read_bytes() == whole.read_bytes()
+    assert entry["rows"] == expected.num_rows == src.size > 3
+    assert (src.tolist(), dst.tolist()) == (
+        expected["src"].to_pylist(),
+        expected["dst"].to_pylist(),
+    )
+
+
+def test_edges_out_of_order_are_refused(tmp_path):
+    graph_edges = tmp_path / "graph-edges.parquet"
+    pl.DataFrame(
+        {"src": [0, 1, 0], "dst": [2, 2, 1], "weight": [1, 1, 1]},
+        schema={"src": pl.Int64, "dst": pl.Int64, "weight": pl.Int32},
+    ).write_parquet(graph_edges)
+    with pytest.raises(ValueError, match=r"not sorted by \(src, dst\)"):
+        writer.write_edges(graph_edges, tmp_path / "edges.parquet", node_ids=np.arange(3))
+    assert not (tmp_path / "edges.parquet").exists()

@@ -29,7 +29,14 @@ import polars as pl
 from slip_data.atomic import remove_stale_temps, write_json
 from slip_data.categories import CATEGORIES
 from slip_data.crawl import CrawlOptions, crawl
-from slip_data.crawl.results import image_parts, read_latest, stored_images, unit_dir
+from slip_data.crawl.results import (
+    UnitSpan,
+    image_parts,
+    read_latest,
+    stored_images,
+    unit_dir,
+    url_list_sha256,
+)
 from slip_data.distribute import UnitOptions, run_units, unit_slice
 from slip_data.fetch.stage import DEFAULT_BASE_URL, run_fetch
 from slip_data.graph.build import GraphOptions, read_plan_nodes, read_texts
@@ -159,6 +166,20 @@ def _check_graph(layout: Layout) -> None:
         raise StageOrderError(f"{layout.graph} has no finished graph: run `slip-data graph` first")
 
 
+def crawl_unit(
+    urls: list[str],
+    crawl_dir: Path,
+    span: UnitSpan | None,
+    *,
+    options: CrawlOptions,
+    host_map: Mapping[str, tuple[str, int]] | None,
+    quiet: bool,
+) -> dict[str, int]:
+    """Work unit: `crawl` of its `span` of the URL list (None: the one unit, all of it), which
+    the engine passes by position as it does the URLs."""
+    return crawl(urls, crawl_dir, options, host_map=host_map, quiet=quiet, span=span)
+
+
 def crawl_images(
     layout: Layout,
     options: CrawlOptions,
@@ -178,28 +199,28 @@ def crawl_images(
         )
         count = units.num_shards
         unit_quiet = quiet or len(units.selected()) > 1  # one bar per unit only when one runs
+        named = url_list_sha256(urls) if count > 1 else None
+        args = []
+        for index in range(count):
+            cut = unit_slice(len(urls), index, count)
+            span = None
+            if named is not None:  # several units: each records and reads by its range
+                span = UnitSpan(
+                    root=layout.crawl, urls_sha256=named, start=cut.start, stop=cut.stop
+                )
+            args.append((urls[cut], unit_dir(layout.crawl, index, count), span))
         with serving(layout, layout.read_source()) as (_, host_map):
-            args = [
-                (urls[unit_slice(len(urls), index, count)], unit_dir(layout.crawl, index, count))
-                for index in range(count)
-            ]
-            shared = {
-                "options": options,
-                "host_map": host_map,
-                "quiet": unit_quiet,
-                "results_root": layout.crawl,
-            }
-            results = run_units(crawl, args, units, name="crawl", quiet=quiet, kwargs=shared)
+            shared = {"options": options, "host_map": host_map, "quiet": unit_quiet}
+            results = run_units(crawl_unit, args, units, name="crawl", quiet=quiet, kwargs=shared)
         return dict(sum((Counter(counts) for counts in results.values()), Counter()))
 
 
 def _shard_plan(layout: Layout, options: ShardOptions) -> ShardPlan:
-    """The shard plan: no texts, no image bytes."""
+    """The shard plan: no texts, no image bytes, no edges."""
     _check_graph(layout)
     nodes = read_plan_nodes(layout.graph)
-    edges = pl.read_parquet(layout.graph / "edges.parquet")
     results = read_latest(layout.crawl, columns=STATUS_COLUMNS)
-    return plan_shards(nodes, edges, results, options=options)
+    return plan_shards(nodes, results, options=options)
 
 
 def _loaders(layout: Layout) -> tuple[TextLoader, ImageLoader]:
@@ -254,6 +275,7 @@ def shard(
             plan,
             layout.shards,
             options,
+            edges=layout.graph / "edges.parquet",
             provenance=provenance,
             texts=texts,
             images=images,

@@ -4,15 +4,18 @@ Appending new parts instead of rewriting old ones keeps a kill -9 from costing m
 results not yet written, and a rerun from re-fetching what is already settled.
 """
 
+import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from slip_data.atomic import atomic_path
+from slip_data.atomic import atomic_path, remove_stale_temps, write_json
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ def write_part(crawl_dir: Path, seq: int, rows: Sequence[dict[str, Any]]) -> Non
 
 
 UNITS_DIR = "units"
+HASHED_URLS = 1 << 16
 
 
 def unit_dir(crawl_root: Path, index: int, num_units: int) -> Path:
@@ -69,6 +73,66 @@ def result_dirs(crawl_root: Path) -> list[Path]:
     """The root and every unit folder, whatever number of units each run used."""
     units = Path(crawl_root) / UNITS_DIR
     return [Path(crawl_root), *(sorted(units.iterdir()) if units.is_dir() else [])]
+
+
+def url_list_sha256(urls: Sequence[str]) -> str:
+    """Names a URL list, its order included: ranges of one list can be compared across runs.
+    Hashed a slice at a time, so no second copy of a long list is made."""
+    digest = hashlib.sha256()
+    for start in range(0, len(urls), HASHED_URLS):
+        digest.update(json.dumps(list(urls[start : start + HASHED_URLS])).encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnitSpan:
+    """A work unit's URLs, `urls[start:stop]` of the list named `urls_sha256`, whose earlier
+    results lie under `root` (the root's own parts and every unit folder's)."""
+
+    root: Path
+    urls_sha256: str
+    start: int
+    stop: int
+
+
+MADE_FOR = "made-for.json"
+UNKNOWN = {"urls_sha256": None}  # parts from before their folder kept a record: any URL
+
+
+def _made_for(folder: Path) -> list[dict]:
+    """The URL ranges `folder`'s parts were written for. The root (where a crawl without units
+    writes, for any URL) has no record, nor has a folder from before the records: their parts
+    may hold any URL."""
+    try:
+        return json.loads((folder / MADE_FOR).read_text())["ranges"]
+    except FileNotFoundError:
+        return [UNKNOWN] if part_files(folder) else []
+    except (OSError, ValueError, KeyError, TypeError):
+        return [UNKNOWN]
+
+
+def record_span(folder: Path, span: UnitSpan) -> None:
+    """Add `span` to the ranges `folder` is written for, before this run writes a part there."""
+    made_for = _made_for(folder)
+    entry = {"urls_sha256": span.urls_sha256, "start": span.start, "stop": span.stop}
+    if entry not in made_for:
+        remove_stale_temps(folder, recursive=False, of=MADE_FOR)
+        write_json(folder / MADE_FOR, {"ranges": [*made_for, entry]})
+
+
+def _may_hold(folder: Path, span: UnitSpan) -> bool:
+    return any(
+        made["urls_sha256"] != span.urls_sha256
+        or (made["start"] < span.stop and span.start < made["stop"])
+        for made in _made_for(folder)
+    )
+
+
+def span_parts(span: UnitSpan) -> list[Path]:
+    """The part files that can hold a result of `span`'s URLs: a unit folder written for
+    another range of the same list holds none of them, so only its record is read."""
+    folders = [folder for folder in result_dirs(span.root) if _may_hold(folder, span)]
+    return [path for folder in folders for _, path in part_files(folder)]
 
 
 def _part_paths(crawl_root: Path) -> list[Path]:
@@ -109,10 +173,13 @@ def _read_parts(
 def read_latest(
     crawl_root: Path,
     columns: Sequence[str] = tuple(SCHEMA),
+    *,
     urls: Sequence[str] | None = None,
+    paths: Sequence[Path] | None = None,
 ) -> pl.DataFrame:
-    """Latest row per URL across the parts of the root and of every unit folder; only the rows
-    of `urls` if given (a work unit holds its own URLs' rows, not the whole crawl's).
+    """Latest row per URL across the parts of the root and of every unit folder (of `paths`
+    only, if given); only the rows of `urls` if given (a work unit holds its own URLs' rows, not
+    the whole crawl's).
 
     A URL's `attempts` grows with every run that fetches it again, in whichever folder, so the
     row with the most attempts is the latest (within a folder, the later part on a tie).
@@ -123,7 +190,8 @@ def read_latest(
         if urls is None
         else pl.col("url").is_in(pl.Series(list(urls), dtype=pl.String).implode())
     )
-    rows = _read_parts(crawl_root, list(dict.fromkeys([*wanted, "attempts", "url"])), keep)
+    read = list(dict.fromkeys([*wanted, "attempts", "url"]))
+    rows = _read_parts(crawl_root, read, keep, paths=paths)
     latest = (
         rows.with_row_index("_order")
         .sort("attempts", "_order")

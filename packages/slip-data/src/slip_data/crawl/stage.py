@@ -22,7 +22,15 @@ from slip_data.atomic import remove_stale_temps
 from slip_data.crawl.decode import DecodedImage, decode_image, exit_with_parent
 from slip_data.crawl.fetch import Fetcher, FetchResult, open_session, retry_delay
 from slip_data.crawl.options import RETRYABLE, CrawlOptions
-from slip_data.crawl.results import next_seq, parts_dir, read_latest, write_part
+from slip_data.crawl.results import (
+    UnitSpan,
+    next_seq,
+    parts_dir,
+    read_latest,
+    record_span,
+    span_parts,
+    write_part,
+)
 from slip_data.progress import item_progress
 
 log = logging.getLogger(__name__)
@@ -253,19 +261,21 @@ def crawl(
     *,
     host_map: Mapping[str, tuple[str, int]] | None = None,
     quiet: bool = False,
-    results_root: Path | None = None,
+    span: UnitSpan | None = None,
 ) -> dict[str, int]:
-    """Fetch every distinct URL not settled under `results_root` (default `crawl_dir`) into
-    `crawl_dir`; returns this run's status counts. A work unit crawls into its own folder
-    under the root and reads what every earlier run of any unit settled for its URLs (so its
-    memory follows its own URLs; identical images are found again only among those)."""
+    """Fetch every distinct URL not settled in `crawl_dir` (or, for a work unit, under
+    `span.root`) into `crawl_dir`; returns this run's status counts. A work unit crawls its
+    `span` into its own folder under the root and reads what earlier runs of any unit settled
+    for its URLs, from the parts that can hold them only (so its memory and reads follow its
+    own URLs; identical images are found again only among those)."""
     crawl_dir = Path(crawl_dir)
-    unit = results_root is not None and Path(results_root) != crawl_dir
     with _exclusive(crawl_dir):
         remove_stale_temps(parts_dir(crawl_dir))
-        previous = read_latest(
-            results_root or crawl_dir, PREVIOUS_COLUMNS, urls=urls if unit else None
-        )
+        if span is None:
+            previous = read_latest(crawl_dir, PREVIOUS_COLUMNS)
+        else:
+            record_span(crawl_dir, span)
+            previous = read_latest(span.root, PREVIOUS_COLUMNS, urls=urls, paths=span_parts(span))
         todo, prior_attempts = _pending(urls, previous)
         if not todo:
             return {}

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,6 +29,10 @@ from slip_data.shard_contract import FORMAT, FORMAT_VERSION, MANIFEST, NODE_COLU
 
 NODE_SCHEMA = pl.from_arrow(pa.schema(NODE_COLUMNS).empty_table()).schema  # as polars types
 ROW_GROUP_ROWS = 1024
+EDGE_SCHEMA = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("weight", pa.int32())])
+EDGE_ROW_GROUP_ROWS = 1 << 20
+"""Larger than a node file's: a reader that opens the file holds its footer, which grows with
+the row groups, and billions of edges in groups of 1,024 would make it gigabytes."""
 
 
 @dataclass(frozen=True)
@@ -61,16 +66,21 @@ def _write_parquet(frame: pl.DataFrame, target: Path | io.BytesIO, compression: 
     pq.write_table(table, target, compression=compression, row_group_size=ROW_GROUP_ROWS)
 
 
-def _write(frame: pl.DataFrame, path: Path, kind: str) -> dict:
-    with atomic_path(path) as tmp:
-        _write_parquet(frame, tmp, "zstd")
+def _entry(path: Path, kind: str, rows: int) -> dict:
+    """The manifest's entry of a written file."""
     return {
         "path": path.name,
         "kind": kind,
-        "rows": frame.height,
+        "rows": rows,
         "bytes": path.stat().st_size,
         "sha256": file_sha256(path),
     }
+
+
+def _write(frame: pl.DataFrame, path: Path, kind: str) -> dict:
+    with atomic_path(path) as tmp:
+        _write_parquet(frame, tmp, "zstd")
+    return _entry(path, kind, frame.height)
 
 
 def _join_images(nodes: pl.DataFrame, results: pl.DataFrame) -> pl.DataFrame:
@@ -90,19 +100,20 @@ def _join_images(nodes: pl.DataFrame, results: pl.DataFrame) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """Everything the shards hold but the image bytes and the texts, rows in file order.
+    """Everything the node files and labels hold but the image bytes and the texts, rows in file
+    order; the edges are streamed from the graph when written (`write_edges`).
 
     Cheap to derive from the graph's small columns and the crawl statuses, so every work unit
     derives it itself and then loads only the texts and images of its own node files.
     """
 
     table: pl.DataFrame  # graph_id and NODE_SCHEMA without `image` and the TEXT_COLUMNS
-    edges: pl.DataFrame
     labels: pl.DataFrame
     label_names: list[str]
     crawl_status: dict[str, int]
     dropped_images: dict[str, int]
     rows_per_shard: int
+    graph_nodes: int  # graph ids run below this
 
     @property
     def num_files(self) -> int:
@@ -111,12 +122,17 @@ class ShardPlan:
     def rows(self, index: int) -> pl.DataFrame:
         return self.table.slice(index * self.rows_per_shard, self.rows_per_shard)
 
+    def node_ids(self) -> np.ndarray:
+        """graph id -> node id, -1 for a node left out: both follow graph_id order, so the map
+        is monotone and keeps the edges' (src, dst) order."""
+        ids = np.full(self.graph_nodes, -1, dtype=np.int64)
+        ids[self.table["graph_id"].to_numpy()] = np.arange(self.table.height)
+        return ids
 
-def plan_shards(
-    nodes: pl.DataFrame, edges: pl.DataFrame, results: pl.DataFrame, *, options: ShardOptions
-) -> ShardPlan:
-    """Keep, number and label the nodes; remap the edges to the new node ids. `nodes` needs
-    graph_id, category, label, split and image_url; other columns are dropped."""
+
+def plan_shards(nodes: pl.DataFrame, results: pl.DataFrame, *, options: ShardOptions) -> ShardPlan:
+    """Keep, number and label the nodes. `nodes` needs graph_id, category, label, split and
+    image_url; other columns are dropped."""
     joined = _join_images(nodes, results)
     crawl_status = dict(sorted(joined.group_by("image_status").len().iter_rows()))
     dropped_images = {}
@@ -136,13 +152,6 @@ def plan_shards(
         .join(label_ids, on="label", how="left")
         .with_columns(main_category="category", split=pl.col("split").cast(pl.String))
     )
-    remap = table.select("graph_id", "node_id")
-    final_edges = (
-        edges.join(remap.rename({"graph_id": "src", "node_id": "src_id"}), on="src")
-        .join(remap.rename({"graph_id": "dst", "node_id": "dst_id"}), on="dst")
-        .select(src="src_id", dst="dst_id", weight=pl.col("weight").cast(pl.Int32))
-        .sort("src", "dst")
-    )
     planned = [name for name in NODE_SCHEMA if name not in ("image", *TEXT_COLUMNS)]
     table = table.select("graph_id", *[pl.col(name).cast(NODE_SCHEMA[name]) for name in planned])
     labels = (
@@ -155,12 +164,12 @@ def plan_shards(
     )
     return ShardPlan(
         table=table,
-        edges=final_edges,
         labels=labels,
         label_names=label_names,
         crawl_status=crawl_status,
         dropped_images=dropped_images,
         rows_per_shard=options.rows_per_shard,
+        graph_nodes=nodes["graph_id"].max() + 1 if nodes.height else 0,
     )
 
 
@@ -189,6 +198,51 @@ def _finished_entry(shards_dir: Path, index: int, fingerprint: str) -> dict | No
     except (OSError, ValueError, KeyError, TypeError):
         pass  # missing or damaged record, or missing file: write the file again
     return None
+
+
+def _edge_table(src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> pa.Table:
+    return pa.table({"src": src, "dst": dst, "weight": weight}, schema=EDGE_SCHEMA)
+
+
+def _check_order(src: np.ndarray, dst: np.ndarray, after: tuple[int, int]) -> None:
+    """The graph stage writes its edges sorted by (src, dst), and the node ids keep that order:
+    a file out of order would make edges.parquet break its contract unnoticed."""
+    later = (np.diff(src) > 0) | ((src[1:] == src[:-1]) & (np.diff(dst) > 0))
+    if not later.all() or (src.size and (int(src[0]), int(dst[0])) <= after):
+        raise ValueError("the graph's edges are not sorted by (src, dst): build the graph again")
+
+
+def write_edges(
+    graph_edges: Path, path: Path, *, node_ids: np.ndarray
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Write the graph's edges between kept nodes in node ids, one batch at a time: no sort, as
+    the graph's order survives the monotone map. Returns the manifest entry and the edges' ends
+    (the smallest integer type that holds them) for the homophily."""
+    source = pq.ParquetFile(graph_edges)
+    ends_type = np.min_scalar_type(max(node_ids.max(initial=0), 0))
+    ends = np.empty((2, source.metadata.num_rows), dtype=ends_type)
+    count, after = 0, (-1, -1)
+    held = EDGE_SCHEMA.empty_table()
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, EDGE_SCHEMA, compression="zstd") as out:
+        for batch in source.iter_batches(EDGE_ROW_GROUP_ROWS, columns=EDGE_SCHEMA.names):
+            src = node_ids[batch.column("src").to_numpy()]
+            dst = node_ids[batch.column("dst").to_numpy()]
+            kept = (src >= 0) & (dst >= 0)
+            src, dst = src[kept], dst[kept]
+            _check_order(src, dst, after)
+            if src.size:
+                after = (int(src[-1]), int(dst[-1]))
+            ends[:, count : count + src.size] = src, dst
+            count += src.size
+            weight = batch.column("weight").to_numpy()[kept].astype(np.int32)
+            held = pa.concat_tables([held, _edge_table(src, dst, weight)]).combine_chunks()
+            # whole row groups, whatever the batches: the bytes follow the edges alone
+            while held.num_rows >= EDGE_ROW_GROUP_ROWS:
+                out.write_table(held.slice(0, EDGE_ROW_GROUP_ROWS), EDGE_ROW_GROUP_ROWS)
+                held = held.slice(EDGE_ROW_GROUP_ROWS)
+        if held.num_rows or not count:
+            out.write_table(held, EDGE_ROW_GROUP_ROWS)
+    return _entry(path, "edges", count), ends[0, :count], ends[1, :count]
 
 
 def _rows_with_texts(plan: ShardPlan, index: int, texts: TextLoader) -> pl.DataFrame:
@@ -245,13 +299,14 @@ def write_shards(
     shards_dir: Path,
     options: ShardOptions,
     *,
+    edges: Path,
     provenance: dict,
     texts: TextLoader,
     images: ImageLoader,
     quiet: bool = False,
 ) -> dict:
-    """Write node files (those not written yet), edges, labels and last the manifest; returns
-    the manifest."""
+    """Write node files (those not written yet), edges (from the graph's `edges`), labels and
+    last the manifest; returns the manifest."""
     shards_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(shards_dir)
     entries = write_node_files(
@@ -259,7 +314,8 @@ def write_shards(
     )
     files = [entries[index] for index in range(plan.num_files)]
     (shards_dir / MANIFEST).unlink(missing_ok=True)  # edges and labels may change too
-    files.append(_write(plan.edges, shards_dir / "edges.parquet", "edges"))
+    written, src, dst = write_edges(edges, shards_dir / "edges.parquet", node_ids=plan.node_ids())
+    files.append(written)
     files.append(_write(plan.labels, shards_dir / "labels.parquet", "labels"))
 
     table = plan.table
@@ -269,14 +325,12 @@ def write_shards(
         "format_version": FORMAT_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "slip_data_version": __version__,
-        "counts": {"nodes": table.height, "edges": plan.edges.height, "labels": plan.labels.height},
+        "counts": {"nodes": table.height, "edges": written["rows"], "labels": plan.labels.height},
         "split_sizes": {s: split_sizes.get(s, 0) for s in SPLITS},
         "label_names": plan.label_names,
         "categories": sorted(table["main_category"].unique().to_list()),
         "edges_stored": "once per undirected pair, src < dst",
-        "homophily": label_homophily(
-            table["label_id"].to_numpy(), plan.edges["src"].to_numpy(), plan.edges["dst"].to_numpy()
-        ),
+        "homophily": label_homophily(table["label_id"].to_numpy(), src, dst),
         "crawl_status": plan.crawl_status,
         "dropped_images": plan.dropped_images,
         "files": files,
