@@ -5,6 +5,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from slip_data.homophily import EdgeLabelCounts, label_homophily
 from slip_data.shard import writer
 from slip_data.shard.writer import TEXT_COLUMNS, ShardOptions, plan_shards, write_shards
 from slip_data.shard_contract import ShardFormatError, read_manifest
@@ -159,7 +160,7 @@ def test_read_manifest_checks_version_and_presence(tmp_path):
 def test_edges_stream_in_whole_row_groups_whatever_the_batches(tmp_path, monkeypatch):
     """The edges are remapped batch by batch without a sort; every row group but the last holds
     EDGE_ROW_GROUP_ROWS rows wherever the batches end, so the file is the one the whole table
-    would give."""
+    would give; the homophily counted batch by batch is the whole edge list's."""
     monkeypatch.setattr(writer, "EDGE_ROW_GROUP_ROWS", 3)
     n = 12
     pairs = [(a, b) for a in range(n) for b in range(a + 1, n) if (a * b) % 3 != 1]
@@ -172,7 +173,11 @@ def test_edges_stream_in_whole_row_groups_whatever_the_batches(tmp_path, monkeyp
     node_ids = np.full(n, -1)
     kept = [0, 2, 3, 5, 7, 8, 11]  # the nodes with an image, in graph id order
     node_ids[kept] = np.arange(len(kept))
-    entry, src, dst = writer.write_edges(graph_edges, tmp_path / "edges.parquet", node_ids=node_ids)
+    labels = np.array([0, 1, 1, 2, 0, 1, 2])  # of the kept nodes, by node id
+    counts = EdgeLabelCounts(labels)
+    entry = writer.write_edges(
+        graph_edges, tmp_path / "edges.parquet", node_ids=node_ids, counts=counts
+    )
 
     expected = (
         edges.filter(pl.col("src").is_in(kept) & pl.col("dst").is_in(kept))
@@ -183,11 +188,10 @@ def test_edges_stream_in_whole_row_groups_whatever_the_batches(tmp_path, monkeyp
     whole = tmp_path / "whole.parquet"
     pq.write_table(expected, whole, compression="zstd", row_group_size=3)
     assert (tmp_path / "edges.parquet").read_bytes() == whole.read_bytes()
-    assert entry["rows"] == expected.num_rows == src.size > 3
-    assert (src.tolist(), dst.tolist()) == (
-        expected["src"].to_pylist(),
-        expected["dst"].to_pylist(),
-    )
+    assert entry["rows"] == expected.num_rows == counts.edges > 3
+    src, dst = expected["src"].to_numpy(), expected["dst"].to_numpy()
+    assert counts.homophily() == label_homophily(labels, src, dst)
+    assert counts.homophily()["edge"] == np.mean(labels[src] == labels[dst])
 
 
 def test_edges_out_of_order_are_refused(tmp_path):
@@ -197,5 +201,10 @@ def test_edges_out_of_order_are_refused(tmp_path):
         schema={"src": pl.Int64, "dst": pl.Int64, "weight": pl.Int32},
     ).write_parquet(graph_edges)
     with pytest.raises(ValueError, match=r"not sorted by \(src, dst\)"):
-        writer.write_edges(graph_edges, tmp_path / "edges.parquet", node_ids=np.arange(3))
+        writer.write_edges(
+            graph_edges,
+            tmp_path / "edges.parquet",
+            node_ids=np.arange(3),
+            counts=EdgeLabelCounts(np.zeros(3, dtype=np.int64)),
+        )
     assert not (tmp_path / "edges.parquet").exists()

@@ -22,7 +22,7 @@ from slip_data import __version__
 from slip_data.atomic import atomic_path, remove_stale_temps, write_json
 from slip_data.bounds import Bounds
 from slip_data.graph.build import SPLITS
-from slip_data.homophily import label_homophily
+from slip_data.homophily import EdgeLabelCounts
 from slip_data.option_fields import check_fields, option
 from slip_data.progress import item_progress
 from slip_data.shard_contract import FORMAT, FORMAT_VERSION, MANIFEST, NODE_COLUMNS, file_sha256
@@ -213,14 +213,12 @@ def _check_order(src: np.ndarray, dst: np.ndarray, after: tuple[int, int]) -> No
 
 
 def write_edges(
-    graph_edges: Path, path: Path, *, node_ids: np.ndarray
-) -> tuple[dict, np.ndarray, np.ndarray]:
+    graph_edges: Path, path: Path, *, node_ids: np.ndarray, counts: EdgeLabelCounts
+) -> dict:
     """Write the graph's edges between kept nodes in node ids, one batch at a time: no sort, as
-    the graph's order survives the monotone map. Returns the manifest entry and the edges' ends
-    (the smallest integer type that holds them) for the homophily."""
+    the graph's order survives the monotone map. Each batch is added to `counts` (for the
+    homophily); returns the manifest entry."""
     source = pq.ParquetFile(graph_edges)
-    ends_type = np.min_scalar_type(max(node_ids.max(initial=0), 0))
-    ends = np.empty((2, source.metadata.num_rows), dtype=ends_type)
     count, after = 0, (-1, -1)
     held = EDGE_SCHEMA.empty_table()
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, EDGE_SCHEMA, compression="zstd") as out:
@@ -232,7 +230,7 @@ def write_edges(
             _check_order(src, dst, after)
             if src.size:
                 after = (int(src[-1]), int(dst[-1]))
-            ends[:, count : count + src.size] = src, dst
+            counts.add(src, dst)
             count += src.size
             weight = batch.column("weight").to_numpy()[kept].astype(np.int32)
             held = pa.concat_tables([held, _edge_table(src, dst, weight)]).combine_chunks()
@@ -242,7 +240,7 @@ def write_edges(
                 held = held.slice(EDGE_ROW_GROUP_ROWS)
         if held.num_rows or not count:
             out.write_table(held, EDGE_ROW_GROUP_ROWS)
-    return _entry(path, "edges", count), ends[0, :count], ends[1, :count]
+    return _entry(path, "edges", count)
 
 
 def _rows_with_texts(plan: ShardPlan, index: int, texts: TextLoader) -> pl.DataFrame:
@@ -314,11 +312,13 @@ def write_shards(
     )
     files = [entries[index] for index in range(plan.num_files)]
     (shards_dir / MANIFEST).unlink(missing_ok=True)  # edges and labels may change too
-    written, src, dst = write_edges(edges, shards_dir / "edges.parquet", node_ids=plan.node_ids())
+    table = plan.table
+    counts = EdgeLabelCounts(table["label_id"].to_numpy())
+    written = write_edges(
+        edges, shards_dir / "edges.parquet", node_ids=plan.node_ids(), counts=counts
+    )
     files.append(written)
     files.append(_write(plan.labels, shards_dir / "labels.parquet", "labels"))
-
-    table = plan.table
     split_sizes = dict(table.group_by("split").len().iter_rows())
     manifest = {
         "format": FORMAT,
@@ -330,7 +330,7 @@ def write_shards(
         "label_names": plan.label_names,
         "categories": sorted(table["main_category"].unique().to_list()),
         "edges_stored": "once per undirected pair, src < dst",
-        "homophily": label_homophily(table["label_id"].to_numpy(), src, dst),
+        "homophily": counts.homophily(),
         "crawl_status": plan.crawl_status,
         "dropped_images": plan.dropped_images,
         "files": files,
