@@ -40,7 +40,7 @@ def _raws(root: Path):
     return local_raws(CATEGORIES, root)
 
 
-def child_ours(root: Path, graph_dir: Path, phase: str, cap: int) -> dict:
+def child_ours(root: Path, graph_dir: Path, phase: str, cap: int, memory_gb: float = 2.0) -> dict:
     """`full`: parse + build from raw gzip; `build`: build only, parsed files already there."""
     from slip_data.graph.build import GraphOptions
     from slip_data.graph.stage import DONE_FILE, run_graph
@@ -50,7 +50,12 @@ def child_ours(root: Path, graph_dir: Path, phase: str, cap: int) -> dict:
     else:
         (graph_dir / DONE_FILE).unlink(missing_ok=True)
     start = time.perf_counter()
-    summary = run_graph(_raws(root), graph_dir, GraphOptions(max_items_per_user=cap), quiet=True)
+    summary = run_graph(
+        _raws(root),
+        graph_dir,
+        GraphOptions(max_items_per_user=cap, memory_gb=memory_gb),
+        quiet=True,
+    )
     elapsed = time.perf_counter() - start
     files = summary["files"]
     return {
@@ -128,7 +133,9 @@ def main() -> None:
     if args.child:
         kind, root, graph_dir, *rest = args.child
         if kind == "ours":
-            result = child_ours(Path(root), Path(graph_dir), rest[0], int(rest[1]))
+            result = child_ours(
+                Path(root), Path(graph_dir), rest[0], int(rest[1]), *map(float, rest[2:])
+            )
         else:
             result = child_networkx(Path(graph_dir), int(rest[0]))
         print(json.dumps(result))

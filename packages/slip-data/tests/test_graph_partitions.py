@@ -1,5 +1,5 @@
-"""The pair step in work units: the same files whatever the partition counts, and a killed build
-resumes per unit."""
+"""The graph stage in work units: the same files whatever the partition counts, and a killed
+build resumes per unit."""
 
 import gzip
 import json
@@ -7,27 +7,34 @@ import random
 import subprocess
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from rawfiles import product, review, write_jsonl_gz
 
-from slip_data.graph import partitions
+from slip_data.graph import build, partitions, stage
 from slip_data.graph.build import GraphOptions
 from slip_data.graph.partitions import (
     GB,
     MAX_PARTITIONS,
+    NODE_UNIT_BYTES_PER_PRODUCT,
     USER_UNIT_BYTES_PER_REVIEW,
     partition_counts,
 )
 from slip_data.graph.stage import DONE_FILE, PARTITIONS, RawCategory, run_graph
 
 OUTPUTS = ("nodes.parquet", "edges.parquet", "reviews.parquet")
+ONE = partition_counts(reviews=1, products=1, memory_gb=2.0)  # the default budget: one unit
+CUT = {"users": 4, "key_ranges": 3, "node_ranges": 3, "link_rows": 150}  # review files: 6 slices
 
 
 def catalogue(tmp_path) -> list[RawCategory]:
-    """Two categories whose users buy in both; popular products, so that many pairs repeat."""
+    """Two categories whose users buy in both; popular products, so that many pairs repeat. Some
+    products are twice in one meta file, some in both."""
     rng = random.Random(0)
     asins = [f"P{i:03d}" for i in range(80)]
     meta = [product(a, title="" if a.endswith("7") else f"Product {a}") for a in asins]
+    again = asins[4:40:3] + asins[5:41:3]  # by meta[part::2] below: the same file, the other
+    meta += [product(a, title=f"Again {a}") for a in again]
     records = []
     for user in range(300):
         for step in range(rng.choice([1, 2, 3, 5, 8, 13])):
@@ -54,8 +61,16 @@ def several(raws) -> float:
     return reviews * USER_UNIT_BYTES_PER_REVIEW / 3.5 / GB
 
 
-def built(raws, graph_dir, **options) -> dict:
-    summary = run_graph(raws, graph_dir, GraphOptions(**options), quiet=True)
+def run_cut(raws, graph_dir, cut: dict | None = None, **options) -> dict:
+    """run_graph, with the partition counts `cut` in place of those of the memory budget."""
+    with pytest.MonkeyPatch.context() as patch:
+        if cut:
+            patch.setattr(stage, "partition_counts", lambda **_: cut)
+        return run_graph(raws, graph_dir, GraphOptions(**options), quiet=True)
+
+
+def built(raws, graph_dir, cut: dict | None = None, **options) -> dict:
+    summary = run_cut(raws, graph_dir, cut, **options)
     return summary | {name: (graph_dir / name).read_bytes() for name in OUTPUTS}
 
 
@@ -66,25 +81,70 @@ def built(raws, graph_dir, **options) -> dict:
 def test_several_partitions_write_the_same_files_as_one(tmp_path, options):
     raws = catalogue(tmp_path)
     one = built(raws, tmp_path / "one", **options)
-    cut = built(raws, tmp_path / "cut", memory_gb=several(raws), **options)
-    assert one["partitions"] == {"users": 1, "key_ranges": 1}
-    assert cut["partitions"] == {"users": 4, "key_ranges": 3}
+    cut = built(raws, tmp_path / "cut", CUT, **options)
+    budget = built(raws, tmp_path / "budget", memory_gb=several(raws), **options)
+    assert one["partitions"] == ONE and cut["partitions"] == CUT
+    assert budget["partitions"]["users"] == 4 and budget["partitions"]["key_ranges"] == 3
     for name in ("counts", *OUTPUTS):
-        assert one[name] == cut[name], name
+        assert one[name] == cut[name] == budget[name], name
+    dropped = cut["counts"]["dropped_products"]
+    assert dropped["duplicate_parent_asin"] == 24 and dropped["no_title"] == 7
     if options.get("min_degree"):
-        assert cut["counts"]["dropped_products"]["min_degree"] > 0
+        assert dropped["min_degree"] > 0
     edges = pl.read_parquet(tmp_path / "cut" / "edges.parquet")
     assert edges.height > 50 and edges["weight"].max() > 2
     assert (edges["src"] < edges["dst"]).all() and edges.equals(edges.sort("src", "dst"))
+    nodes = pl.read_parquet(tmp_path / "cut" / "nodes.parquet")
+    assert nodes["graph_id"].to_list() == list(range(nodes.height))
+    assert nodes["parent_asin"].is_sorted() and nodes["parent_asin"].is_unique().all()
     assert not (tmp_path / "cut" / PARTITIONS).exists()  # removed once the stage is done
 
 
+def test_the_outputs_are_written_in_row_groups_of_a_fixed_size(tmp_path, monkeypatch):
+    raws = catalogue(tmp_path)
+    monkeypatch.setattr(build, "NODE_GROUP_ROWS", 10)
+    monkeypatch.setattr(build, "EDGE_GROUP_ROWS", 100)
+    one = built(raws, tmp_path / "one", min_degree=3)
+    cut = built(raws, tmp_path / "cut", CUT, min_degree=3)
+    for name in OUTPUTS:
+        assert one[name] == cut[name], name
+    for name, rows in (("nodes.parquet", 10), ("edges.parquet", 100)):
+        meta = pq.ParquetFile(tmp_path / "cut" / name).metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        assert len(sizes) > 2 and sizes[:-1] == [rows] * (len(sizes) - 1), name
+        assert 0 < sizes[-1] <= rows, name
+    meta = pq.ParquetFile(tmp_path / "cut" / "nodes.parquet").metadata
+    stats = [meta.row_group(i).column(0).statistics for i in range(meta.num_row_groups)]
+    assert [(s.min, s.max) for s in stats[:2]] == [(0, 9), (10, 19)]  # graph_id, for skipping
+    wanted = pl.col("graph_id").is_between(20, 24)
+    texts = pl.scan_parquet(tmp_path / "cut" / "nodes.parquet").filter(wanted).collect()
+    assert texts["graph_id"].to_list() == list(range(20, 25))
+
+
+def test_the_review_texts_are_the_same_bytes_however_polars_chunked_them(tmp_path):
+    reviews = [[f"review {i}.{j} " * 20 for j in range(3)] for i in range(3000)]
+    texts = pl.DataFrame({"graph_id": range(3000), "reviews": reviews})
+    chunked = pl.concat([texts[i : i + 37] for i in range(0, 3000, 37)], rechunk=False)
+    assert chunked.n_chunks() == 82  # pyarrow's pages would follow these, had they stayed
+    build._write_reviews([texts], tmp_path / "one.parquet")
+    build._write_reviews([chunked], tmp_path / "chunked.parquet")
+    assert (tmp_path / "one.parquet").read_bytes() == (tmp_path / "chunked.parquet").read_bytes()
+
+
 def test_the_counts_come_from_the_input_size_and_the_budget():
-    assert partition_counts(1_000_000, 2.0) == (1, 1)
-    users, ranges = partition_counts(100_000_000, 2.0)
-    assert users > ranges > 1
-    assert partition_counts(100_000_000, 8.0) < (users, ranges)
-    assert partition_counts(10**12, 0.5) == (MAX_PARTITIONS, MAX_PARTITIONS)
+    one = partition_counts(reviews=1_000_000, products=100_000, memory_gb=2.0)
+    assert one == ONE and one["users"] == one["key_ranges"] == one["node_ranges"] == 1
+    assert one["link_rows"] > 10_000_000
+    cut = partition_counts(reviews=100_000_000, products=10_000_000, memory_gb=2.0)
+    assert cut["users"] > cut["key_ranges"] > 1 and cut["node_ranges"] > 1
+    fewer = partition_counts(reviews=100_000_000, products=10_000_000, memory_gb=8.0)
+    assert all(fewer[way] < cut[way] for way in ("users", "key_ranges", "node_ranges"))
+    assert fewer["link_rows"] == 4 * cut["link_rows"]
+    products = 2 * GB // NODE_UNIT_BYTES_PER_PRODUCT
+    assert partition_counts(reviews=1, products=products, memory_gb=2.0)["node_ranges"] == 1
+    assert partition_counts(reviews=1, products=products + 1, memory_gb=2.0)["node_ranges"] == 2
+    most = partition_counts(reviews=10**12, products=10**12, memory_gb=0.5)
+    assert most == dict.fromkeys(ONE, MAX_PARTITIONS) | {"link_rows": most["link_rows"]}
     with pytest.raises(ValueError, match="memory_gb"):
         GraphOptions(memory_gb=0)
 
@@ -93,16 +153,17 @@ class Killed(RuntimeError):
     pass
 
 
-def kill_at(monkeypatch, key_range: int) -> None:
-    """Make step 5 die when it reaches `key_range`, as a killed build would."""
-    real = partitions.count_range
+def kill_at(monkeypatch, module, name: str, at) -> None:
+    """Make the unit `name` of `module` die when it reaches `at` (its second argument: a meta
+    file, a key range, a node range), as a killed build would."""
+    real = getattr(module, name)
 
-    def dying(parts, at, **kwargs):
-        if at == key_range:
+    def dying(parts, unit, *args, **kwargs):
+        if unit == at:
             raise Killed
-        return real(parts, at, **kwargs)
+        return real(parts, unit, *args, **kwargs)
 
-    monkeypatch.setattr(partitions, "count_range", dying)
+    monkeypatch.setattr(module, name, dying)
 
 
 def spy_writes(monkeypatch) -> list[str]:
@@ -118,32 +179,75 @@ def spy_writes(monkeypatch) -> list[str]:
     return written
 
 
+def killed(raws, graph_dir, cut, *, module, unit: str, at, **options) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        kill_at(patch, module, unit, at)
+        with pytest.raises(Killed):
+            run_cut(raws, graph_dir, cut, **options)
+    assert not (graph_dir / DONE_FILE).exists()
+
+
 def test_a_killed_build_resumes_without_redoing_finished_units(tmp_path, monkeypatch):
     raws = catalogue(tmp_path)
-    clean = built(raws, tmp_path / "clean", memory_gb=several(raws))
+    clean = built(raws, tmp_path / "clean", CUT)
     graph_dir = tmp_path / "graph"
-    with monkeypatch.context() as patch:
-        kill_at(patch, key_range=1)
-        with pytest.raises(Killed):
-            run_graph(raws, graph_dir, GraphOptions(memory_gb=several(raws)), quiet=True)
-    assert not (graph_dir / DONE_FILE).exists()
+    killed(raws, graph_dir, CUT, module=partitions, unit="count_range", at=1)
     assert sorted(p.name for p in (graph_dir / PARTITIONS / "edges").iterdir()) == ["k0.parquet"]
     written = spy_writes(monkeypatch)
-    resumed = built(raws, graph_dir, memory_gb=several(raws))
+    resumed = built(raws, graph_dir, CUT)
     assert written == ["edges/k1.parquet", "edges/k2.parquet"]
+    for name in ("counts", *OUTPUTS):
+        assert resumed[name] == clean[name], name
+
+
+def test_a_review_file_is_linked_in_row_slices_each_a_unit(tmp_path, monkeypatch):
+    raws = catalogue(tmp_path)
+    clean = built(raws, tmp_path / "clean", CUT)
+    graph_dir = tmp_path / "graph"
+    links = graph_dir / PARTITIONS / "links"
+    killed(raws, graph_dir, CUT, module=partitions, unit="link_reviews", at="Appliances.s2")
+    done = [f"All_Beauty.s{i}.json" for i in range(6)] + [
+        "Appliances.s0.json",
+        "Appliances.s1.json",
+    ]
+    assert sorted(p.name for p in links.glob("*.json")) == done
+    written = spy_writes(monkeypatch)
+    resumed = built(raws, graph_dir, CUT)
+    slices = [f"links/Appliances.s{i}.u{j}.parquet" for i in range(2, 6) for j in range(4)]
+    assert [name for name in written if name.startswith("links/")] == slices
+    for name in ("counts", *OUTPUTS):
+        assert resumed[name] == clean[name], name
+
+
+def test_a_build_killed_in_the_node_units_resumes_from_the_meta_files_done(tmp_path, monkeypatch):
+    raws = catalogue(tmp_path)
+    clean = built(raws, tmp_path / "clean", CUT, min_degree=3)
+    graph_dir = tmp_path / "graph"
+    nodes = graph_dir / PARTITIONS / "nodes"
+    killed(raws, graph_dir, CUT, module=build, unit="filter_meta", at="Appliances", min_degree=3)
+    assert sorted(p.name for p in nodes.glob("*.json")) == ["All_Beauty.json", "bounds.json"]
+    with monkeypatch.context() as patch:  # then killed again while writing nodes.parquet
+        written = spy_writes(patch)
+        kill_at(patch, build, "node_range", 2)
+        with pytest.raises(Killed):
+            run_cut(raws, graph_dir, CUT, min_degree=3)
+    ranges = [f"nodes/Appliances.r{i}.parquet" for i in range(3)]
+    assert written[:4] == ["nodes/Appliances.ids.parquet", *ranges]  # All_Beauty's kept
+    assert not (graph_dir / "nodes.parquet").exists()
+    assert not list(graph_dir.glob(".nodes.parquet.*"))  # the temp file gone with the error
+    written = spy_writes(monkeypatch)
+    resumed = built(raws, graph_dir, CUT, min_degree=3)
+    assert written == []  # every unit was done: only the outputs are written
     for name in ("counts", *OUTPUTS):
         assert resumed[name] == clean[name], name
 
 
 def test_a_unit_without_its_done_marker_is_redone_and_killed_temps_swept(tmp_path, monkeypatch):
     raws = catalogue(tmp_path)
-    clean = built(raws, tmp_path / "clean", memory_gb=several(raws))
+    clean = built(raws, tmp_path / "clean", CUT)
     graph_dir = tmp_path / "graph"
     folder = graph_dir / PARTITIONS
-    with monkeypatch.context() as patch:
-        kill_at(patch, key_range=0)
-        with pytest.raises(Killed):
-            run_graph(raws, graph_dir, GraphOptions(memory_gb=several(raws)), quiet=True)
+    killed(raws, graph_dir, CUT, module=partitions, unit="count_range", at=0)
     # user partition 1 as if killed while writing its files: a file done, one half written
     (folder / "pairs" / "u1.json").unlink()
     (folder / "pairs" / "u1.k2.parquet").write_bytes(b"PAR1 half")
@@ -153,12 +257,10 @@ def test_a_unit_without_its_done_marker_is_redone_and_killed_temps_swept(tmp_pat
     temp.write_bytes(b"PAR1 half")
     with monkeypatch.context() as patch:
         written = spy_writes(patch)
-        kill_at(patch, key_range=0)
-        with pytest.raises(Killed):
-            run_graph(raws, graph_dir, GraphOptions(memory_gb=several(raws)), quiet=True)
+        killed(raws, graph_dir, CUT, module=partitions, unit="count_range", at=0)
     assert written == ["pairs/u1.k0.parquet", "pairs/u1.k1.parquet", "pairs/u1.k2.parquet"]
     assert not temp.exists()
-    resumed = built(raws, graph_dir, memory_gb=several(raws))
+    resumed = built(raws, graph_dir, CUT)
     for name in ("counts", *OUTPUTS):
         assert resumed[name] == clean[name], name
 
@@ -167,18 +269,60 @@ def test_another_budget_starts_the_units_over_and_a_done_graph_stays(tmp_path, m
     raws = catalogue(tmp_path)
     clean = built(raws, tmp_path / "clean")
     graph_dir = tmp_path / "graph"
-    with monkeypatch.context() as patch:
-        kill_at(patch, key_range=1)
-        with pytest.raises(Killed):
-            run_graph(raws, graph_dir, GraphOptions(memory_gb=several(raws)), quiet=True)
+    killed(raws, graph_dir, CUT, module=partitions, unit="count_range", at=1)
     written = spy_writes(monkeypatch)
     resumed = built(raws, graph_dir)  # the default budget: one partition each way
-    links = ["links/All_Beauty.u0.parquet", "links/Appliances.u0.parquet"]
-    assert written == [*links, "pairs/u0.k0.parquet", "edges/k0.parquet"]
+    nodes = [f"nodes/{name}.{kind}.parquet" for name in ("All_Beauty", "Appliances")
+             for kind in ("ids", "r0")]  # fmt: skip
+    links = ["links/All_Beauty.s0.u0.parquet", "links/Appliances.s0.u0.parquet"]
+    assert written == [*nodes, *links, "pairs/u0.k0.parquet", "edges/k0.parquet"]
     for name in ("counts", *OUTPUTS):
         assert resumed[name] == clean[name], name
     plan = json.loads((graph_dir / DONE_FILE).read_text())["partitions"]
-    assert plan == {"users": 1, "key_ranges": 1}
+    assert plan == ONE
     before = (graph_dir / "edges.parquet").stat().st_mtime_ns
-    run_graph(raws, graph_dir, GraphOptions(memory_gb=several(raws)), quiet=True)
+    run_cut(raws, graph_dir, CUT)
     assert (graph_dir / "edges.parquet").stat().st_mtime_ns == before  # same outputs: not redone
+
+
+def meta_files(tmp_path, names, metas) -> list[RawCategory]:
+    reviews = [review("u1", asin) for asin in "ABCDE"] + [review("u2", asin) for asin in "ACE"]
+    return [
+        RawCategory(
+            name,
+            write_jsonl_gz(tmp_path / f"{name}_meta.jsonl.gz", meta),
+            write_jsonl_gz(tmp_path / f"{name}_reviews.jsonl.gz", reviews[i::2]),
+        )
+        for i, (name, meta) in enumerate(zip(names, metas, strict=True))
+    ]
+
+
+def test_a_product_in_several_meta_files_is_its_first_row_in_category_order(tmp_path):
+    """Its later rows are dropped as duplicates, even when a filter then drops the first; the
+    meta files are filtered as separate units, one of them in a run that was killed."""
+    beauty = [product("A", title="Beauty A"), product("B", title=""), product("C")]
+    beauty.append(product("C", title="C again"))
+    appliances = [product("A", title="Appliances A"), product("B", title="Appliances B")]
+    appliances += [product("D", images=[]), product("E")]
+    names = ("All_Beauty", "Appliances")
+    for order, kept, dropped in [
+        (
+            slice(None),
+            {"A": ("Beauty A", "All_Beauty"), "C": ("Product C", "All_Beauty")},
+            {"duplicate_parent_asin": 3, "no_title": 1, "no_image": 1},
+        ),
+        (
+            slice(None, None, -1),
+            {"A": ("Appliances A", "Appliances"), "B": ("Appliances B", "Appliances")},
+            {"duplicate_parent_asin": 3, "no_image": 1},
+        ),
+    ]:
+        folder = tmp_path / str(order.step)
+        raws = meta_files(folder, names[order], [beauty, appliances][order])
+        killed(raws, folder / "graph", CUT, module=build, unit="filter_meta", at=raws[1].name)
+        counts = run_cut(raws, folder / "graph", CUT)["counts"]
+        nodes = pl.read_parquet(folder / "graph" / "nodes.parquet")
+        rows = {a: (t, c) for a, t, c in nodes.select("parent_asin", "title", "category").rows()}
+        assert rows == kept | {"C": ("Product C", "All_Beauty"), "E": ("Product E", "Appliances")}
+        assert counts["dropped_products"] == dropped
+        assert counts == run_cut(raws, folder / "one", ONE)["counts"]

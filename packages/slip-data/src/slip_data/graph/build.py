@@ -1,40 +1,61 @@
 """Graph stage: parsed meta and reviews to filtered nodes and weighted co-purchase edges.
 
 Every join runs in polars on integer ids. The outputs are sorted, so the same inputs and options
-always give the same rows in the same order.
+always give the same rows in the same order, and written in row groups of a fixed size, so the
+same rows always give the same bytes, however the work was cut (partitions.py).
 """
 
 import hashlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.progress import Progress
 
+from slip_data.atomic import atomic_path
 from slip_data.bounds import Bounds
 from slip_data.categories import parse_categories
 from slip_data.graph.partitions import (
     Partitions,
+    edge_ranges,
     edges_from_counts,
+    filter_meta,
+    k_core,
+    node_bounds,
+    node_ids,
+    node_range,
     pair_counts,
-    partitioned_edges,
+    pair_step,
+    write_row_groups,
 )
 from slip_data.option_fields import check_fields, option, text_option
+from slip_data.progress import item_progress
 
 SPLITS = ("train", "val", "test")
-NODE_COLUMNS = [
-    "graph_id",
-    "parent_asin",
-    "category",
-    "label",
-    "title",
-    "text",
-    "image_url",
-    "split",
-]
+NODE_SCHEMA = pl.Schema(
+    {
+        "graph_id": pl.Int64,
+        "parent_asin": pl.String,
+        "category": pl.String,
+        "label": pl.String,
+        "title": pl.String,
+        "text": pl.String,
+        "image_url": pl.String,
+        "split": pl.Enum(SPLITS),
+    }
+)
+EDGE_SCHEMA = pl.Schema({"src": pl.Int64, "dst": pl.Int64, "weight": pl.Int32})
+# Rows per row group of nodes.parquet and edges.parquet: what the writer holds at most, and the
+# step by which a reader after some graph ids skips the rest.
+NODE_GROUP_ROWS = 1 << 16
+EDGE_GROUP_ROWS = 1 << 18
+NODE_FILTERS = ("no_title", "no_image", "no_label")  # in the order they apply
 
 
 def parse_label_levels(spec: str) -> dict[str, int]:
@@ -121,10 +142,8 @@ def _image_url() -> pl.Expr:
     return pl.coalesce(*blank_to_null)
 
 
-def _label(options: GraphOptions) -> pl.Expr:
-    level = pl.col("category").replace_strict(
-        options.label_levels, default=options.label_level, return_dtype=pl.Int64
-    )
+def _label(options: GraphOptions, category: str) -> pl.Expr:
+    level = options.label_levels.get(category, options.label_level)
     label = pl.col("categories").list.get(level, null_on_oob=True).str.strip_chars()
     return pl.when(label != "").then(label)
 
@@ -143,29 +162,26 @@ def _clean_html(text: pl.Expr) -> pl.Expr:
     )
 
 
-def select_nodes(meta: pl.LazyFrame, options: GraphOptions) -> tuple[pl.DataFrame, Counter]:
-    """Apply the node filters in order, counting each dropped product by its first reason."""
-    frame = meta.with_columns(
-        pl.col("title").str.strip_chars(),
-        image_url=_image_url(),
-        label=_label(options),
+def node_rows(meta: pl.LazyFrame, category: str, options: GraphOptions) -> pl.LazyFrame:
+    """One meta file's node columns, and `dropped`: the first node filter a row fails (null:
+    none). The one filter that needs every file, `duplicate_parent_asin`, is `node_ids`'s."""
+    title = pl.col("title")
+    dropped = (
+        pl.when(title.is_null() | (title == ""))
+        .then(pl.lit("no_title"))
+        .when(pl.col("image_url").is_null())
+        .then(pl.lit("no_image"))
+        .when(pl.col("label").is_null())
+        .then(pl.lit("no_label"))
+    )
+    return meta.select(
+        "parent_asin",
+        category=pl.lit(category),
+        label=_label(options, category),
+        title=title.str.strip_chars(),
         text=pl.concat_list(_join_text("features"), _join_text("description")).list.join("\n"),
-        first=pl.col("parent_asin").is_first_distinct(),
-    ).collect()
-    reasons = {
-        "duplicate_parent_asin": ~pl.col("first"),
-        "no_title": pl.col("title").is_null() | (pl.col("title") == ""),
-        "no_image": pl.col("image_url").is_null(),
-        "no_label": pl.col("label").is_null(),
-    }
-    dropped: Counter = Counter()
-    for reason, rule in reasons.items():
-        hit = frame.select(rule.fill_null(True).sum()).item()
-        if hit:
-            dropped[reason] = hit
-        frame = frame.filter(~rule.fill_null(True))
-    nodes = frame.select("parent_asin", "category", "label", "title", "text", "image_url")
-    return nodes.sort("parent_asin"), dropped
+        image_url=_image_url(),
+    ).with_columns(dropped=dropped.cast(pl.Enum(NODE_FILTERS)))
 
 
 def co_purchase_edges(
@@ -174,33 +190,6 @@ def co_purchase_edges(
     """Weighted item pairs (src < dst, sorted) from (user, item, timestamp) rows held at once:
     the graph stage's pair step on one partition, for callers whose users fit in memory."""
     return edges_from_counts(pair_counts(user_items, n_items, cap=cap), n_items, min_weight)
-
-
-def _prune_degree(edges: pl.DataFrame, n_nodes: int, min_degree: int) -> np.ndarray:
-    """Ids of the nodes in the k-core: drop nodes below `min_degree` until none is left."""
-    keep = np.ones(n_nodes, dtype=bool)
-    src, dst = edges["src"].to_numpy(), edges["dst"].to_numpy()
-    while min_degree > 0:
-        live = keep[src] & keep[dst]
-        degree = np.bincount(src[live], minlength=n_nodes) + np.bincount(
-            dst[live], minlength=n_nodes
-        )
-        survivors = keep & (degree >= min_degree)
-        if survivors.sum() == keep.sum():
-            break
-        keep = survivors
-    return np.flatnonzero(keep)
-
-
-def _renumber(edges: pl.DataFrame, kept: np.ndarray, n_nodes: int) -> pl.DataFrame:
-    """Edges between kept nodes, in the ids 0..len(kept)-1 (order preserved, so still sorted)."""
-    new_id = np.full(n_nodes, -1, dtype=np.int64)
-    new_id[kept] = np.arange(kept.size)
-    src, dst = new_id[edges["src"].to_numpy()], new_id[edges["dst"].to_numpy()]
-    inside = (src >= 0) & (dst >= 0)
-    return pl.DataFrame(
-        {"src": src[inside], "dst": dst[inside], "weight": edges["weight"].to_numpy()[inside]}
-    )
 
 
 def assign_split(asins: pl.Series, fractions: tuple[float, float, float], seed: int) -> pl.Series:
@@ -216,70 +205,132 @@ def assign_split(asins: pl.Series, fractions: tuple[float, float, float], seed: 
     return pl.Series("split", names, dtype=pl.Enum(SPLITS))
 
 
+def _node_ranges(
+    parts: Partitions,
+    nodes: pl.DataFrame,
+    *,
+    metas: list[str],
+    bounds: pl.Series,
+    options: GraphOptions,
+) -> Iterator[pl.DataFrame]:
+    """Steps 7 and 9's input: the R node ranges in graph_id order, each with its splits."""
+    for index in range(parts.node_ranges):
+        frame = node_range(parts, index, metas=metas, nodes=nodes, bounds=bounds)
+        split = assign_split(frame["parent_asin"], options.split_fractions, options.seed)
+        yield frame.with_columns(split)
+
+
+def _advancing(
+    frames: Iterable[pl.DataFrame], *, progress: Progress, task: str, total: int
+) -> Iterator[pl.DataFrame]:
+    """`frames`, with a progress bar that moves as the writer takes them."""
+    task_id = progress.add_task(task, total=total)
+    for frame in frames:
+        yield frame
+        progress.advance(task_id)
+
+
+def _select_nodes(
+    parts: Partitions,
+    metas: Mapping[str, pl.LazyFrame],
+    options: GraphOptions,
+    *,
+    progress: Progress,
+) -> tuple[pl.DataFrame, Counter, pl.Series]:
+    """Step 2: each meta file filtered on its own, then the id table of `node_ids` over all of
+    them, the products dropped by reason and the node ranges' bounds."""
+    bounds = node_bounds(parts, metas)
+    task = progress.add_task("filter meta", total=len(metas))
+    for name, meta in metas.items():
+        filter_meta(parts, name, node_rows(meta, name, options), bounds=bounds)
+        progress.advance(task)
+    ids, dropped = node_ids(parts, list(metas))
+    return ids, dropped, bounds
+
+
 def build_graph(
-    meta: pl.LazyFrame,
+    metas: Mapping[str, pl.LazyFrame],
     reviews: Mapping[str, pl.LazyFrame],
     options: GraphOptions,
     *,
     parts: Partitions,
+    out: Path,
     quiet: bool = False,
-) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """Nodes (graph_id order), undirected edges (src < dst) and counts of what was dropped.
+) -> dict:
+    """Write nodes.parquet (graph_id order), edges.parquet (src < dst, sorted) and
+    reviews.parquet into `out`; return the counts of what was kept and what was dropped.
 
-    `reviews` holds one frame per raw review file, by name; only their id, user and time columns
-    are read, one file at a time. The pairs are made and counted in the work units of `parts`.
+    `metas` and `reviews` hold one frame per parsed file, by category, in category order. Every
+    step runs in the work units of `parts`; across them only the id table (every meta parent_asin
+    with its item) and arrays of one number per product are held.
     """
-    nodes, dropped = select_nodes(meta, options)
-    ids = (
-        meta.select("parent_asin")
-        .unique()
-        .join(
-            nodes.lazy().select("parent_asin", item=pl.int_range(pl.len())),
-            on="parent_asin",
-            how="left",
+    with item_progress(quiet) as progress:
+        ids, dropped, bounds = _select_nodes(parts, metas, options, progress=progress)
+        n_items = ids["item"].count()
+        review_counts = pair_step(
+            reviews,
+            ids,
+            n_items=n_items,
+            parts=parts,
+            verified_only=options.verified_only,
+            cap=options.max_items_per_user,
+            min_weight=options.min_weight,
+            progress=progress,
         )
-        .collect()
-    )
-    edges, review_counts = partitioned_edges(
-        reviews,
-        ids,
-        n_items=nodes.height,
-        parts=parts,
-        verified_only=options.verified_only,
-        cap=options.max_items_per_user,
-        min_weight=options.min_weight,
-        quiet=quiet,
-    )
-    del ids
-    if options.min_degree:
-        kept = _prune_degree(edges, nodes.height, options.min_degree)
-        if kept.size < nodes.height:
-            dropped["min_degree"] = nodes.height - kept.size
-            edges = _renumber(edges, kept, nodes.height)
-            nodes = nodes[kept]
-    nodes = nodes.with_columns(
-        graph_id=pl.int_range(pl.len(), dtype=pl.Int64),
-        split=assign_split(nodes["parent_asin"], options.split_fractions, options.seed),
-    ).select(NODE_COLUMNS)
-    counts = {
+        nodes = ids.drop_nulls("item").select("parent_asin")  # the item of row i is i
+        del ids
+        new_id = None
+        if options.min_degree:
+            keep = k_core(parts, n_items, options.min_degree, progress=progress)
+            if not keep.all():
+                dropped["min_degree"] = int(n_items - keep.sum())
+                new_id = np.where(keep, np.cumsum(keep) - 1, -1)
+                nodes = nodes.filter(pl.Series(keep))
+        nodes = nodes.with_columns(graph_id=pl.int_range(pl.len(), dtype=pl.Int64))
+        frames = _node_ranges(parts, nodes, metas=list(metas), bounds=bounds, options=options)
+        write_row_groups(
+            out / "nodes.parquet",
+            _advancing(frames, progress=progress, task="write nodes", total=parts.node_ranges),
+            schema=NODE_SCHEMA,
+            rows=NODE_GROUP_ROWS,
+            dictionary=["category", "label", "split"],
+        )
+        n_edges = write_row_groups(
+            out / "edges.parquet",
+            _advancing(
+                edge_ranges(parts, new_id),
+                progress=progress,
+                task="write edges",
+                total=parts.key_ranges,
+            ),
+            schema=EDGE_SCHEMA,
+            rows=EDGE_GROUP_ROWS,
+            dictionary=["weight"],
+        )
+        texts = (top_reviews(frame, nodes, options.max_reviews) for frame in reviews.values())
+        _write_reviews(
+            _advancing(texts, progress=progress, task="review texts", total=len(reviews)),
+            out / "reviews.parquet",
+        )
+    return {
         "nodes": nodes.height,
-        "edges": edges.height,
+        "edges": n_edges,
         "dropped_products": dict(sorted(dropped.items())),
         "dropped_reviews": {k: int(v) for k, v in sorted(review_counts.items()) if v},
     }
-    return nodes, edges, counts
 
 
 def top_reviews(reviews: pl.LazyFrame, nodes: pl.DataFrame, max_reviews: int) -> pl.DataFrame:
     """(graph_id, reviews): up to `max_reviews` texts per product, most helpful first, then newest.
 
-    Run once per review file, so that only one file's texts are in memory at a time.
+    `nodes` holds (parent_asin, graph_id) only. Run once per review file, so that only one file's
+    texts are in memory at a time.
     """
     body = _clean_html(pl.col("text").fill_null(""))
     title = _clean_html(pl.col("title").fill_null(""))
     line = pl.when(title != "").then(pl.concat_str(title, pl.lit(": "), body)).otherwise(body)
     return (
-        reviews.join(nodes.lazy().select("parent_asin", "graph_id"), on="parent_asin")
+        reviews.join(nodes.lazy(), on="parent_asin")
         .with_columns(user=pl.col("user_id").hash(seed=0))
         .sort(  # stable, so full ties keep the file's order
             ["graph_id", "helpful_vote", "timestamp", "user"],
@@ -293,6 +344,15 @@ def top_reviews(reviews: pl.LazyFrame, nodes: pl.DataFrame, max_reviews: int) ->
         .agg(reviews=pl.col("line").head(max_reviews))
         .collect()
     )
+
+
+def _write_reviews(texts: Iterable[pl.DataFrame], dest: Path) -> None:
+    """The kept review texts, one review file at a time so memory holds one file's texts; each
+    in one chunk, as the pages follow the chunks and polars may cut the same rows otherwise."""
+    schema = pa.schema([("graph_id", pa.int64()), ("reviews", pa.large_list(pa.large_string()))])
+    with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for frame in texts:
+            writer.write_table(frame.rechunk().to_arrow().cast(schema))
 
 
 PLAN_COLUMNS = ("graph_id", "category", "label", "split", "image_url")

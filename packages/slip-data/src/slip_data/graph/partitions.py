@@ -1,34 +1,48 @@
-"""The pair step in work units, so that no unit holds every review, user or pair at once.
+"""The graph stage in work units, so that no unit holds every product, review, user or pair at once.
 
-Links are written per review file into U files by user hash (a user's whole history lands in one
-user partition); each user partition's pairs are counted and written into K files by key range;
-each key range adds its counts over the U partitions and applies --min-weight. Keys are
-src * n_items + dst, so the K ranges of edges concatenate into the sorted edge list. Every file is
-written atomically and every unit is skipped when done, so a killed build resumes per unit.
+Each meta file is filtered on its own: the rows no filter drops go into R files by node range (a
+range of parent_asin, so of item ids), and every row's parent_asin and first failed filter into a
+small file, over which one pass finds the duplicates across files and numbers the items. Links
+are written per review file (or row slice of a large one) into U files by user hash (a user's
+whole history lands in one user partition); each user partition's pairs are counted and written
+into K files by key range; each key range adds its counts over the U partitions and applies
+--min-weight. Keys are src * n_items + dst, so the K edge ranges follow each other in the sorted
+edge list, as the R node ranges do in graph_id order: --min-degree and the writes stream over
+them, and across the units only the id table and arrays of one number per product are held.
+Every file is written atomically and every unit is skipped when done, so a killed build resumes
+per unit.
 
 Layout under `root` (graph/partitions/, removed once the stage is done):
 
-    plan.json                   what the files were made for: inputs, options, U, K
-    links/{review}.u{j}.parquet one review file's (user, item, timestamp) rows of user partition j
-    links/{review}.json         that unit's done marker: the reviews it dropped, by reason
-    pairs/u{j}.k{r}.parquet     user partition j's (key, count) runs in key range r, sorted
-    pairs/u{j}.json             that unit's done marker: the repeat reviews it merged
-    edges/k{r}.parquet          key range r's edges (src, dst, weight), sorted
+    plan.json                     what the files were made for: inputs, options, U, K, R and the
+                                  rows of a link unit
+    nodes/bounds.json             the R - 1 parent_asin bounds of the node ranges
+    nodes/{meta}.ids.parquet      one meta file's (parent_asin, first filter failed) rows, in order
+    nodes/{meta}.r{i}.parquet     its rows no filter dropped in node range i (the node columns)
+    nodes/{meta}.json             that unit's done marker: its rows, and those kept
+    links/{review}.s{i}.u{j}.parquet  row slice i of one review file (slice 0: the whole file
+                                  when it fits a unit): its (user, item, timestamp) rows of user
+                                  partition j
+    links/{review}.s{i}.json      that unit's done marker: the reviews it dropped, by reason
+    pairs/u{j}.k{r}.parquet       user partition j's (key, count) runs in key range r, sorted
+    pairs/u{j}.json               that unit's done marker: the repeat reviews it merged
+    edges/k{r}.parquet            key range r's edges (src, dst, weight), sorted
 """
 
 import json
 import math
 import shutil
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
+from rich.progress import Progress
 
 from slip_data.atomic import atomic_path, write_json
-from slip_data.progress import item_progress
 
 # Peak bytes per review of a user-partition unit (links, histories, pair keys and their sort) and
 # of a key-range unit (the runs of every user partition and their sort): docs/scale.md's model of
@@ -36,7 +50,15 @@ from slip_data.progress import item_progress
 # margin. A corpus with more pairs per review needs a smaller --memory-gb.
 USER_UNIT_BYTES_PER_REVIEW = 400
 RANGE_UNIT_BYTES_PER_REVIEW = 250
+# Peak bytes per product of a node-range unit (its rows read, put in graph_id order, their splits
+# drawn, written): 2.7 times the rows' size in memory, measured on the demo (609 B a node, whose
+# columns take 228 B there), at docs/scale.md's assumed 1.3 KB a real node, with a margin.
+NODE_UNIT_BYTES_PER_PRODUCT = 4000
+# Peak bytes per review of a link unit: 88 to 96 B measured on one 5M-review file (docs/scale.md),
+# with a margin. A review file with more rows than the budget allows is linked in row slices.
+LINK_UNIT_BYTES_PER_REVIEW = 120
 MAX_PARTITIONS = 256  # each way: the pair step writes U x K files
+BOUND_SAMPLES = 1024  # meta rows sampled per node range to cut the ranges
 GB = 1 << 30
 
 
@@ -95,12 +117,20 @@ def edges_from_counts(counts: pl.DataFrame, n_items: int, min_weight: int) -> pl
     )
 
 
-def partition_counts(reviews: int, memory_gb: float) -> tuple[int, int]:
-    """(U, K): the fewest user partitions and key ranges whose units fit in `memory_gb` each."""
+def partition_counts(*, reviews: int, products: int, memory_gb: float) -> dict[str, int]:
+    """The fewest user partitions, key ranges and node ranges whose units fit in `memory_gb`, and
+    the most review rows a link unit may take."""
     budget = memory_gb * GB
-    users = math.ceil(reviews * USER_UNIT_BYTES_PER_REVIEW / budget)
-    ranges = math.ceil(reviews * RANGE_UNIT_BYTES_PER_REVIEW / budget)
-    return min(max(users, 1), MAX_PARTITIONS), min(max(ranges, 1), MAX_PARTITIONS)
+
+    def cut(size: float) -> int:
+        return min(max(math.ceil(size / budget), 1), MAX_PARTITIONS)
+
+    return {
+        "users": cut(reviews * USER_UNIT_BYTES_PER_REVIEW),
+        "key_ranges": cut(reviews * RANGE_UNIT_BYTES_PER_REVIEW),
+        "node_ranges": cut(products * NODE_UNIT_BYTES_PER_PRODUCT),
+        "link_rows": max(math.floor(budget / LINK_UNIT_BYTES_PER_REVIEW), 1),
+    }
 
 
 @dataclass(frozen=True)
@@ -110,21 +140,38 @@ class Partitions:
     root: Path
     users: int
     key_ranges: int
+    node_ranges: int
+    link_rows: int
 
     @classmethod
-    def open(cls, root: Path, *, users: int, key_ranges: int, made_for: dict) -> "Partitions":
-        """The folder for this plan: files left by a run with another plan are removed first."""
-        plan = {"made_for": made_for, "users": users, "key_ranges": key_ranges}
-        plan["polars"] = pl.__version__  # the user hash may change between polars versions
+    def open(cls, root: Path, cut: dict[str, int], *, made_for: dict) -> "Partitions":
+        """The folder for the plan `cut` (partition_counts's fields): files left by a run with
+        another plan are removed first."""
+        plan = {"made_for": made_for, **cut, "polars": pl.__version__}  # the user hash may change
         stamp = root / "plan.json"
         if root.exists() and (not stamp.exists() or json.loads(stamp.read_text()) != plan):
             shutil.rmtree(root)
         if not stamp.exists():
             write_json(stamp, plan)
-        return cls(root, users, key_ranges)
+        return cls(root, **cut)
 
-    def link_file(self, review: str, user_part: int) -> Path:
-        return self.root / "links" / f"{review}.u{user_part}.parquet"
+    def id_file(self, meta: str) -> Path:
+        return self.root / "nodes" / f"{meta}.ids.parquet"
+
+    def node_file(self, meta: str, node_range: int) -> Path:
+        return self.root / "nodes" / f"{meta}.r{node_range}.parquet"
+
+    def link_units(self, reviews: Mapping[str, pl.LazyFrame]) -> dict[str, pl.LazyFrame]:
+        """Step 3's units by name: each review file in slices of at most `link_rows` rows."""
+        units = {}
+        for review, frame in reviews.items():
+            rows = frame.select(pl.len()).collect().item()  # from the Parquet metadata
+            for index in range(max(math.ceil(rows / self.link_rows), 1)):
+                units[f"{review}.s{index}"] = frame.slice(index * self.link_rows, self.link_rows)
+        return units
+
+    def link_file(self, unit: str, user_part: int) -> Path:
+        return self.root / "links" / f"{unit}.u{user_part}.parquet"
 
     def pair_file(self, user_part: int, key_range: int) -> Path:
         return self.root / "pairs" / f"u{user_part}.k{key_range}.parquet"
@@ -145,15 +192,101 @@ def _write(frame: pl.DataFrame, dest: Path) -> None:
         frame.write_parquet(tmp)
 
 
+def _write_parts(frame: pl.DataFrame, part: pl.Series, files: list[Path]) -> None:
+    """Row i of `frame` into files[part[i]]; a file no row goes to is written empty."""
+    groups = frame.with_columns(part.alias("part")).partition_by(
+        "part", as_dict=True, include_key=False
+    )
+    for index, dest in enumerate(files):
+        _write(groups.get((index,), frame.clear()), dest)
+
+
+def node_bounds(parts: Partitions, metas: Mapping[str, pl.LazyFrame]) -> pl.Series:
+    """The R - 1 bounds of the node ranges: range i holds the parent_asins from bound i - 1 up to,
+    not including, bound i. Cut so that each holds about as many meta rows, from every n-th row of
+    each file (about BOUND_SAMPLES a range: a sort of every parent_asin would cost more than the
+    id table), and kept on disk, so that a resumed build cuts as the units it resumes did."""
+    stamp = parts.root / "nodes" / "bounds.json"
+    if not stamp.exists():
+        bounds = []
+        if parts.node_ranges > 1:
+            rows = sum(meta.select(pl.len()).collect().item() for meta in metas.values())
+            every = max(rows // (parts.node_ranges * BOUND_SAMPLES), 1)
+            sample = pl.concat(
+                [
+                    meta.select("parent_asin").gather_every(every).collect()
+                    for meta in metas.values()
+                ]
+            )["parent_asin"].sort()
+            cuts = [sample.len() * i // parts.node_ranges for i in range(1, parts.node_ranges)]
+            bounds = sample.gather(cuts).to_list() if sample.len() else []
+        write_json(stamp, bounds)
+    return pl.Series("bound", json.loads(stamp.read_text()), dtype=pl.String)
+
+
+def filter_meta(parts: Partitions, meta: str, rows: pl.LazyFrame, *, bounds: pl.Series) -> None:
+    """Step 2, one meta file: (parent_asin, dropped) of every row, in file order, and the rows no
+    filter dropped into the R node-range files. `rows` holds the node columns and `dropped`, the
+    first filter a row fails (null: none). Duplicates across files are left to `node_ids`."""
+    marker = parts.root / "nodes" / f"{meta}.json"
+    if marker.exists():
+        return
+    frame = rows.collect()
+    rows_in = frame.height
+    _write(frame.select("parent_asin", "dropped"), parts.id_file(meta))
+    kept = frame.filter(pl.col("dropped").is_null()).drop("dropped")
+    del frame
+    files = [parts.node_file(meta, node_range) for node_range in range(parts.node_ranges)]
+    _write_parts(kept, bounds.search_sorted(kept["parent_asin"], side="right"), files)
+    write_json(marker, {"rows": rows_in, "kept": kept.height})
+
+
+def node_ids(parts: Partitions, metas: list[str]) -> tuple[pl.DataFrame, Counter]:
+    """(parent_asin, item) of every meta parent_asin, sorted, and the products dropped by reason.
+
+    A parent_asin's first row in the order of `metas` is its product, and every later row is
+    dropped as a duplicate, even when a filter then drops the first. Items number the kept
+    products in parent_asin order; a dropped product's item is null. Only parent_asin and a
+    small code per meta row are read: the node columns stay on disk.
+    """
+    rows = pl.read_parquet([parts.id_file(meta) for meta in metas])  # in the order of `metas`
+    first = rows["parent_asin"].is_first_distinct()
+    dropped = Counter(duplicate_parent_asin=int((~first).sum()))
+    rows = rows.filter(first).sort("parent_asin")
+    reasons = rows["dropped"].drop_nulls().cast(pl.String).value_counts()
+    dropped.update(dict(zip(reasons["dropped"], reasons["count"], strict=True)))
+    kept = pl.col("dropped").is_null()
+    ids = rows.select("parent_asin", item=pl.when(kept).then(kept.cum_sum().cast(pl.Int64) - 1))
+    return ids, +dropped
+
+
+def node_range(
+    parts: Partitions, node_range: int, *, metas: list[str], nodes: pl.DataFrame, bounds: pl.Series
+) -> pl.DataFrame:
+    """Node range `node_range`'s rows with their graph_id, in graph_id order: each node's first
+    row in the order of `metas`. `nodes`: (parent_asin, graph_id) of the nodes, sorted."""
+    cuts = [0, *nodes["parent_asin"].search_sorted(bounds, side="left"), nodes.height]
+    start, stop = cuts[node_range], cuts[node_range + 1]
+    rows = pl.read_parquet([parts.node_file(meta, node_range) for meta in metas])
+    order = (  # which row goes where, found on the ids alone: the texts are copied once
+        rows.select("parent_asin", row=pl.int_range(pl.len()))
+        .filter(pl.col("parent_asin").is_first_distinct())
+        .join(nodes.slice(start, stop - start), on="parent_asin")
+        .sort("graph_id")
+    )
+    return rows[order["row"]].with_columns(order["graph_id"])
+
+
 def link_reviews(
-    parts: Partitions, review: str, frame: pl.LazyFrame, *, ids: pl.DataFrame, verified_only: bool
+    parts: Partitions, unit: str, frame: pl.LazyFrame, *, ids: pl.DataFrame, verified_only: bool
 ) -> Counter:
-    """Step 3, one review file: its kept (user hash, item, timestamp) rows into the U user files.
+    """Step 3, one review file or row slice of one: its kept (user hash, item, timestamp) rows
+    into the U user files.
 
     `ids` maps every meta `parent_asin` to its item, null for a product the node filters dropped.
-    Returns the file's dropped reviews by reason.
+    Returns the unit's dropped reviews by reason.
     """
-    marker = parts.root / "links" / f"{review}.json"
+    marker = parts.root / "links" / f"{unit}.json"
     if marker.exists():
         return Counter(json.loads(marker.read_text()))
     linked = (
@@ -175,23 +308,16 @@ def link_reviews(
     if verified_only:
         dropped["unverified"] = (linked["item"].is_not_null() & ~linked["verified"]).sum()
         kept &= pl.col("verified")
-    linked = (
-        linked.lazy()
-        .filter(kept)
-        .select("user", "item", "timestamp", part=(pl.col("user") % parts.users).cast(pl.UInt32))
-        .collect()
-    )
-    groups = linked.partition_by("part", as_dict=True, include_key=False)
-    empty = linked.clear().drop("part")
-    for user_part in range(parts.users):
-        _write(groups.get((user_part,), empty), parts.link_file(review, user_part))
+    linked = linked.filter(kept).select("user", "item", "timestamp")
+    files = [parts.link_file(unit, user_part) for user_part in range(parts.users)]
+    _write_parts(linked, linked["user"] % parts.users, files)
     counts = {reason: int(n) for reason, n in dropped.items()}
     write_json(marker, counts)
     return Counter(counts)
 
 
 def pair_users(
-    parts: Partitions, user_part: int, *, reviews: list[str], n_items: int, cap: int
+    parts: Partitions, user_part: int, *, links: list[str], n_items: int, cap: int
 ) -> int:
     """Step 4, one user partition: its pairs' (key, count) runs into the K key-range files.
 
@@ -201,7 +327,7 @@ def pair_users(
     if marker.exists():
         return json.loads(marker.read_text())["repeat_review_same_user"]
     user_items = (
-        pl.scan_parquet([parts.link_file(review, user_part) for review in reviews])
+        pl.scan_parquet([parts.link_file(unit, user_part) for unit in links])
         .group_by("user", "item")
         .agg(timestamp=pl.col("timestamp").fill_null(0).max(), reviews=pl.len())
         .collect()
@@ -241,7 +367,7 @@ def count_range(parts: Partitions, key_range: int, *, n_items: int, min_weight: 
     return dest
 
 
-def partitioned_edges(
+def pair_step(
     reviews: Mapping[str, pl.LazyFrame],
     ids: pl.DataFrame,
     *,
@@ -250,25 +376,94 @@ def partitioned_edges(
     verified_only: bool,
     cap: int,
     min_weight: int,
-    quiet: bool = False,
-) -> tuple[pl.DataFrame, Counter]:
-    """Sorted edges (src < dst, ids below `n_items`) and the reviews dropped, by reason: steps 3
-    to 5, each unit skipped when an earlier run finished it."""
+    progress: Progress,
+) -> Counter:
+    """Steps 3 to 5: the K edge ranges (src < dst, ids below `n_items`, sorted), each unit skipped
+    when an earlier run finished it. Returns the reviews dropped, by reason."""
     dropped: Counter = Counter()
-    with item_progress(quiet) as progress:
-        task = progress.add_task("link reviews", total=len(reviews))
-        for review, frame in reviews.items():
-            dropped += link_reviews(parts, review, frame, ids=ids, verified_only=verified_only)
-            progress.advance(task)
-        task = progress.add_task("pair users", total=parts.users)
-        for user_part in range(parts.users):
-            dropped["repeat_review_same_user"] += pair_users(
-                parts, user_part, reviews=list(reviews), n_items=n_items, cap=cap
-            )
-            progress.advance(task)
-        task = progress.add_task("count key ranges", total=parts.key_ranges)
-        files = []
-        for key_range in range(parts.key_ranges):
-            files.append(count_range(parts, key_range, n_items=n_items, min_weight=min_weight))
-            progress.advance(task)
-    return pl.concat([pl.read_parquet(file) for file in files], rechunk=True), dropped
+    links = parts.link_units(reviews)
+    task = progress.add_task("link reviews", total=len(links))
+    for unit, frame in links.items():
+        dropped += link_reviews(parts, unit, frame, ids=ids, verified_only=verified_only)
+        progress.advance(task)
+    task = progress.add_task("pair users", total=parts.users)
+    for user_part in range(parts.users):
+        dropped["repeat_review_same_user"] += pair_users(
+            parts, user_part, links=list(links), n_items=n_items, cap=cap
+        )
+        progress.advance(task)
+    task = progress.add_task("count key ranges", total=parts.key_ranges)
+    for key_range in range(parts.key_ranges):
+        count_range(parts, key_range, n_items=n_items, min_weight=min_weight)
+        progress.advance(task)
+    return dropped
+
+
+def _read_edges(parts: Partitions, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
+    for key_range in range(parts.key_ranges):
+        yield pl.read_parquet(parts.edge_file(key_range), columns=columns)
+
+
+def k_core(parts: Partitions, n_items: int, min_degree: int, *, progress: Progress) -> np.ndarray:
+    """Step 6: whether each item is in the k-core (it keeps `min_degree` edges once the items
+    below are dropped, until none is left), in passes over the K edge ranges, one at a time: a
+    pass holds one range and arrays of one number per item."""
+    keep = np.ones(n_items, dtype=bool)
+    task = progress.add_task("k-core passes", total=None)
+    while True:
+        degree = np.zeros(n_items, dtype=np.int64)
+        for edges in _read_edges(parts, ["src", "dst"]):
+            src, dst = edges["src"].to_numpy(), edges["dst"].to_numpy()
+            live = keep[src] & keep[dst]
+            degree += np.bincount(src[live], minlength=n_items)
+            degree += np.bincount(dst[live], minlength=n_items)
+        progress.advance(task)
+        survivors = keep & (degree >= min_degree)
+        if survivors.sum() == keep.sum():
+            return keep
+        keep = survivors
+
+
+def edge_ranges(parts: Partitions, new_id: np.ndarray | None) -> Iterator[pl.DataFrame]:
+    """Step 9's input: the K edge ranges in order; with `new_id` (-1: dropped), only the edges
+    between kept nodes, renumbered. `new_id` keeps the order of the kept ids, so the edges stay
+    sorted."""
+    for edges in _read_edges(parts):
+        if new_id is None:
+            yield edges
+            continue
+        src, dst = new_id[edges["src"].to_numpy()], new_id[edges["dst"].to_numpy()]
+        inside = (src >= 0) & (dst >= 0)
+        yield pl.DataFrame(
+            {"src": src[inside], "dst": dst[inside], "weight": edges["weight"].to_numpy()[inside]}
+        )
+
+
+def write_row_groups(
+    dest: Path,
+    frames: Iterable[pl.DataFrame],
+    *,
+    schema: pl.Schema,
+    rows: int,
+    dictionary: list[str],
+) -> int:
+    """Write `frames` in order as one Parquet file of `rows`-row groups (the last one shorter),
+    with statistics, and return the rows written. The bytes depend on the rows alone, not on how
+    many frames brought them, and a reader after some ids skips the groups whose statistics
+    exclude them. Only the columns in `dictionary` (few distinct values) are dictionary-encoded:
+    on ids and texts it costs space."""
+    held = pl.DataFrame(schema=schema)
+    written = 0
+    arrow = held.to_arrow().schema
+    with (
+        atomic_path(dest) as tmp,
+        pq.ParquetWriter(tmp, arrow, compression="zstd", use_dictionary=dictionary) as writer,
+    ):
+        for frame in frames:
+            held = pl.concat([held, frame.select(schema.names())], rechunk=False)
+            while held.height >= rows:
+                writer.write_table(held.head(rows).rechunk().to_arrow())
+                held, written = held.slice(rows), written + rows
+        if held.height:
+            writer.write_table(held.rechunk().to_arrow())
+    return written + held.height

@@ -3,23 +3,21 @@
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from slip_data.atomic import atomic_path, remove_stale_temps, write_json
-from slip_data.graph.build import GraphOptions, build_graph, top_reviews
+from slip_data.atomic import remove_stale_temps, write_json
+from slip_data.graph.build import GraphOptions, build_graph
 from slip_data.graph.partitions import Partitions, partition_counts
 from slip_data.graph.read import parse_to_parquet
 from slip_data.progress import item_progress
 
 DONE_FILE = "graph.json"
-PARTITIONS = "partitions"  # the pair step's work units; removed once the stage is done
+PARTITIONS = "partitions"  # the build's work units; removed once the stage is done
 
 
 @dataclass(frozen=True)
@@ -47,16 +45,6 @@ def _parsed(raw: Path, kind: str, dest: Path) -> dict:
     report = parse_to_parquet(raw, kind, dest).as_dict()
     write_json(stamp, {"source": source, "report": report})
     return report
-
-
-def _write_reviews(
-    reviews: Iterable[pl.LazyFrame], nodes: pl.DataFrame, *, max_reviews: int, dest: Path
-) -> None:
-    """The kept review texts, one review file at a time so memory holds one file's texts."""
-    schema = pa.schema([("graph_id", pa.int64()), ("reviews", pa.large_list(pa.large_string()))])
-    with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-        for frame in reviews:
-            writer.write_table(top_reviews(frame, nodes, max_reviews).to_arrow().cast(schema))
 
 
 def run_graph(
@@ -92,33 +80,18 @@ def run_graph(
             progress.advance(task)
     reports = {name: reports[name] for name in jobs}
 
-    meta = pl.concat(
-        [
-            pl.scan_parquet(parsed_dir / f"meta_{r.name}.parquet").with_columns(
-                category=pl.lit(r.name)
-            )
-            for r in raws
-        ]
-    )
+    metas = {r.name: pl.scan_parquet(parsed_dir / f"meta_{r.name}.parquet") for r in raws}
     reviews = {r.name: pl.scan_parquet(parsed_dir / f"review_{r.name}.parquet") for r in raws}
-    users, key_ranges = partition_counts(
-        sum(reports[f"review:{r.name}"]["kept"] for r in raws), options.memory_gb
+    cut = partition_counts(
+        reviews=sum(reports[f"review:{r.name}"]["kept"] for r in raws),
+        products=sum(reports[f"meta:{r.name}"]["kept"] for r in raws),
+        memory_gb=options.memory_gb,
     )
-    parts = Partitions.open(
-        graph_dir / PARTITIONS,
-        users=users,
-        key_ranges=key_ranges,
-        made_for={"inputs": inputs, "options": options.as_dict()},
-    )
-    nodes, edges, counts = build_graph(meta, reviews, options, parts=parts, quiet=quiet)
-    for name, frame in (("nodes", nodes), ("edges", edges)):
-        with atomic_path(graph_dir / f"{name}.parquet") as tmp:
-            frame.write_parquet(tmp)
-    _write_reviews(
-        reviews.values(), nodes, max_reviews=options.max_reviews, dest=graph_dir / "reviews.parquet"
-    )
+    made_for = {"inputs": inputs, "options": options.as_dict()}
+    parts = Partitions.open(graph_dir / PARTITIONS, cut, made_for=made_for)
+    counts = build_graph(metas, reviews, options, parts=parts, out=graph_dir, quiet=quiet)
     summary = {"inputs": inputs, "options": options.as_dict(), "counts": counts, "files": reports}
-    summary["partitions"] = {"users": users, "key_ranges": key_ranges}
+    summary["partitions"] = cut
     write_json(done, summary)
     shutil.rmtree(parts.root)
     return summary

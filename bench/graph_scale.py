@@ -1,0 +1,103 @@
+"""Benchmark: the graph stage's peak RSS and time against the number of reviews, up to 100M.
+
+    uv run python bench/graph_scale.py                          # 10M, 50M and 100M reviews
+    uv run python bench/graph_scale.py --sizes 10,20 --memory-gb 2
+
+The demo generator makes at most 1M products (10M reviews) per catalogue, so a catalogue of
+N x 10M reviews is N independent 10M-review catalogues (demo seeds 0 .. N-1), their raw files
+concatenated per category (gzip members). Their products and users are disjoint, so it is their
+disjoint union: the same reviews per product, pairs per review and degrees at every size, which
+isolates how the stage scales from what the data looks like. Each size's parse + build runs in its
+own child (graph_build.py's), whose peak RSS comes from wait4. The anchor is the smallest size,
+measured in the same run: each larger size prints its time over the anchor's, against n and
+n log n. Generated data is cached under bench/_work/graph/scale/ (git-ignored); the parsed and
+built files of a size are removed after it is measured (`--keep` keeps them).
+"""
+
+import argparse
+import json
+import math
+import shutil
+from pathlib import Path
+
+from graph_build import CAP, REVIEWS_PER_PRODUCT, WORK, _measure
+
+SCALE = WORK / "scale"
+GRAPH_BUILD = Path(__file__).resolve().parent / "graph_build.py"
+CATALOGUE_REVIEWS = 10_000_000  # the generator's most: 1M products, 10 reviews each
+
+
+def _seed_catalogue(seed: int) -> Path:
+    from slip_data.sources.demo import DemoSpec, write_demo_catalogue
+
+    root = SCALE / f"seed{seed}"
+    products = CATALOGUE_REVIEWS // REVIEWS_PER_PRODUCT
+    spec = DemoSpec(products=products, reviews_per_product=REVIEWS_PER_PRODUCT, seed=seed)
+    write_demo_catalogue(spec, root, quiet=False)
+    return root
+
+
+def _catalogue(parts: int) -> Path:
+    """The raw files of `parts` seed catalogues, concatenated per category (made once)."""
+    from slip_data.atomic import atomic_path, write_json
+
+    seeds = [_seed_catalogue(seed) for seed in range(parts)]
+    if parts == 1:
+        return seeds[0]
+    root = SCALE / f"demo-{parts * CATALOGUE_REVIEWS}"
+    marker = root / "concatenated.json"
+    if marker.is_file() and json.loads(marker.read_text()) == {"seeds": parts}:
+        return root
+    for folder in ("meta_categories", "review_categories"):
+        for first in sorted((seeds[0] / folder).glob("*.jsonl.gz")):
+            with atomic_path(root / folder / first.name) as tmp, tmp.open("wb") as out:
+                for seed_root in seeds:
+                    with (seed_root / folder / first.name).open("rb") as part:
+                        shutil.copyfileobj(part, out, 1 << 24)
+    write_json(marker, {"seeds": parts})
+    return root
+
+
+def _disk_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,50,100", help="millions of reviews, multiples of 10")
+    parser.add_argument("--memory-gb", type=float, default=2.0, help="the stage's --memory-gb")
+    parser.add_argument("--keep", action="store_true", help="keep each size's graph folder")
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    if any(size % 10 or size <= 0 for size in sizes):
+        raise SystemExit(f"--sizes {args.sizes!r}: each a positive multiple of 10 (millions)")
+
+    rows = []
+    for size in sorted(sizes):
+        root = _catalogue(size // 10)
+        graph_dir = SCALE / f"graph-{size}M"
+        child = ["--child", "ours", str(root), str(graph_dir), "full", str(CAP)]
+        result = _measure([*child, str(args.memory_gb)], script=str(GRAPH_BUILD))
+        result["graph_dir_mb"] = _disk_mb(graph_dir)
+        result["raw_mb"] = _disk_mb(root)
+        if not args.keep:
+            shutil.rmtree(graph_dir)
+        rows.append(result)
+        anchor = rows[0]
+        n = result["reviews"] / anchor["reviews"]
+        n_log_n = n * math.log(result["reviews"]) / math.log(anchor["reviews"])
+        print(
+            f"{result['reviews']:>12,} reviews -> {result['nodes']:,} nodes, {result['edges']:,} "
+            f"edges: {result['seconds']:,.0f} s in stage, "
+            f"peak RSS {result['peak_rss_mb']:,.0f} MB, "
+            f"graph folder {result['graph_dir_mb']:,.0f} MB; time / anchor's "
+            f"{result['seconds'] / anchor['seconds']:.2f}x (n: {n:.2f}x, n log n: {n_log_n:.2f}x)",
+            flush=True,
+        )
+    if args.out:
+        args.out.write_text(json.dumps({"memory_gb": args.memory_gb, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
