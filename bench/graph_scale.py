@@ -2,6 +2,7 @@
 
     uv run python bench/graph_scale.py                          # 10M, 50M and 100M reviews
     uv run python bench/graph_scale.py --sizes 10,20 --memory-gb 2
+    uv run python bench/graph_scale.py --out scale.json --plot docs/img/graph_scale.png
 
 The demo generator makes at most 1M products (10M reviews) per catalogue, so a catalogue of
 N x 10M reviews is N independent 10M-review catalogues (demo seeds 0 .. N-1), their raw files
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--memory-gb", type=float, default=2.0, help="the stage's --memory-gb")
     parser.add_argument("--keep", action="store_true", help="keep each size's graph folder")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--plot", type=Path, help="also plot peak RSS and time against reviews")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     if any(size % 10 or size <= 0 for size in sizes):
@@ -97,6 +99,36 @@ def main() -> None:
         )
     if args.out:
         args.out.write_text(json.dumps({"memory_gb": args.memory_gb, "rows": rows}, indent=2))
+    if args.plot:
+        _plot(rows, args.plot, args.memory_gb)
+
+
+def _plot(rows: list[dict], path: Path, memory_gb: float) -> None:
+    """Peak RSS and stage time against reviews, time beside n and n log n through the anchor."""
+    from slip_eval.figures import pyplot, save
+
+    plt = pyplot()
+    reviews = [row["reviews"] / 1e6 for row in rows]
+    figure, (memory, time) = plt.subplots(1, 2, figsize=(9, 3.6))
+    memory.plot(reviews, [row["peak_rss_mb"] / 1024 for row in rows], "o-", label="peak RSS")
+    memory.axhline(6, color="grey", linestyle="--", label="target, 6 GB")
+    memory.set(xlabel="demo reviews (millions)", ylabel="GB", ylim=(0, None))
+    memory.set_title(f"graph stage, --memory-gb {memory_gb:g}", fontsize=10)
+    memory.legend(fontsize=8)
+    anchor = rows[0]
+    seconds = [row["seconds"] for row in rows]
+    linear = [anchor["seconds"] * row["reviews"] / anchor["reviews"] for row in rows]
+    n_log_n = [
+        value * math.log(row["reviews"]) / math.log(anchor["reviews"])
+        for value, row in zip(linear, rows, strict=True)
+    ]
+    time.plot(reviews, seconds, "o-", label="measured")
+    time.plot(reviews, linear, ":", color="grey", label="n, from the first size")
+    time.plot(reviews, n_log_n, "--", color="grey", label="n log n, from the first size")
+    time.set(xlabel="demo reviews (millions)", ylabel="seconds, parse + build", ylim=(0, None))
+    time.legend(fontsize=8)
+    figure.tight_layout()
+    save(figure, path)
 
 
 if __name__ == "__main__":
