@@ -33,9 +33,11 @@ Runs and compute. A run is (cell, mode, seed): `slip-train run` with `train.seed
 `loss.mode`, then `slip-eval` retrieval and classification (zero-shot; 4-shot linear probe and
 prototype, 3 draws) and link prediction (held-out co-purchases between test products: cosine
 and a trained GraphSAGE) on the test split, SLIP also graph-refined (`--structure`); with
-`--nodeclass` also GNN node classification of the test products (GraphSAGE and an MLP over the
-frozen embeddings of every product, supervised and 4-shot: MAGB's protocol). In a cell both
-modes train the same steps at the same batch size (the same encoder passes; SLIP adds its GATs).
+`--touching` also link prediction of every held-out co-purchase with an end in the test split
+(`--edges touching`: thousands of edges where `within` has a few hundred); with `--nodeclass`
+also GNN node classification of the test products (GraphSAGE and an MLP over the frozen
+embeddings of every product, supervised and 4-shot: MAGB's protocol). In a cell both modes train
+the same steps at the same batch size (the same encoder passes; SLIP adds its GATs).
 Along the batch axis the products seen are held: steps × batch = `--steps` × the main batch.
 CLIP does not depend on the structural weight, so the weight cells share the main cell's CLIP
 runs; weight 0 is SLIP's batches with CLIP's loss, which separates the batches from the loss. The
@@ -82,11 +84,14 @@ METRICS = {  # name in the summary: (result file, key in the result's metrics)
     "4-shot prototype acc1": ("classify", ("prototype", "4", "acc1_mean")),
     "link MRR, fused": ("linkpred", "fused_mrr"),
     "link MRR, SAGE": ("linkpred", "sage_mrr"),
+    "link MRR touching, fused": ("linkpred_touching", "fused_mrr"),
+    "link MRR touching, SAGE": ("linkpred_touching", "sage_mrr"),
     "node acc, SAGE": ("nodeclass", "sage_acc"),
     "node acc, MLP": ("nodeclass", "mlp_acc"),
     "node 4-shot acc, SAGE": ("nodeclass", ("sage", "4", "acc_mean")),
 }
 TASKS = ("retrieval", "classify", "linkpred")  # each run's result files
+OPTIONAL_TASKS = ("linkpred_touching", "nodeclass")  # with --touching, --nodeclass
 NODECLASS = ["--models", "sage,mlp", "--shots", "4", "--seeds", "3"]  # with --nodeclass
 MAIN = "start=pretrained,size=11000,noise=0.2,homophily=0.5,weight=0.5,batch=128,variant=paper"
 VARIANTS = {  # SLIP's variants (docs/method.md, "A SLIP that does no harm"): their config keys,
@@ -106,6 +111,7 @@ STEP_S_PER_SAMPLE = 0.4 / 128  # a training step of 128: 0.43 s beside another b
 RUN_OVERHEAD_S = 20  # starting slip-train and slip-eval
 EVAL_S_PER_PRODUCT = 0.0045  # retrieval and classification on a 10% test split: 45 s at 10,000
 LINKPRED_S = 15  # slip-eval linkpred with a SAGE predictor on a test split of 1,000 products
+LINKPRED_TOUCHING_S = 80  # the same with --edges touching: about 4,000 held-out edges
 NODECLASS_S = 120  # slip-eval nodeclass with NODECLASS and --structure on 11,000 products
 
 
@@ -147,7 +153,8 @@ class Grid:
         self.args = args
         self.main = parse_main(args.main)
         self.seeds = [int(s) for s in args.seeds.split(",")]
-        self.tasks = TASKS + (("nodeclass",) if args.nodeclass else ())
+        optional = {"linkpred_touching": args.touching, "nodeclass": args.nodeclass}
+        self.tasks = TASKS + tuple(task for task, chosen in optional.items() if chosen)
         self.cells = {self.main: list(AXES)}  # each cell with the axes it lies on
         for axis, (option, parse) in AXES.items():
             for text in getattr(args, option.lstrip("-").replace("-", "_")).split(","):
@@ -317,6 +324,10 @@ def train_and_evaluate(grid: Grid, run: tuple[Cell, str, int], weights: Path | N
         links = ["slip_eval", "linkpred", *common, "--predictors", "sage",
                  "--out", str(out / "linkpred.json")]  # fmt: skip
         run_command(links, out / "linkpred.log", env)
+    if "linkpred_touching" in grid.tasks and not (out / "linkpred_touching.json").is_file():
+        links = ["slip_eval", "linkpred", *common, "--predictors", "sage", "--edges", "touching",
+                 "--out", str(out / "linkpred_touching.json")]  # fmt: skip
+        run_command(links, out / "linkpred_touching.log", env)
     if "nodeclass" in grid.tasks and not (out / "nodeclass.json").is_file():
         nodes = ["slip_eval", "nodeclass", "--ckpt", str(checkpoint), "--shards", str(shards),
                  *NODECLASS, "--cache-dir", str(out / "eval-cache"), "--quiet",
@@ -375,7 +386,7 @@ def read_metrics(out: Path) -> dict[str, float]:
     """The summary's metrics of one run; `graph:` ones from graph-refined embeddings (SLIP)."""
     results = {
         name: json.loads((out / f"{name}.json").read_text())
-        for name in (*TASKS, "nodeclass")
+        for name in (*TASKS, *OPTIONAL_TASKS)
         if (out / f"{name}.json").is_file()  # link prediction came later than the first runs
     }
     found = {}
@@ -590,6 +601,7 @@ def print_plan(grid: Grid, todo: list[tuple[Cell, str, int]]) -> None:
             seconds += STEP_S_PER_SAMPLE * cell.batch * grid.steps(cell)
             seconds += EVAL_S_PER_PRODUCT * cell.size
         seconds += RUN_OVERHEAD_S + LINKPRED_S + NODECLASS_S * ("nodeclass" in grid.tasks)
+        seconds += LINKPRED_TOUCHING_S * ("linkpred_touching" in grid.tasks)
     print(
         f"{len(todo)} runs to do, {len(missing)} builds to make"
         f"{', the pretraining' if pretrain else ''}: about {seconds / 3600:.1f} h on the "
@@ -628,6 +640,12 @@ def main() -> None:
         action="store_true",
         help="also GNN node classification per run (slip-eval nodeclass: SAGE and MLP, "
         "supervised and 4-shot, 3 seeds; about 2 min a run)",
+    )
+    parser.add_argument(
+        "--touching",
+        action="store_true",
+        help="also link prediction of every held-out edge with an end in the test split "
+        "(slip-eval linkpred --edges touching; about 80 s a run)",
     )
     parser.add_argument("--plan", action="store_true", help="print cells, runs and time; no runs")
     parser.add_argument("--summary-only", action="store_true", help="no runs, only the tables")

@@ -41,8 +41,8 @@ def test_bad_config_is_one_line_on_stderr(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: unknown key optim.lrr; valid keys here: betas, eps, grad_accum, grad_clip, "
-        "graph_head_lr_scale, lr, warmup_steps, weight_decay"
+        "error: unknown key optim.lrr; valid keys here: betas, eps, grad_accum, grad_cache_rows, "
+        "grad_clip, graph_head_lr_scale, lr, warmup_steps, weight_decay"
     ]
 
 

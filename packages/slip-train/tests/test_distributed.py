@@ -1,5 +1,6 @@
 """torchrun on the CPU (gloo): 2 processes of per-rank batch b train like 1 process of batch 2b,
-rank 0 alone writes, and a run resumes at the same world size only."""
+with and without gradient caching, rank 0 alone writes, and a run resumes at the same world size
+only."""
 
 import json
 import os
@@ -81,6 +82,15 @@ def two_processes(shards, tmp_path_factory) -> tuple[Path, subprocess.CompletedP
     return out, run(shards, out, 2, 24, *ACCUM)
 
 
+@pytest.fixture(scope="module")
+def one_process(shards, tmp_path_factory) -> Path:
+    """6 steps on 1 process of batch 48, one pass a step, trained once: its folder."""
+    out = tmp_path_factory.mktemp("one-process") / "run"
+    done = run(shards, out, 0, 48)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
 def test_two_processes_train_like_one_with_twice_the_batch(shards, two_processes, tmp_path):
     """With 2 micro-batches a step: DDP all-reduces in the last one's backward only (no_sync)."""
     out, two = two_processes
@@ -100,7 +110,9 @@ def test_two_processes_train_like_one_with_twice_the_batch(shards, two_processes
     assert losses(out)[-1] < losses(out)[0]
 
 
-def test_two_nodes_of_one_process_train_like_one_process_with_twice_the_batch(shards, tmp_path):
+def test_two_nodes_of_one_process_train_like_one_process_with_twice_the_batch(
+    shards, one_process, tmp_path
+):
     """torchrun's multi-node launch on one machine: node 1's process has RANK 1 but LOCAL_RANK 0,
     so only a writer chosen by the global rank keeps the two nodes from both writing."""
     out = tmp_path / "nodes"
@@ -125,9 +137,7 @@ def test_two_nodes_of_one_process_train_like_one_process_with_twice_the_batch(sh
     said = [node.communicate(timeout=600) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in said]
     assert [stdout.count("step 6: loss") for stdout, _ in said] == [1, 0]
-    one = run(shards, tmp_path / "one", 0, 48)
-    assert one.returncode == 0, one.stderr[-2000:]
-    assert losses(out) == pytest.approx(losses(tmp_path / "one"), rel=1e-5)
+    assert losses(out) == pytest.approx(losses(one_process), rel=1e-5)
     assert load_checkpoint(out / "checkpoints" / "step-00000006.pt")["world_size"] == 2
 
 
@@ -149,3 +159,12 @@ def test_resume_at_the_same_world_size_only(shards, two_processes, tmp_path):
     resumed = run(shards, out, 2, 24, *ACCUM, "--resume", "latest")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert losses(out) == uninterrupted  # gloo reduces in a fixed order: exactly
+
+
+def test_two_processes_with_gradient_caching_train_like_one_process(shards, one_process, tmp_path):
+    """Each rank's encoders 10 rows at a time (chunks 10, 10, 4), one loss over the global batch
+    of 48, the gradients averaged by hand after the cached backward: the one process's run."""
+    out = tmp_path / "cached"
+    two = run(shards, out, 2, 24, "--set", "optim.grad_cache_rows=10")
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert losses(out) == pytest.approx(losses(one_process), rel=1e-5)

@@ -1,7 +1,8 @@
 """`train_step` alone, on made-up batches: DDP's `no_sync` around every micro-batch but the last,
-the losses averaged over the micro-batches and left on the device, and the logit scale clamped
-in place after the update."""
+the losses averaged over the micro-batches and left on the device, the logit scale clamped in
+place after the update, and gradient caching's gradients equal to one pass over the batch."""
 
+import copy
 import math
 from contextlib import contextmanager, nullcontext
 from functools import partial
@@ -18,7 +19,7 @@ from slip_train.train import StepParts, train_step
 LOSS = partial(training_loss, structural_weight=0.5, structural_temperature=0.07)
 
 
-def made_up_batches(count: int, size: int = 6) -> list[dict]:
+def made_up_batches(count: int, size: int = 6, edges=((0, 1, 3), (1, 2, 4))) -> list[dict]:
     """Batches as the loader hands them over: uint8 pixels, tokens, the global batch's edges."""
     generator = torch.Generator().manual_seed(0)
     context = open_clip.get_model_config("slip-tiny")["text_cfg"]["context_length"]
@@ -28,7 +29,7 @@ def made_up_batches(count: int, size: int = 6) -> list[dict]:
                 0, 256, (size, 3, 64, 64), dtype=torch.uint8, generator=generator
             ),
             "tokens": torch.randint(1, 100, (size, context), generator=generator),
-            "edge_index": torch.tensor([[0, 1, 3], [1, 2, 4]]),
+            "edge_index": torch.tensor(edges),
             "epoch": 2,
             "index": index,
             "load_s": 0.01,
@@ -42,7 +43,16 @@ def inputs(batch: dict) -> tuple[torch.Tensor, ...]:
     return batch["images"].float() / 255, batch["tokens"], batch["edge_index"]
 
 
-def step_parts(model, *, grad_accum: int, forward=None, no_sync=nullcontext) -> StepParts:
+def step_parts(
+    model,
+    *,
+    grad_accum: int,
+    forward=None,
+    no_sync=nullcontext,
+    loss=LOSS,
+    grad_cache_rows: int = 0,
+    grad_clip: float = 1.0,
+) -> StepParts:
     optimizer = torch.optim.AdamW(param_groups(model, weight_decay=0.1, lr=1e-3))
     return StepParts(
         model=model,
@@ -50,11 +60,12 @@ def step_parts(model, *, grad_accum: int, forward=None, no_sync=nullcontext) -> 
         no_sync=no_sync,
         optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
-        loss=LOSS,
+        loss=loss,
         inputs=inputs,
         autocast=nullcontext(),
         grad_accum=grad_accum,
-        grad_clip=1.0,
+        grad_cache_rows=grad_cache_rows,
+        grad_clip=grad_clip,
         world=1,
     )
 
@@ -105,3 +116,43 @@ def test_the_logit_scale_is_clamped_in_place_after_the_update(model, start, clam
         model.logit_scale.fill_(start)
     train_step(iter(made_up_batches(1)), step_parts(model, grad_accum=1))
     assert model.logit_scale.item() == pytest.approx(clamped)
+
+
+VARIANTS = {  # name: (graph heads, structural_gradient, loss settings)
+    "paper": (True, "encoders", {"neighbours_as_negatives": True}),
+    "default": (True, "heads", {"neighbours_as_negatives": False}),
+    "soft": (True, "encoders", {"neighbour_mass": 0.5, "neighbours_as_negatives": False}),
+    "clip": (False, "encoders", {}),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_gradient_caching_gives_the_gradients_of_one_pass_over_the_batch(variant):
+    """Encoders 3 rows at a time over batches of 8 (chunks 3, 3, 2), 2 micro-batches a step: the
+    same losses and gradients as the encoders over each whole batch at once."""
+    with_graph, gradient, settings = VARIANTS[variant]
+    torch.manual_seed(0)
+    dense = build_model(ModelConfig(), with_graph=with_graph, structural_gradient=gradient).model
+    with torch.no_grad():
+        for head in dense.graph_heads():
+            head.gates.fill_(0.5)  # open, so that the heads pass gradients on
+    cached = copy.deepcopy(dense)
+    loss = partial(training_loss, structural_weight=0.5, structural_temperature=0.07, **settings)
+    edges = ((0, 0, 2, 3, 5, 6), (1, 4, 3, 7, 6, 7))  # across the chunks' bounds
+    batches = made_up_batches(2, size=8, edges=edges)
+    steps = [
+        train_step(
+            iter(batches),
+            step_parts(model, grad_accum=2, loss=loss, grad_cache_rows=rows, grad_clip=1e9),
+        )
+        for model, rows in ((dense, 0), (cached, 3))
+    ]
+    assert steps[0].losses.keys() == steps[1].losses.keys()
+    for name, value in steps[0].losses.items():
+        assert steps[1].losses[name].item() == pytest.approx(value.item(), rel=1e-5)
+    named = dict(cached.named_parameters())
+    for name, parameter in dense.named_parameters():
+        assert (parameter.grad is None) == (named[name].grad is None), name
+        if parameter.grad is not None:
+            torch.testing.assert_close(named[name].grad, parameter.grad, rtol=1e-4, atol=1e-6)
+    assert steps[1].grad_norm.item() == pytest.approx(steps[0].grad_norm.item(), rel=1e-5)

@@ -143,6 +143,8 @@ class OptimConfig:
     warmup_steps: Annotated[int, NON_NEGATIVE] = 50
     grad_clip: Annotated[float, POSITIVE] = 1.0
     grad_accum: Annotated[int, POSITIVE] = 1
+    # 0: off; N: each batch's encoders N rows at a time, one loss over the whole batch (GradCache)
+    grad_cache_rows: Annotated[int, NON_NEGATIVE] = 0
     graph_head_lr_scale: Annotated[float, POSITIVE] = 1.0  # the graph heads' lr, a multiple of lr
 
 

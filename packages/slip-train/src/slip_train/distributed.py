@@ -11,6 +11,7 @@ single process makes on the global batch (docs/method.md, "Several processes").
 
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -57,3 +58,20 @@ def gather_rows(x: Tensor) -> Tensor:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def own_rows(x: Tensor, rows: int) -> Tensor:
+    """This rank's `rows` rows of a tensor `gather_rows` made (each rank's share is as large)."""
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return x[rank * rows : (rank + 1) * rows]
+
+
+def average_gradients(parameters: Iterable[Tensor], world: int) -> None:
+    """The parameters' gradients averaged over the ranks, as DDP's backward would: for a step
+    whose backward passes ran outside DDP's forward (gradient caching)."""
+    if world == 1:
+        return
+    for parameter in parameters:
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad.div_(world)

@@ -47,6 +47,11 @@ class SlipModel(nn.Module):
         outputs are the global batch's (slip_train.distributed)."""
         image = gather_rows(self.clip.encode_image(images))
         text = gather_rows(self.clip.encode_text(tokens))
+        return self.embed(image, text, edge_index)
+
+    def embed(self, image: Tensor, text: Tensor, edge_index: Tensor) -> dict[str, Tensor]:
+        """The forward pass past the encoders, on the global batch's encoder outputs: what
+        gradient caching (grad_cache.py) runs once over a batch the encoders see in chunks."""
         out = {"image": F.normalize(image, dim=-1), "text": F.normalize(text, dim=-1)}
         if self.image_graph is not None and self.text_graph is not None:
             both_ways = undirected(edge_index, image.shape[0])

@@ -26,8 +26,9 @@ from slip_train.batches import BatchPlanner
 from slip_train.checkpoint import Checkpointer, Position, remove_run_temps
 from slip_train.config import Config, ConfigError
 from slip_train.data import BatchDataset, batch_loader, load_train_data, to_model_images
-from slip_train.distributed import Ranks, barrier, init_from_env
+from slip_train.distributed import Ranks, average_gradients, barrier, init_from_env
 from slip_train.factory import build_model, param_groups
+from slip_train.grad_cache import cached_backward
 from slip_train.lock import hold
 from slip_train.loss import MAX_LOGIT_SCALE, training_loss
 from slip_train.model import SlipModel
@@ -77,6 +78,7 @@ class StepParts:
     inputs: Callable[[dict], tuple[Tensor, Tensor, Tensor]]  # a loader batch, on the device
     autocast: AbstractContextManager
     grad_accum: int
+    grad_cache_rows: int  # 0: one pass over each micro-batch; else its encoders in chunks
     grad_clip: float
     world: int
 
@@ -99,7 +101,8 @@ class Step:
 def train_step(batches: Iterator[dict], parts: StepParts) -> Step:
     """Forward and backward over `grad_accum` micro-batches, then the update, without waiting for
     the device: the losses are summed there. Under DDP the gradients are all-reduced once, in the
-    last micro-batch's backward (`no_sync` before it, as nanoGPT). The logit scale is clamped in
+    last micro-batch's backward (`no_sync` before it, as nanoGPT); with gradient caching, whose
+    backward passes run outside DDP's forward, once after the last. The logit scale is clamped in
     place after the update, as open_clip does."""
     parts.optimizer.zero_grad(set_to_none=True)
     losses: dict[str, Tensor] = {}
@@ -113,17 +116,30 @@ def train_step(batches: Iterator[dict], parts: StepParts) -> Step:
         skipped += batch["skipped_images"]
         images, tokens, edge_index = parts.inputs(batch)
         last = micro == parts.grad_accum - 1
-        with nullcontext() if last else parts.no_sync():  # DDP decides in the forward
-            with parts.autocast:
-                out = parts.forward(images, tokens, edge_index)
-            micro_losses = parts.loss(
-                {k: v.float() for k, v in out.items()}, edge_index, parts.model.logit_scale
+        if parts.grad_cache_rows:
+            micro_losses = cached_backward(
+                parts.model,
+                (images, tokens, edge_index),
+                rows=parts.grad_cache_rows,
+                loss=parts.loss,
+                autocast=parts.autocast,
+                scale=1 / parts.grad_accum,
+                world=parts.world,
             )
-            (micro_losses["loss"] / parts.grad_accum).backward()
+        else:
+            with nullcontext() if last else parts.no_sync():  # DDP decides in the forward
+                with parts.autocast:
+                    out = parts.forward(images, tokens, edge_index)
+                micro_losses = parts.loss(
+                    {k: v.float() for k, v in out.items()}, edge_index, parts.model.logit_scale
+                )
+                (micro_losses["loss"] / parts.grad_accum).backward()
         for name, value in micro_losses.items():
             losses[name] = losses.get(name, 0) + value.detach() / parts.grad_accum
         samples += images.shape[0] * parts.world
         edges += edge_index.shape[1]
+    if parts.grad_cache_rows:
+        average_gradients(parts.model.parameters(), parts.world)
     grad_norm = torch.nn.utils.clip_grad_norm_(parts.model.parameters(), parts.grad_clip)
     parts.optimizer.step()
     parts.scheduler.step()
@@ -324,6 +340,7 @@ def _setup(
             else nullcontext()
         ),
         grad_accum=optim.grad_accum,
+        grad_cache_rows=optim.grad_cache_rows,
         grad_clip=optim.grad_clip,
         world=ranks.world,
     )
