@@ -1,8 +1,10 @@
-"""GPU smoke test and benchmark: ViT-B/32 at batch 256, SLIP against CLIP, samples/s per GPU.
+"""GPU smoke test and benchmark: ViT-B/32 and ViT-B/16 at batch 256, SLIP against CLIP, samples/s
+per GPU and MFU; a contrastive batch of 32,768 by gradient caching.
 
     uv run python bench/gpu.py                       # without CUDA: says why it skips, exits 0
     uv run python bench/gpu.py --compile --steps 50
     uv run python bench/gpu.py --shards DIR          # any slip-data shards; default: demo shards
+    uv run python bench/gpu.py --models ViT-B-32 --cache-batch 0   # B/32 only, no 32k step
 
 On demo shards (built once with `slip-data build` unless `--shards` names some), with
 configs/vit-b-32-gpu.toml and random weights (`--pretrained` to start from others):
@@ -19,6 +21,15 @@ configs/vit-b-32-gpu.toml and random weights (`--pretrained` to start from other
 5. **Loop**: the whole training loop, loader included, in both modes, and in SLIP mode with the
    graph sampled on the GPU (`sampler.device = "cuda"`): samples/s and the share of the time the
    step waited for the loader.
+6. **MFU** of every step and loop: samples/s x the step's FLOPs per sample (counted by torch's
+   FlopCounterMode on the real model at the run's batch, bench/model_flops.py, which checks the
+   encoders against open_clip's profile) / the device's dense bf16 peak (a table for H100, H200
+   and A100; `--peak-tflops` for others). Steps and loops for each of `--models`; the GPU-sampled
+   loop for the first only.
+7. **32k**: one contrastive batch of `--cache-batch` products (random images, tokens and
+   in-batch edges at the demo batches' degree) trained by gradient caching (slip_train.grad_cache,
+   `--cache-rows` rows of encoder at a time), SLIP with both losses and the GAT over the whole
+   batch: seconds per step, samples/s, MFU and peak memory.
 """
 
 import argparse
@@ -32,6 +43,8 @@ import time
 from pathlib import Path
 
 import torch
+from model_flops import peak_tflops, random_batch, step_flops
+from torch.utils.flop_counter import FlopCounterMode
 from train_step import demo_shards, measure_loop, step_times, train_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +53,13 @@ OPEN_CLIP_B32_PER_GPU = 32 * 400e6 / (36 * 3600 * 128)  # samples/s per A100, LA
 
 
 def gpu_config(
-    shards: Path, mode: str, args: argparse.Namespace, steps: int, out: str, sampler: str = "cpu"
+    shards: Path,
+    mode: str,
+    args: argparse.Namespace,
+    steps: int,
+    out: str,
+    sampler: str = "cpu",
+    model: str = "ViT-B-32-quickgelu",
 ):
     from slip_train.config import load_config
 
@@ -52,7 +71,7 @@ def gpu_config(
          f'train.out_dir="{WORK / out}"', "train.checkpoint_every=100000",
          "train.tensorboard=false", f"train.compile={str(args.compile).lower()}",
          f"train.grad_checkpointing={str(args.grad_checkpointing).lower()}",
-         f'sampler.device="{sampler}"'],
+         f'sampler.device="{sampler}"', f'model.name="{model}"'],
     )  # fmt: skip
 
 
@@ -113,6 +132,60 @@ def planner_ms(planner, busy: int) -> dict[str, float]:
             process.wait()
 
 
+def mfu(samples_per_s: float, gflops: float, peak: float | None) -> str:
+    return (
+        "MFU n/a (--peak-tflops)"
+        if peak is None
+        else f"MFU {samples_per_s * gflops / peak / 1e3:.1%}"
+    )
+
+
+def cached_step(name: str, *, batch: int, rows: int, degree: float, steps: int = 3) -> dict:
+    """A SLIP step over one contrastive batch of `batch` by gradient caching, bf16: seconds,
+    GFLOPs per sample (counted on one more step) and peak memory."""
+    from functools import partial
+
+    from slip_train.config import ModelConfig
+    from slip_train.factory import build_model, param_groups
+    from slip_train.grad_cache import cached_backward
+    from slip_train.loss import training_loss
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name), with_graph=True).model.cuda()
+    optimizer = torch.optim.AdamW(param_groups(model, weight_decay=0.2, lr=1e-5), fused=True)
+    inputs = random_batch(
+        batch, image_size=224, context=model.clip.context_length, degree=degree, device="cuda"
+    )
+    loss = partial(training_loss, structural_weight=0.5, structural_temperature=0.07)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        cached_backward(
+            model, inputs, rows=rows, loss=loss, scale=1.0, world=1,
+            autocast=torch.autocast("cuda", dtype=torch.bfloat16),
+        )  # fmt: skip
+        optimizer.step()
+
+    torch.cuda.reset_peak_memory_stats()
+    step()  # warm-up
+    spent = []
+    for _ in range(steps):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        spent.append(time.perf_counter() - start)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    seconds = statistics.median(spent)
+    return {
+        "batch": batch, "rows": rows, "edges": int(inputs[2].shape[1]), "step_s": seconds,
+        "samples_per_s": batch / seconds,
+        "gflops_per_sample": counter.get_total_flops() / batch / 1e9,
+        "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9,
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=Path, help="slip-data shards (default: demo shards)")
@@ -125,6 +198,14 @@ def main() -> None:
     parser.add_argument("--pretrained", default="", help="open_clip tag or file; none by default")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--grad-checkpointing", action="store_true")
+    parser.add_argument("--models", default="ViT-B-32,ViT-B-16", help="open_clip model names")
+    parser.add_argument(
+        "--peak-tflops", type=float, help="dense bf16 peak of a GPU not in the table"
+    )
+    parser.add_argument(
+        "--cache-batch", type=int, default=32768, help="0: no gradient-caching step"
+    )
+    parser.add_argument("--cache-rows", type=int, default=1024, help="encoder rows at a time")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("bench/gpu: skipped, torch sees no CUDA device (this benchmark needs a GPU)")
@@ -159,33 +240,65 @@ def main() -> None:
         f"loader {loader_rate:.0f} images/s decoded, augmented and pinned ({args.workers} workers)"
     )
     edges = statistics.mean(b["edge_index"].shape[1] for b in batches)
-    times = step_times([slip, clip], batches, args.steps, "cuda", "bf16")
-    slip_step, clip_step = (statistics.median(t) for t in times)
-    print(f"step   clip {clip_step * 1e3:.1f} ms = {args.batch / clip_step:.0f} samples/s, slip "
-          f"{slip_step * 1e3:.1f} ms = {args.batch / slip_step:.0f} samples/s ({edges:.0f} "
-          f"edges/batch): ratio slip/clip {slip_step / clip_step:.3f}")  # fmt: skip
-    gpu_sampled = gpu_config(shards, "slip", args, args.loop_steps, "loop-slip-gpu", "cuda")
-    loops = {
-        mode: measure_loop(config, warmup=5)
-        for mode, config in (("clip", clip), ("slip", slip), ("slip, sampled on GPU", gpu_sampled))
-    }
-    for mode, (rate, waiting, workers_rate) in loops.items():
-        print(f"loop   {mode} {rate:.0f} samples/s per GPU, {waiting:.1%} of the time waiting "
-              f"for the loader (its workers, a core each, would make {workers_rate:.0f} "
-              f"images/s); ratio to open_clip's ~{OPEN_CLIP_B32_PER_GPU:.0f}/GPU "
-              f"{rate / OPEN_CLIP_B32_PER_GPU:.2f}")  # fmt: skip
-    result = {
-        "gpu": gpu, "torch": torch.__version__, "batch": args.batch, "workers": args.workers,
-        "compile": args.compile, "grad_checkpointing": args.grad_checkpointing,
-        "edges_per_batch": edges, "planner_ms": planning, "loader_images_per_s": loader_rate,
-        "clip_step_s": clip_step, "slip_step_s": slip_step,
-        "step_ratio_slip_clip": slip_step / clip_step,
-        "loop_samples_per_s": {mode: loop.samples_per_s for mode, loop in loops.items()},
-        "loop_data_wait_share": {mode: loop.waiting for mode, loop in loops.items()},
-        "loop_workers_images_per_s": {
-            mode: loop.workers_images_per_s for mode, loop in loops.items()
-        },
-        "smoke": checks,
+    peak = peak_tflops(gpu, args.peak_tflops)
+    models, result = args.models.split(","), {}
+    for number, name in enumerate(models):
+        slip = gpu_config(shards, "slip", args, args.loop_steps, f"loop-slip-{name}", model=name)
+        clip = gpu_config(shards, "clip", args, args.loop_steps, f"loop-clip-{name}", model=name)
+        flops = {
+            mode: step_flops(name, mode=mode, batch=args.batch, image_size=224,
+                             degree=2 * edges / args.batch, device="cuda")["step"]
+            for mode in ("slip", "clip")
+        }  # fmt: skip
+        times = step_times([slip, clip], batches, args.steps, "cuda", "bf16")
+        slip_step, clip_step = (statistics.median(t) for t in times)
+        rates = {"slip": args.batch / slip_step, "clip": args.batch / clip_step}
+        print(f"step   {name}: clip {clip_step * 1e3:.1f} ms = {rates['clip']:.0f} samples/s, "
+              f"{mfu(rates['clip'], flops['clip'], peak)}; slip {slip_step * 1e3:.1f} ms = "
+              f"{rates['slip']:.0f} samples/s, {mfu(rates['slip'], flops['slip'], peak)} "
+              f"({edges:.0f} edges/batch, {flops['slip']:.2f} GFLOPs/sample): ratio slip/clip "
+              f"{slip_step / clip_step:.3f}")  # fmt: skip
+        configs = [("clip", clip), ("slip", slip)]
+        if number == 0:
+            sampled = gpu_config(
+                shards, "slip", args, args.loop_steps, "loop-slip-gpu", "cuda", name
+            )
+            configs.append(("slip, sampled on GPU", sampled))
+        loops = {mode: measure_loop(config, warmup=5) for mode, config in configs}
+        for mode, (rate, waiting, workers_rate) in loops.items():
+            base = mode.split(",")[0]  # the GPU-sampled loop runs SLIP's step
+            print(f"loop   {name} {mode} {rate:.0f} samples/s per GPU, "
+                  f"{mfu(rate, flops[base], peak)}, {rate / rates[base]:.1%} of the step's rate, "
+                  f"{waiting:.1%} of the time waiting for the loader (its workers, a core each, "
+                  f"would make {workers_rate:.0f} images/s); ratio to open_clip's ~"
+                  f"{OPEN_CLIP_B32_PER_GPU:.0f}/GPU {rate / OPEN_CLIP_B32_PER_GPU:.2f}"
+                  )  # fmt: skip
+        result[name] = {
+            "gflops_per_sample": flops, "clip_step_s": clip_step, "slip_step_s": slip_step,
+            "step_ratio_slip_clip": slip_step / clip_step,
+            "step_mfu": {m: rates[m] * flops[m] / peak / 1e3 for m in rates} if peak else None,
+            "loop_samples_per_s": {mode: loop.samples_per_s for mode, loop in loops.items()},
+            "loop_data_wait_share": {mode: loop.waiting for mode, loop in loops.items()},
+            "loop_workers_images_per_s": {
+                mode: loop.workers_images_per_s for mode, loop in loops.items()
+            },
+        }  # fmt: skip
+    if args.cache_batch:
+        cached = cached_step(
+            models[0], batch=args.cache_batch, rows=args.cache_rows, degree=2 * edges / args.batch
+        )
+        print(f"32k    {models[0]} SLIP, batch {cached['batch']} by gradient caching "
+              f"({cached['rows']} rows at a time, {cached['edges']} edges): "
+              f"{cached['step_s']:.2f} s/step = {cached['samples_per_s']:.0f} samples/s, "
+              f"{mfu(cached['samples_per_s'], cached['gflops_per_sample'], peak)} "
+              f"({cached['gflops_per_sample']:.2f} GFLOPs/sample with the second encoder pass), "
+              f"peak memory {cached['peak_memory_gb']:.1f} GB")  # fmt: skip
+        result["cached_step"] = cached
+    result |= {
+        "gpu": gpu, "peak_tflops": peak, "torch": torch.__version__, "batch": args.batch,
+        "workers": args.workers, "compile": args.compile,
+        "grad_checkpointing": args.grad_checkpointing, "edges_per_batch": edges,
+        "planner_ms": planning, "loader_images_per_s": loader_rate, "smoke": checks,
     }  # fmt: skip
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "result.json").write_text(json.dumps(result, indent=2))
