@@ -6,7 +6,7 @@ import torch
 from slip_train.loss import (
     clip_loss,
     positive_mask,
-    positive_targets,
+    positive_pairs,
     structural_loss,
     training_loss,
 )
@@ -92,24 +92,35 @@ def test_neighbours_as_positives_lower_the_loss_when_they_are_close():
     torch.manual_seed(0)
     image = torch.nn.functional.normalize(torch.randn(6, 8, dtype=torch.float64), dim=1)
     text = image.clone()
-    text[1] = image[0]  # product 1's caption looks like product 0's image
+    text[0] = -image[0]  # product 0's own caption fits its image badly,
+    text[1] = image[0]  # product 1's caption fits it well
     linked = torch.tensor([[0], [1]])
     none = torch.empty(2, 0, dtype=torch.long)
-    assert structural_loss(image, text, linked, temperature=0.1) < structural_loss(
-        image, text, none, temperature=0.1
+    lowered = structural_loss(image, text, none, temperature=0.1) - structural_loss(
+        image, text, linked, temperature=0.1
     )
+    assert lowered > 0.5  # 1.02 here
+
+
+def dense_targets(num_nodes: int, edges: torch.Tensor, neighbour_mass: float | None):
+    anchor, other, target = positive_pairs(num_nodes, edges, neighbour_mass)
+    dense = torch.zeros(num_nodes, num_nodes, dtype=torch.float64)
+    dense.index_put_((anchor, other), target, accumulate=True)  # a pair twice would add up
+    return dense
 
 
 def test_soft_targets_give_the_own_pair_a_fixed_share_whatever_the_degree():
-    edges = torch.tensor([[0, 0, 0, 3], [1, 2, 4, 4]])  # 0 has 3 neighbours, 3 has 1, 5 none
-    equal = positive_targets(6, edges, neighbour_mass=None)
-    soft = positive_targets(6, edges, neighbour_mass=0.2)
+    # 0 has 3 neighbours (0-4 twice, once each way), 3 has 1, 5 none; the self-loop 2-2 is no pair
+    edges = torch.tensor([[0, 0, 0, 3, 4, 2], [1, 2, 4, 4, 0, 2]])
+    equal = dense_targets(6, edges, neighbour_mass=None)
+    soft = dense_targets(6, edges, neighbour_mass=0.2)
     ones = torch.ones(6, dtype=torch.float64)
     assert torch.allclose(equal.sum(1), ones) and torch.allclose(soft.sum(1), ones)
     assert equal[0].tolist() == pytest.approx([0.25, 0.25, 0.25, 0, 0.25, 0])
     assert soft[0].tolist() == pytest.approx([0.8, 0.2 / 3, 0.2 / 3, 0, 0.2 / 3, 0])
     assert soft[3].tolist() == pytest.approx([0, 0, 0, 0.8, 0.2, 0])
     assert soft[4].tolist() == pytest.approx([0.2 / 2, 0, 0, 0.2 / 2, 0.8, 0])
+    assert equal[2].tolist() == pytest.approx([0.5, 0, 0.5, 0, 0, 0])
     assert soft[5].tolist() == [0, 0, 0, 0, 0, 1]  # no neighbour: all on its own pair
 
 

@@ -43,22 +43,36 @@ def positive_mask(num_nodes: int, edge_index: Tensor) -> Tensor:
     return mask
 
 
-def positive_targets(num_nodes: int, edge_index: Tensor, neighbour_mass: float | None) -> Tensor:
-    """(n, n) target distribution over each anchor's positives, rows summing to 1.
+def positive_pairs(
+    num_nodes: int, edge_index: Tensor, neighbour_mass: float | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Each anchor's positives as (anchor, other, target) rows, the targets of an anchor summing
+    to 1: its own pair, and each distinct in-batch neighbour either way. The (n, n) target matrix
+    in sparse form, as a batch of 32,768 would need 8.6 GB for it dense.
 
     `neighbour_mass` None: every positive (itself and each neighbour) counts equally, so the
     neighbours' share grows with the degree. A number m: the anchor's own pair keeps 1 - m and its
     neighbours share m, whatever the degree, which bounds how far unrelated neighbours can pull
     (a product without a neighbour in the batch keeps 1 on its own pair).
     """
-    positives = positive_mask(num_nodes, edge_index).double()
+    src, dst = edge_index
+    apart = (src != dst).repeat(2)
+    ends = torch.cat([edge_index, edge_index.flip(0)], dim=1)[:, apart]
+    keys = torch.unique(ends[0] * num_nodes + ends[1])
+    anchor, other = keys // num_nodes, keys % num_nodes
+    degree = torch.bincount(anchor, minlength=num_nodes).double()
     if neighbour_mass is None:
-        return positives / positives.sum(1, keepdim=True)
-    self_pair = torch.eye(num_nodes, dtype=positives.dtype, device=positives.device)
-    neighbours = positives - self_pair
-    degree = neighbours.sum(1, keepdim=True)
-    shared = neighbours * (neighbour_mass / degree.clamp(min=1))
-    return shared + self_pair * (1 - neighbour_mass * (degree > 0).to(positives.dtype))
+        own_target = 1 / (degree + 1)
+        neighbour_target = own_target[anchor]
+    else:
+        own_target = 1 - neighbour_mass * (degree > 0).double()
+        neighbour_target = neighbour_mass / degree[anchor]
+    own = torch.arange(num_nodes, device=edge_index.device)
+    return (
+        torch.cat([own, anchor]),
+        torch.cat([own, other]),
+        torch.cat([own_target, neighbour_target]),
+    )
 
 
 def structural_loss(
@@ -70,14 +84,18 @@ def structural_loss(
     neighbour_mass: float | None = None,
 ) -> Tensor:
     """Multi-positive InfoNCE, both directions: the cross-entropy between each anchor's
-    similarities and its targets (`positive_targets`); with equal targets it is supervised
-    contrastive learning's log-probability averaged over the positives."""
-    targets = positive_targets(image.shape[0], edge_index, neighbour_mass).to(image.dtype)
+    similarities and its targets (`positive_pairs`); with equal targets it is supervised
+    contrastive learning's log-probability averaged over the positives. Only the similarity
+    matrix is (n, n): the targets and their log-probabilities are one number per positive."""
+    n = image.shape[0]
+    anchor, other, target = positive_pairs(n, edge_index, neighbour_mass)
+    target = target.to(image.dtype)
     logits = image @ text.T / temperature
-    per_direction = [
-        -(scores.log_softmax(dim=1) * targets).sum(1).mean() for scores in (logits, logits.T)
-    ]
-    return (per_direction[0] + per_direction[1]) / 2
+    # an image anchor i against the texts: logits[i, j]; a text anchor j against the images:
+    # logits[i, j] too, normalised over the column
+    image_anchors = logits[anchor, other] - logits.logsumexp(dim=1)[anchor]
+    text_anchors = logits[other, anchor] - logits.logsumexp(dim=0)[anchor]
+    return -(target * (image_anchors + text_anchors)).sum() / (2 * n)
 
 
 def training_loss(
