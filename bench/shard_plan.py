@@ -1,8 +1,11 @@
-"""Benchmark: the shard stage's peak RSS, the whole stage and its plan alone, on a demo build with
-many edges per product (where holding and sorting the edges showed).
+"""Benchmark: the shard stage's peak RSS, the whole stage and its plan alone, on demo builds with
+many edges per product (where holding and sorting the edges showed), at one or more catalogue
+sizes: the peak per node (RSS above the imports' over the nodes) shows whether memory grows with
+the catalogue.
 
     uv run python bench/shard_plan.py                     # 200,000 demo products, mean degree 100
     uv run python bench/shard_plan.py --products 20000    # a quicker look
+    uv run python bench/shard_plan.py --products 50000 100000 200000 --kinds imports plan
     git archive OLD packages/slip-data/src | tar -x -C /tmp/old   # the code before, as anchor
     uv run python bench/shard_plan.py --anchor-src /tmp/old/packages/slip-data/src
 
@@ -15,8 +18,10 @@ Each measurement then runs in its own child process, whose peak RSS comes from w
 - shard: `pipeline.shard` on an empty shards folder (every node file written);
 - rerun: `pipeline.shard` again (node files kept; edges, labels and manifest written again).
 
-With --anchor-src the same four run first on that source; both must write the same shards, the
-edges compared by content (their row groups may differ).
+With --anchor-src the same run first on that source, and the ratio anchor / ours is printed; when
+both write the shards, they must be the same, the edges compared by content (their row groups may
+differ). The plan kept on disk (shards/.plan) is removed before each measurement, so `plan`
+and `shard` make it from scratch.
 """
 
 import argparse
@@ -49,13 +54,18 @@ def demo_build(root: Path, demo: list[str], crawl: list[str]) -> Path:
 def anchored(parser: argparse.ArgumentParser) -> argparse.Namespace:
     """The arguments, with those of a benchmark measured against an anchor source in children."""
     parser.add_argument("--anchor-src", help="a slip-data source folder to measure first")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
-def child(kind: str, root: Path) -> dict:
+def child(kind: str, root: Path, memory_gb: float | None) -> dict:
     from slip_data.pipeline import Layout, _shard_plan, shard
     from slip_data.shard.writer import ShardOptions
+
+    if memory_gb is not None:  # ours only: the anchor has no budget
+        from slip_data.shard import plan
+
+        plan.MEMORY_GB = memory_gb
 
     if kind == "plan":
         _shard_plan(Layout(root), ShardOptions())
@@ -64,9 +74,15 @@ def child(kind: str, root: Path) -> dict:
     return {}
 
 
-def run(root: Path, src: str | None) -> dict[str, dict]:
+def run(root: Path, src: str | None, kinds: list[str], memory_gb: float | None) -> dict[str, dict]:
     shutil.rmtree(root / "shards", ignore_errors=True)
-    return {kind: measure(["--child", kind, str(root)], script=__file__, src=src) for kind in KINDS}
+    results = {}
+    for kind in kinds:
+        if kind != "rerun":  # a rerun keeps what the shard run wrote, its plan included
+            shutil.rmtree(root / "shards" / ".plan", ignore_errors=True)
+        budget = [] if memory_gb is None else [str(memory_gb)]
+        results[kind] = measure(["--child", kind, str(root), *budget], script=__file__, src=src)
+    return results
 
 
 def same_shards(anchor: Path, ours: Path) -> bool:
@@ -82,38 +98,64 @@ def same_shards(anchor: Path, ours: Path) -> bool:
     return manifests[0] == manifests[1] and files[0] == files[1] and edges[0].equals(edges[1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--products", type=int, default=200_000)
-    parser.add_argument("--mean-degree", type=int, default=100)
-    args = anchored(parser)
-    if args.child:
-        print(json.dumps(child(args.child[0], Path(args.child[1]))))
-        return
-
-    demo = ["--demo-products", str(args.products), "--demo-mean-degree", str(args.mean_degree)]
-    root = demo_build(WORK / f"demo-{args.products}-d{args.mean_degree}", demo, [])
+def measure_size(products: int, args: argparse.Namespace) -> dict[str, dict]:
+    """Anchor (if given) and ours on one demo build; prints its lines."""
+    demo = ["--demo-products", str(products), "--demo-mean-degree", str(args.mean_degree)]
+    root = demo_build(WORK / f"demo-{products}-d{args.mean_degree}", demo, [])
     runs = {}
     if args.anchor_src:
-        runs["anchor"] = run(root, args.anchor_src)
+        runs["anchor"] = run(root, args.anchor_src, args.kinds, None)
         shutil.rmtree(root / "shards-anchor", ignore_errors=True)
-        (root / "shards").rename(root / "shards-anchor")
-    runs["ours"] = run(root, None)
-    if args.anchor_src and not same_shards(root / "shards-anchor", root / "shards"):
+        if (root / "shards").exists():
+            (root / "shards").rename(root / "shards-anchor")
+    runs["ours"] = run(root, None, args.kinds, args.memory_gb)
+    wrote = "shard" in args.kinds
+    if args.anchor_src and wrote and not same_shards(root / "shards-anchor", root / "shards"):
         raise SystemExit("bench/shard_plan: the anchor's shards differ from ours")
 
-    counts = json.loads((root / "shards" / "manifest.json").read_text())["counts"]
-    print(
-        f"demo {args.products:,} products, mean degree {args.mean_degree}: "
-        f"{counts['nodes']:,} nodes, {counts['edges']:,} edges"
-    )
+    nodes = pq.read_metadata(root / "graph" / "nodes.parquet").num_rows
+    edges = pq.read_metadata(root / "graph" / "edges.parquet").num_rows
+    print(f"demo {products:,} products, mean degree {args.mean_degree}: {nodes:,} graph nodes, "
+          f"{edges:,} graph edges")  # fmt: skip
     for name, results in runs.items():
-        edges = root / ("shards-anchor" if name == "anchor" else "shards") / "edges.parquet"
-        groups = pq.ParquetFile(edges).metadata.num_row_groups
-        print(f"{name}: edges.parquet {edges.stat().st_size / 1e6:.1f} MB in {groups:,} row groups")
+        if wrote:
+            edges_file = (
+                root / ("shards-anchor" if name == "anchor" else "shards") / "edges.parquet"
+            )
+            groups = pq.ParquetFile(edges_file).metadata.num_row_groups
+            size = edges_file.stat().st_size / 1e6
+            print(f"{name}: edges.parquet {size:.1f} MB in {groups:,} row groups")
+        else:
+            print(f"{name}:")
+        base = results.get("imports", {}).get("peak_rss_mb", 0.0)
         for kind, result in results.items():
             peak, seconds = result["peak_rss_mb"], result["wall_seconds"]
-            print(f"  {kind:8} peak RSS {peak:7,.0f} MB  {seconds:6.1f} s")
+            per_node = (
+                "" if kind == "imports" else f"  {(peak - base) * 2**20 / nodes:6,.0f} B/node"
+            )
+            print(f"  {kind:8} peak RSS {peak:7,.0f} MB  {seconds:6.1f} s{per_node}")
+    if args.anchor_src:
+        for kind in args.kinds:
+            ratio = runs["anchor"][kind]["peak_rss_mb"] / runs["ours"][kind]["peak_rss_mb"]
+            print(f"  {kind:8} anchor / ours peak RSS {ratio:.2f}x")
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", type=int, nargs="+", default=[200_000])
+    parser.add_argument("--mean-degree", type=int, default=100)
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    parser.add_argument(
+        "--memory-gb", type=float, help="the shard plan's budget (default: its MEMORY_GB)"
+    )
+    args = anchored(parser)
+    if args.child:
+        kind, root, *budget = args.child
+        print(json.dumps(child(kind, Path(root), float(budget[0]) if budget else None)))
+        return
+    for products in args.products:
+        measure_size(products, args)
 
 
 if __name__ == "__main__":

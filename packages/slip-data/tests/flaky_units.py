@@ -10,3 +10,17 @@ def die_once(marker: str, value: int) -> int:
         Path(marker).touch()
         os._exit(1)
     return 2 * value
+
+
+def pair_users_dying_once(parts, user_part: int, **kwargs):
+    """The graph's pair_users, whose process dies on user partition 1's first try; every try
+    leaves a file in `tries/` beside the partitions folder, so a test can count them."""
+    from slip_data.graph import partitions
+
+    tries = parts.root.parent / "tries"
+    tries.mkdir(exist_ok=True)
+    count = len(list(tries.glob(f"u{user_part}.*")))
+    (tries / f"u{user_part}.{count}").touch()
+    if user_part == 1 and count == 0:
+        os._exit(1)
+    return partitions.pair_users(parts, user_part, **kwargs)

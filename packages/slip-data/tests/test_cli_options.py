@@ -22,12 +22,16 @@ COMMANDS = typer.main.get_command(app).commands
 TAKES = {
     "build": (SourceOptions, GraphOptions, CrawlOptions, ShardOptions, UnitOptions),
     "fetch": (SourceOptions,),
-    "graph": (GraphOptions,),
+    "graph": (GraphOptions, UnitOptions),
     "crawl": (CrawlOptions, UnitOptions),
     "shard": (ShardOptions, UnitOptions),
 }
 """The options dataclasses each command takes, and calls its stage with."""
-NOT_ON = {("build", "shard_index")}  # build runs every unit
+NOT_ON = {  # build and graph run every unit; the graph's units come from --memory-gb
+    ("build", "shard_index"),
+    ("graph", "shard_index"),
+    ("graph", "num_shards"),
+}
 IN_CODE_ONLY = {
     "backoff_base",
     "backoff_max",

@@ -1,16 +1,21 @@
-"""The graph stage in work units: the same files whatever the partition counts, and a killed
-build resumes per unit."""
+"""The graph stage in work units: the same files whatever the partition counts and wherever the
+units run (inline, spawned processes, Ray), a failed or dying unit retried alone, a full disk
+one line, and a killed build resumes per unit."""
 
 import gzip
 import json
 import random
+import shutil
 import subprocess
+from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from flaky_units import pair_users_dying_once
 from rawfiles import product, review, write_jsonl_gz
 
+from slip_data.distribute import UnitFailed, UnitOptions
 from slip_data.graph import build, partitions, stage
 from slip_data.graph.build import GraphOptions
 from slip_data.graph.partitions import (
@@ -25,6 +30,8 @@ from slip_data.graph.stage import DONE_FILE, PARTITIONS, RawCategory, run_graph
 OUTPUTS = ("nodes.parquet", "edges.parquet", "reviews.parquet")
 ONE = partition_counts(reviews=1, products=1, memory_gb=2.0)  # the default budget: one unit
 CUT = {"users": 4, "key_ranges": 3, "node_ranges": 3, "link_rows": 150}  # review files: 6 slices
+INLINE = UnitOptions()  # the default: one unit after another, in this process
+FEW = {"users": 2, "key_ranges": 2, "node_ranges": 2, "link_rows": 10**6}  # 8 units, 8 processes
 
 
 def catalogue(tmp_path) -> list[RawCategory]:
@@ -61,16 +68,18 @@ def several(raws) -> float:
     return reviews * USER_UNIT_BYTES_PER_REVIEW / 3.5 / GB
 
 
-def run_cut(raws, graph_dir, cut: dict | None = None, **options) -> dict:
+def run_cut(
+    raws, graph_dir, cut: dict | None = None, units: UnitOptions = INLINE, **options
+) -> dict:
     """run_graph, with the partition counts `cut` in place of those of the memory budget."""
     with pytest.MonkeyPatch.context() as patch:
         if cut:
             patch.setattr(stage, "partition_counts", lambda **_: cut)
-        return run_graph(raws, graph_dir, GraphOptions(**options), quiet=True)
+        return run_graph(raws, graph_dir, GraphOptions(**options), units=units, quiet=True)
 
 
-def built(raws, graph_dir, cut: dict | None = None, **options) -> dict:
-    summary = run_cut(raws, graph_dir, cut, **options)
+def built(raws, graph_dir, cut: dict | None = None, units: UnitOptions = INLINE, **options) -> dict:
+    summary = run_cut(raws, graph_dir, cut, units, **options)
     return summary | {name: (graph_dir / name).read_bytes() for name in OUTPUTS}
 
 
@@ -149,8 +158,8 @@ def test_the_counts_come_from_the_input_size_and_the_budget():
         GraphOptions(memory_gb=0)
 
 
-class Killed(RuntimeError):
-    pass
+class Killed(BaseException):
+    """A kill: not an Exception, so no retry catches it and the build stops there."""
 
 
 def kill_at(monkeypatch, module, name: str, at) -> None:
@@ -274,6 +283,7 @@ def test_another_budget_starts_the_units_over_and_a_done_graph_stays(tmp_path, m
     resumed = built(raws, graph_dir)  # the default budget: one partition each way
     nodes = [f"nodes/{name}.{kind}.parquet" for name in ("All_Beauty", "Appliances")
              for kind in ("ids", "r0")]  # fmt: skip
+    nodes.append("nodes/id_table.parquet")
     links = ["links/All_Beauty.s0.u0.parquet", "links/Appliances.s0.u0.parquet"]
     assert written == [*nodes, *links, "pairs/u0.k0.parquet", "edges/k0.parquet"]
     for name in ("counts", *OUTPUTS):
@@ -326,3 +336,97 @@ def test_a_product_in_several_meta_files_is_its_first_row_in_category_order(tmp_
         assert rows == kept | {"C": ("Product C", "All_Beauty"), "E": ("Product E", "Appliances")}
         assert counts["dropped_products"] == dropped
         assert counts == run_cut(raws, folder / "one", ONE)["counts"]
+
+
+def tries(graph_dir: Path) -> list[str]:
+    """pair_users_dying_once's tries, by user partition and try."""
+    return sorted(p.name for p in (graph_dir / "tries").iterdir())
+
+
+DIED = "graph pair_users unit 1 failed (its process died with exit code 1); try 2 of 3"
+
+
+def test_units_in_spawned_processes_write_the_same_files_and_a_dying_one_is_retried_alone(
+    tmp_path, monkeypatch, caplog
+):
+    raws = catalogue(tmp_path)
+    clean = built(raws, tmp_path / "clean", CUT, min_degree=3)
+    graph_dir = tmp_path / "graph"
+    monkeypatch.setattr(partitions, "pair_users", pair_users_dying_once)  # pickled by name
+    spawned = built(raws, graph_dir, FEW, UnitOptions(processes=2), min_degree=3)
+    for name in ("counts", *OUTPUTS):
+        assert spawned[name] == clean[name], name
+    assert caplog.messages == [DIED]  # no other unit failed
+    assert tries(graph_dir) == ["u0.0", "u1.0", "u1.1"]
+
+
+def test_units_on_a_local_ray_instance_write_the_same_files(tmp_path):
+    """A worker lost on Ray is retried as a dying process is: test_work_units.py."""
+    ray = pytest.importorskip("ray", reason="Ray is in the dev group; pip install 'slip-data[ray]'")
+    raws = catalogue(tmp_path)
+    clean = built(raws, tmp_path / "clean", CUT)
+    ray.init(include_dashboard=False, log_to_driver=False)  # once, for the four steps
+    try:
+        on_ray = built(raws, tmp_path / "graph", FEW, UnitOptions(engine="ray"))
+    finally:
+        ray.shutdown()
+    for name in ("counts", *OUTPUTS):
+        assert on_ray[name] == clean[name], name
+
+
+def test_a_failing_unit_is_retried_alone_without_redoing_the_others(tmp_path, monkeypatch, caplog):
+    raws = catalogue(tmp_path)
+    clean = built(raws, tmp_path / "clean", CUT)
+    real = partitions.count_range
+    failures = []
+
+    def failing_once(parts, key_range, **kwargs):
+        if key_range == 1 and not failures:
+            failures.append(key_range)
+            raise OSError("the network filesystem went away")
+        return real(parts, key_range, **kwargs)
+
+    monkeypatch.setattr(partitions, "count_range", failing_once)
+    written = spy_writes(monkeypatch)
+    resumed = built(raws, tmp_path / "graph", CUT)
+    assert caplog.messages == [
+        "graph count_range unit 1 failed (OSError: the network filesystem went away); try 2 of 3"
+    ]
+    assert [name for name in written if name.startswith("edges/")] == [
+        "edges/k0.parquet",
+        "edges/k1.parquet",
+        "edges/k2.parquet",
+    ]
+    for name in ("counts", *OUTPUTS):
+        assert resumed[name] == clean[name], name
+
+
+def test_the_graph_stage_refuses_a_shard_index(tmp_path):
+    with pytest.raises(ValueError, match="--shard-index runs one crawl or shard unit"):
+        run_graph([], tmp_path, GraphOptions(), units=UnitOptions(num_shards=2, shard_index=0))
+
+
+def test_a_full_disk_in_a_unit_is_one_line_naming_the_stage_and_nothing_half_written_stays(
+    tmp_path, small_disk, monkeypatch
+):
+    raws = catalogue(tmp_path)
+    clean = built(raws, tmp_path / "clean")
+    graph_dir = small_disk / "graph"
+    killed(raws, graph_dir, None, module=partitions, unit="link_reviews", at="All_Beauty.s0")
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * max(0, shutil.disk_usage(small_disk).free - 4096))
+    with pytest.raises(UnitFailed) as failed:
+        run_cut(raws, graph_dir, units=UnitOptions(unit_retries=2))
+    line = str(failed.value)
+    assert "\n" not in line, line
+    assert line.startswith("graph link_reviews unit 0 failed 1 times, last: DiskFullError: ")
+    links = graph_dir / PARTITIONS / "links"
+    assert f"{links / 'All_Beauty.s0.u0.parquet'}: no space left on device (" in line
+    assert "bytes free in" in line and "so it needs more than that" in line
+    assert not [p.name for p in links.iterdir()]  # no temp file, no half-written unit
+    filler.unlink()
+    written = spy_writes(monkeypatch)
+    resumed = built(raws, graph_dir)
+    assert [name for name in written if name.startswith("nodes/")] == []  # kept, not redone
+    for name in ("counts", *OUTPUTS):
+        assert resumed[name] == clean[name], name

@@ -5,27 +5,54 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from slip_data.crawl.results import write_part
 from slip_data.homophily import EdgeLabelCounts, label_homophily
 from slip_data.shard import writer
-from slip_data.shard.writer import TEXT_COLUMNS, ShardOptions, plan_shards, write_shards
+from slip_data.shard.plan import plan_shards
+from slip_data.shard.writer import ShardOptions, write_shards
 from slip_data.shard_contract import ShardFormatError, read_manifest
 
+TEXT_COLUMNS = ("parent_asin", "title", "text", "reviews")  # a node file's, not the plan's
 
-def run_shard(nodes, edges, results, folder, options):
+
+def write_inputs(nodes, results, folder, *, crawl_dirs=("crawl",), attempts=1):
+    """The graph's nodes.parquet and the crawl `results` (one part in each of `crawl_dirs`, the
+    results dealt out in turn), as the graph and crawl stages write them."""
+    graph_dir = folder / "graph"
+    graph_dir.mkdir(parents=True, exist_ok=True)
+    nodes.sort("graph_id").write_parquet(graph_dir / "nodes.parquet")
+    rows = results.with_columns(attempts=pl.lit(attempts, dtype=pl.Int64)).to_dicts()
+    for index, crawl_dir in enumerate(crawl_dirs):
+        part = rows[index :: len(crawl_dirs)]
+        write_part(folder / crawl_dir, len(list((folder / crawl_dir).glob("parts/*"))), part)
+    return graph_dir
+
+
+def run_shard(nodes, edges, results, folder, options, *, memory_gb=2.0, written=True):
     """The whole stage into `folder`/shards, from graph outputs and crawl results (with their
-    images) in memory; the edges are read from a file, as the graph stage writes them."""
-    stored = results.filter(pl.col("image").is_not_null()).unique("sha256", maintain_order=True)
+    images) written as the earlier stages write them; texts and images loaded from memory."""
     texts = nodes.select("graph_id", *TEXT_COLUMNS)
+    stored = results.filter(pl.col("image").is_not_null()).unique("sha256", maintain_order=True)
 
-    def load_images(shas):
+    def load_images(rows):
+        shas = rows["image_sha256"].drop_nulls().unique()
         return stored.filter(pl.col("sha256").is_in(shas.implode())).select("sha256", "image")
 
     def load_texts(graph_ids):
         return texts.filter(pl.col("graph_id").is_in(graph_ids.implode()))
 
+    if written:
+        write_inputs(nodes, results, folder)
     graph_edges = folder / "graph-edges.parquet"
     edges.write_parquet(graph_edges)
-    plan = plan_shards(nodes, results, options=options)
+    plan = plan_shards(
+        folder / "graph",
+        folder / "crawl",
+        folder / "shards",
+        keep_missing_images=options.keep_missing_images,
+        rows_per_shard=options.rows_per_shard,
+        memory_gb=memory_gb,
+    )
     return write_shards(
         plan,
         folder / "shards",

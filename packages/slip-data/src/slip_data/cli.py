@@ -272,9 +272,17 @@ def fetch(out_dir: Out, source: SourceOptions, quiet: Quiet = False) -> None:
 
 @app.command()
 @stage_options
-def graph(out_dir: Out, graph: GraphOptions, quiet: Quiet = False) -> None:
-    """Stage 2: parse the raw files and build the filtered co-purchase graph."""
-    counts = pipeline.graph(pipeline.Layout(out_dir), graph, quiet)["counts"]
+def graph(
+    *,
+    out_dir: Out,
+    graph: GraphOptions,
+    work_units: Annotated[UnitOptions, Omit({"num_shards", "shard_index"})],
+    quiet: Quiet = False,
+) -> None:
+    """Stage 2: parse the raw files and build the filtered co-purchase graph, its work units
+    (as many as --memory-gb cuts) on --engine."""
+    layout = pipeline.Layout(out_dir)
+    counts = pipeline.graph(layout, graph, work_units, quiet=quiet)["counts"]
     typer.echo(f"graph: {counts['nodes']} nodes, {counts['edges']} edges")
 
 

@@ -1,7 +1,8 @@
 """Work units on an engine (img2dataset's distributor): local processes, or Ray tasks.
 
-A stage cut into units (`--num-shards`) runs them all on the chosen engine, or one of them here
-(`--shard-index`, for a job array of your own). A unit that fails is run again up to
+A stage cut into units (the crawl and shard stages: `--num-shards`; the graph stage: its
+partition plan, from `--memory-gb`) runs them all on the chosen engine, or, crawl and shard, one
+of them here (`--shard-index`, for a job array of your own). A unit that fails is run again up to
 `unit_retries` times; every unit is resumable on its own, so a rerun continues where the failed
 try stopped. Units read and write the build folder, so on a cluster it must be a filesystem every
 node sees.
@@ -10,12 +11,14 @@ node sees.
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as connection_wait
 from multiprocessing.process import BaseProcess
+from types import ModuleType
 from typing import Annotated, Any, Literal
 
 from slip_data.atomic import DiskFullError
@@ -40,7 +43,9 @@ class UnitOptions:
         "local", "local: a process per unit, --processes at once; ray: Ray tasks."
     )
     processes: Annotated[int, Bounds(at_least=1)] = option(
-        1, "Local engine: work units run at once (1: one after another, in this process)."
+        1,
+        "Local engine: work units run at once (1: one after another, in this process); a graph "
+        "unit takes up to --memory-gb, so P at once need about P times that.",
     )
     ray_address: str | None = option(
         None, "Ray cluster address (default: RAY_ADDRESS, else a Ray instance started here)."
@@ -74,9 +79,10 @@ def unit_slice(count: int, index: int, num_units: int) -> slice:
 
 
 def _one_line(exc: BaseException) -> str:
-    """The last line that says something: Ray wraps the worker's traceback into its message."""
+    """The last line that says something: Ray wraps the worker's traceback into its message. Cut
+    at 1,000 characters, room for a full disk's two paths and the space it needed."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:1000]
 
 
 def _run_in_child(sender: Connection, call: Callable[[], Any]) -> None:
@@ -144,7 +150,8 @@ def run_units(
             advance=lambda: progress.advance(task),
         )
         if options.engine == "ray" and options.shard_index is None:
-            return job.on_ray(selected, options.ray_address)
+            with ray_session(options.ray_address) as ray:
+                return job.on_ray(ray, selected)
         if options.processes > 1 and len(selected) > 1:
             return job.in_processes(selected, options.processes)
         return job.inline(selected)
@@ -206,35 +213,52 @@ class _Job:
                 waiting.append(index)
         return results
 
-    def on_ray(self, selected: list[int], address: str | None) -> dict[int, Any]:
+    def on_ray(self, ray: ModuleType, selected: list[int]) -> dict[int, Any]:
         """One Ray task per unit; retries are ours (max_retries=0), so a lost worker and an
         exception are retried alike and reported the same way."""
-        try:
-            import ray
-        except ImportError:
-            raise RuntimeError("--engine ray needs Ray: pip install 'slip-data[ray]'") from None
-        started_here = not ray.is_initialized()
+        remote = ray.remote(max_retries=0)(self.func)
+        running = {remote.remote(*self.args[i], **self.kwargs): i for i in selected}
+        results: dict[int, Any] = {}
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1)
+            index = running.pop(done[0])
+            try:
+                results[index] = ray.get(done[0])
+                self.advance()
+            except Exception as exc:
+                time.sleep(self.tries.failed(index, _one_line(exc)))
+                running[remote.remote(*self.args[index], **self.kwargs)] = index
+        return results
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[ModuleType]:
+    """Ray, joined at `address` (or a local instance started here) unless it already runs, and
+    shut down after if this started it."""
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("--engine ray needs Ray: pip install 'slip-data[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            configure_logging=False,
+            log_to_driver=False,
+        )
+    try:
+        yield ray
+    finally:
         if started_here:
-            ray.init(
-                address=address,
-                include_dashboard=False,
-                configure_logging=False,
-                log_to_driver=False,
-            )
-        try:
-            remote = ray.remote(max_retries=0)(self.func)
-            running = {remote.remote(*self.args[i], **self.kwargs): i for i in selected}
-            results: dict[int, Any] = {}
-            while running:
-                done, _ = ray.wait(list(running), num_returns=1)
-                index = running.pop(done[0])
-                try:
-                    results[index] = ray.get(done[0])
-                    self.advance()
-                except Exception as exc:
-                    time.sleep(self.tries.failed(index, _one_line(exc)))
-                    running[remote.remote(*self.args[index], **self.kwargs)] = index
-            return results
-        finally:
-            if started_here:
-                ray.shutdown()
+            ray.shutdown()
+
+
+@contextmanager
+def engine_session(options: UnitOptions) -> Iterator[None]:
+    """Several `run_units` calls on one engine: Ray starts once for them all, not per call."""
+    if options.engine != "ray":
+        yield
+        return
+    with ray_session(options.ray_address):
+        yield

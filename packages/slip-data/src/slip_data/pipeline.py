@@ -29,25 +29,17 @@ import polars as pl
 from slip_data.atomic import remove_stale_temps, write_json
 from slip_data.categories import CATEGORIES
 from slip_data.crawl import CrawlOptions, crawl
-from slip_data.crawl.results import (
-    UnitSpan,
-    image_parts,
-    read_latest,
-    stored_images,
-    unit_dir,
-    url_list_sha256,
-)
+from slip_data.crawl.results import UnitSpan, stored_images, unit_dir, url_list_sha256
 from slip_data.distribute import UnitOptions, run_units, unit_slice
 from slip_data.fetch.stage import DEFAULT_BASE_URL, run_fetch
-from slip_data.graph.build import GraphOptions, read_plan_nodes, read_texts
+from slip_data.graph.build import GraphOptions, read_texts
 from slip_data.graph.stage import DONE_FILE, RawCategory, run_graph
 from slip_data.lock import hold
+from slip_data.shard.plan import ShardPlan, plan_shards
 from slip_data.shard.writer import (
     ImageLoader,
     ShardOptions,
-    ShardPlan,
     TextLoader,
-    plan_shards,
     write_node_files,
     write_shards,
 )
@@ -55,7 +47,6 @@ from slip_data.sources.demo import DemoSpec, write_demo_catalogue
 from slip_data.sources.demo_server import DemoServer
 
 SOURCES = ("amazon2023", "demo")
-STATUS_COLUMNS = ("url", "status", "sha256", "width", "height")
 
 
 class StageOrderError(RuntimeError):
@@ -151,14 +142,21 @@ def fetch(layout: Layout, source: SourceConfig, quiet: bool = False) -> list[Raw
         return raws
 
 
-def graph(layout: Layout, options: GraphOptions, quiet: bool = False) -> dict:
+def graph(
+    layout: Layout,
+    options: GraphOptions,
+    units: UnitOptions = UnitOptions(),  # noqa: B008 - frozen, so sharing it is safe
+    *,
+    quiet: bool = False,
+) -> dict:
+    """The graph stage, its work units (from --memory-gb) on the engine of `units`."""
     with hold(layout.root):
         source = layout.read_source()
         raws = [
             RawCategory(f["category"], Path(f["meta"]), Path(f["reviews"]))
             for f in source["raw_files"]
         ]
-        return run_graph(raws, layout.graph, options, quiet=quiet)
+        return run_graph(raws, layout.graph, options, units=units, quiet=quiet)
 
 
 def _check_graph(layout: Layout) -> None:
@@ -216,23 +214,23 @@ def crawl_images(
 
 
 def _shard_plan(layout: Layout, options: ShardOptions) -> ShardPlan:
-    """The shard plan: no texts, no image bytes, no edges."""
+    """The shard plan, made or resumed on disk: no texts, no image bytes, no edges."""
     _check_graph(layout)
-    nodes = read_plan_nodes(layout.graph)
-    results = read_latest(layout.crawl, columns=STATUS_COLUMNS)
-    return plan_shards(nodes, results, options=options)
+    return plan_shards(
+        layout.graph,
+        layout.crawl,
+        layout.shards,
+        keep_missing_images=options.keep_missing_images,
+        rows_per_shard=options.rows_per_shard,
+    )
 
 
-def _loaders(layout: Layout) -> tuple[TextLoader, ImageLoader]:
-    """Texts from the graph; images from the crawl parts that name them, by an index of the
-    crawl read on the first lookup, so a run whose node files are all written reads none."""
-    images: ImageLoader | None = None
+def _loaders(layout: Layout, plan: ShardPlan) -> tuple[TextLoader, ImageLoader]:
+    """Texts from the graph; images from the crawl parts the plan names for them."""
 
-    def load_images(shas: pl.Series) -> pl.DataFrame:
-        nonlocal images
-        if images is None:
-            images = stored_images(layout.crawl, image_parts(layout.crawl))
-        return images(shas)
+    def load_images(rows: pl.DataFrame) -> pl.DataFrame:
+        where = plan.image_parts(rows)
+        return stored_images(layout.crawl, where)(where["sha256"].unique())
 
     return partial(read_texts, layout.graph), load_images
 
@@ -242,7 +240,7 @@ def shard_unit(root: Path, index: int, *, options: ShardOptions, num_units: int)
     layout = Layout(root)
     plan = _shard_plan(layout, options)
     files = range(plan.num_files)[unit_slice(plan.num_files, index, num_units)]
-    texts, images = _loaders(layout)
+    texts, images = _loaders(layout, plan)
     write_node_files(plan, layout.shards, files, texts=texts, images=images, quiet=True)
     return len(files)
 
@@ -258,19 +256,19 @@ def shard(
     edges, labels and manifest here. One selected unit (`--shard-index`) writes only its node
     files and returns None: a run without `--shard-index` finishes the stage."""
     with hold(layout.root, shared=units.shard_index is not None):
+        plan = _shard_plan(layout, options)  # made once here: the units find it done
         if units.num_shards > 1:
             args = [(layout.root, i) for i in range(units.num_shards)]
             shared = {"options": options, "num_units": units.num_shards}
             run_units(shard_unit, args, units, name="shard", quiet=quiet, kwargs=shared)
             if units.shard_index is not None:
                 return None
-        plan = _shard_plan(layout, options)
         graph_summary = json.loads((layout.graph / DONE_FILE).read_text())
         provenance = {
             "source": {k: v for k, v in layout.read_source().items() if k != "raw_files"},
             "graph": graph_summary["options"],
         }
-        texts, images = _loaders(layout)
+        texts, images = _loaders(layout, plan)
         manifest = write_shards(
             plan,
             layout.shards,
@@ -304,10 +302,10 @@ def build(
     units: UnitOptions = UnitOptions(),  # noqa: B008 - frozen, so sharing it is safe
     quiet: bool = False,
 ) -> dict | None:
-    """All four stages; each skips or resumes what an earlier run already finished. Crawl
-    and shard run in work units on `units.engine`, under the build's hold of the folder."""
+    """All four stages; each skips or resumes what an earlier run already finished. Graph,
+    crawl and shard run in work units on `units.engine`, under the build's hold of the folder."""
     with hold(layout.root):
         fetch(layout, source, quiet)
-        graph(layout, graph_options, quiet)
+        graph(layout, graph_options, units, quiet=quiet)
         crawl_images(layout, crawl_options, units, quiet=quiet)
         return shard(layout, shard_options, units, quiet=quiet)

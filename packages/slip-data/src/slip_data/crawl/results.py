@@ -135,12 +135,12 @@ def span_parts(span: UnitSpan) -> list[Path]:
     return [path for folder in folders for _, path in part_files(folder)]
 
 
-def _part_paths(crawl_root: Path) -> list[Path]:
+def all_part_paths(crawl_root: Path) -> list[Path]:
     """Every part file of the root and of every unit folder."""
     return [path for folder in result_dirs(crawl_root) for _, path in part_files(folder)]
 
 
-def _read_parts(
+def read_parts(
     crawl_root: Path,
     columns: Sequence[str],
     keep: pl.Expr | None = None,
@@ -153,7 +153,7 @@ def _read_parts(
     and skipped."""
     schema = {name: SCHEMA[name] for name in columns}
     frames = []
-    for path in _part_paths(crawl_root) if paths is None else paths:
+    for path in all_part_paths(crawl_root) if paths is None else paths:
         try:
             frame = pl.read_parquet(path, columns=list(columns)).cast(schema)
         except Exception as exc:  # any damage to one file must not lose the others
@@ -191,7 +191,7 @@ def read_latest(
         else pl.col("url").is_in(pl.Series(list(urls), dtype=pl.String).implode())
     )
     read = list(dict.fromkeys([*wanted, "attempts", "url"]))
-    rows = _read_parts(crawl_root, read, keep, paths=paths)
+    rows = read_parts(crawl_root, read, keep, paths=paths)
     latest = (
         rows.with_row_index("_order")
         .sort("attempts", "_order")
@@ -213,7 +213,7 @@ def image_parts(crawl_root: Path) -> pl.DataFrame:
     """(sha256, part) for every row with an image sha256: each image's bytes are stored in one
     of the parts that name its sha256. Read from the small columns only."""
     keep = pl.col("sha256").is_not_null()
-    return _read_parts(crawl_root, ["sha256"], keep, with_part=True).unique()
+    return read_parts(crawl_root, ["sha256"], keep, with_part=True).unique()
 
 
 def stored_images(
@@ -232,7 +232,7 @@ def stored_images(
             parts = parts.unique().sort()
             paths = [Path(part) for part in parts]
         keep = pl.col("image").is_not_null() & pl.col("sha256").is_in(wanted)
-        found = _read_parts(crawl_root, ["sha256", "image"], keep, paths=paths)
+        found = read_parts(crawl_root, ["sha256", "image"], keep, paths=paths)
         return found.unique("sha256", keep="first", maintain_order=True)
 
     return load

@@ -21,8 +21,10 @@ from rich.progress import Progress
 from slip_data.atomic import atomic_path
 from slip_data.bounds import Bounds
 from slip_data.categories import parse_categories
+from slip_data.distribute import UnitOptions
 from slip_data.graph.partitions import (
     Partitions,
+    Steps,
     edge_ranges,
     edges_from_counts,
     filter_meta,
@@ -111,7 +113,9 @@ class GraphOptions:
         0, "Seed of the train/val/test node split."
     )
     memory_gb: Annotated[float, Bounds(above=0)] = option(
-        2.0, "Memory (GB) a unit of the pair step may use: sets the partition counts."
+        2.0,
+        "Memory (GB) one work unit of the graph stage may use: sets the partition counts; "
+        "--processes P runs P units at once.",
     )
 
     def __post_init__(self) -> None:
@@ -230,55 +234,63 @@ def _advancing(
         progress.advance(task_id)
 
 
+def filter_meta_file(
+    parts: Partitions, meta: str, path: Path, *, options: GraphOptions, bounds: pl.Series
+) -> None:
+    """Step 2's unit as the engine runs it: `filter_meta` on one parsed meta file, read from its
+    path in the unit's own process."""
+    filter_meta(parts, meta, node_rows(pl.scan_parquet(path), meta, options), bounds=bounds)
+
+
 def _select_nodes(
     parts: Partitions,
-    metas: Mapping[str, pl.LazyFrame],
+    metas: Mapping[str, Path],
     options: GraphOptions,
     *,
-    progress: Progress,
+    steps: Steps,
 ) -> tuple[pl.DataFrame, Counter, pl.Series]:
     """Step 2: each meta file filtered on its own, then the id table of `node_ids` over all of
     them, the products dropped by reason and the node ranges' bounds."""
-    bounds = node_bounds(parts, metas)
-    task = progress.add_task("filter meta", total=len(metas))
-    for name, meta in metas.items():
-        filter_meta(parts, name, node_rows(meta, name, options), bounds=bounds)
-        progress.advance(task)
+    bounds = node_bounds(parts, {name: pl.scan_parquet(path) for name, path in metas.items()})
+    args = [(parts, name, path) for name, path in metas.items()]
+    steps.run("filter_meta", filter_meta_file, args, options=options, bounds=bounds)
     ids, dropped = node_ids(parts, list(metas))
     return ids, dropped, bounds
 
 
 def build_graph(
-    metas: Mapping[str, pl.LazyFrame],
-    reviews: Mapping[str, pl.LazyFrame],
+    metas: Mapping[str, Path],
+    reviews: Mapping[str, Path],
     options: GraphOptions,
     *,
     parts: Partitions,
     out: Path,
+    units: UnitOptions,
     quiet: bool = False,
 ) -> dict:
     """Write nodes.parquet (graph_id order), edges.parquet (src < dst, sorted) and
     reviews.parquet into `out`; return the counts of what was kept and what was dropped.
 
-    `metas` and `reviews` hold one frame per parsed file, by category, in category order. Every
-    step runs in the work units of `parts`; across them only the id table (every meta parent_asin
-    with its item) and arrays of one number per product are held.
+    `metas` and `reviews` are the parsed files, by category, in category order. Steps 2 to 5 run
+    in the work units of `parts` on the engine of `units`; the id table (every meta parent_asin
+    with its item), the k-core and the writes run here, holding arrays of one number per product
+    and one range at a time.
     """
+    steps = Steps(units, quiet)
+    ids, dropped, bounds = _select_nodes(parts, metas, options, steps=steps)
+    n_items = ids["item"].count()
+    review_counts = pair_step(
+        reviews,
+        n_items=n_items,
+        parts=parts,
+        verified_only=options.verified_only,
+        cap=options.max_items_per_user,
+        min_weight=options.min_weight,
+        steps=steps,
+    )
+    nodes = ids.drop_nulls("item").select("parent_asin")  # the item of row i is i
+    del ids
     with item_progress(quiet) as progress:
-        ids, dropped, bounds = _select_nodes(parts, metas, options, progress=progress)
-        n_items = ids["item"].count()
-        review_counts = pair_step(
-            reviews,
-            ids,
-            n_items=n_items,
-            parts=parts,
-            verified_only=options.verified_only,
-            cap=options.max_items_per_user,
-            min_weight=options.min_weight,
-            progress=progress,
-        )
-        nodes = ids.drop_nulls("item").select("parent_asin")  # the item of row i is i
-        del ids
         new_id = None
         if options.min_degree:
             keep = k_core(parts, n_items, options.min_degree, progress=progress)
@@ -307,7 +319,10 @@ def build_graph(
             rows=EDGE_GROUP_ROWS,
             dictionary=["weight"],
         )
-        texts = (top_reviews(frame, nodes, options.max_reviews) for frame in reviews.values())
+        texts = (
+            top_reviews(pl.scan_parquet(path), nodes, options.max_reviews)
+            for path in reviews.values()
+        )
         _write_reviews(
             _advancing(texts, progress=progress, task="review texts", total=len(reviews)),
             out / "reviews.parquet",
@@ -353,14 +368,6 @@ def _write_reviews(texts: Iterable[pl.DataFrame], dest: Path) -> None:
     with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for frame in texts:
             writer.write_table(frame.rechunk().to_arrow().cast(schema))
-
-
-PLAN_COLUMNS = ("graph_id", "category", "label", "split", "image_url")
-
-
-def read_plan_nodes(graph_dir: Path) -> pl.DataFrame:
-    """The nodes' small columns, in graph_id order: what the shard plan needs, no text."""
-    return pl.read_parquet(graph_dir / "nodes.parquet", columns=list(PLAN_COLUMNS)).sort("graph_id")
 
 
 def read_texts(graph_dir: Path, graph_ids: pl.Series) -> pl.DataFrame:

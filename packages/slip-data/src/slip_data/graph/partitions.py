@@ -10,7 +10,9 @@ into K files by key range; each key range adds its counts over the U partitions 
 edge list, as the R node ranges do in graph_id order: --min-degree and the writes stream over
 them, and across the units only the id table and arrays of one number per product are held.
 Every file is written atomically and every unit is skipped when done, so a killed build resumes
-per unit.
+per unit. The units of a step run on the build's engine (`Steps.run`: one after another here, in
+spawned processes, or as Ray tasks), so they take paths and small values, and read what they need
+from the files: the partitions folder must be on a filesystem every worker sees.
 
 Layout under `root` (graph/partitions/, removed once the stage is done):
 
@@ -20,6 +22,8 @@ Layout under `root` (graph/partitions/, removed once the stage is done):
     nodes/{meta}.ids.parquet      one meta file's (parent_asin, first filter failed) rows, in order
     nodes/{meta}.r{i}.parquet     its rows no filter dropped in node range i (the node columns)
     nodes/{meta}.json             that unit's done marker: its rows, and those kept
+    nodes/id_table.parquet        every meta parent_asin with its item (null: dropped), sorted
+    nodes/id_table.json           its done marker: the products dropped, by reason
     links/{review}.s{i}.u{j}.parquet  row slice i of one review file (slice 0: the whole file
                                   when it fits a unit): its (user, item, timestamp) rows of user
                                   partition j
@@ -33,9 +37,10 @@ import json
 import math
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -43,6 +48,7 @@ import pyarrow.parquet as pq
 from rich.progress import Progress
 
 from slip_data.atomic import atomic_path, write_json
+from slip_data.distribute import UnitOptions, run_units
 
 # Peak bytes per review of a user-partition unit (links, histories, pair keys and their sort) and
 # of a key-range unit (the runs of every user partition and their sort): docs/scale.md's model of
@@ -134,6 +140,14 @@ def partition_counts(*, reviews: int, products: int, memory_gb: float) -> dict[s
 
 
 @dataclass(frozen=True)
+class ReviewSlice:
+    """A link unit's rows: a parsed review file's, from row `start` (at most `link_rows`)."""
+
+    path: Path
+    start: int
+
+
+@dataclass(frozen=True)
 class Partitions:
     """Where the units of one build write, and how its work is cut."""
 
@@ -161,13 +175,18 @@ class Partitions:
     def node_file(self, meta: str, node_range: int) -> Path:
         return self.root / "nodes" / f"{meta}.r{node_range}.parquet"
 
-    def link_units(self, reviews: Mapping[str, pl.LazyFrame]) -> dict[str, pl.LazyFrame]:
-        """Step 3's units by name: each review file in slices of at most `link_rows` rows."""
+    @property
+    def id_table(self) -> Path:
+        return self.root / "nodes" / "id_table.parquet"
+
+    def link_units(self, reviews: Mapping[str, Path]) -> dict[str, ReviewSlice]:
+        """Step 3's units by name: each parsed review file in slices of at most `link_rows`
+        rows."""
         units = {}
-        for review, frame in reviews.items():
-            rows = frame.select(pl.len()).collect().item()  # from the Parquet metadata
+        for review, path in reviews.items():
+            rows = pq.ParquetFile(path).metadata.num_rows
             for index in range(max(math.ceil(rows / self.link_rows), 1)):
-                units[f"{review}.s{index}"] = frame.slice(index * self.link_rows, self.link_rows)
+                units[f"{review}.s{index}"] = ReviewSlice(path, index * self.link_rows)
         return units
 
     def link_file(self, unit: str, user_part: int) -> Path:
@@ -247,8 +266,12 @@ def node_ids(parts: Partitions, metas: list[str]) -> tuple[pl.DataFrame, Counter
     A parent_asin's first row in the order of `metas` is its product, and every later row is
     dropped as a duplicate, even when a filter then drops the first. Items number the kept
     products in parent_asin order; a dropped product's item is null. Only parent_asin and a
-    small code per meta row are read: the node columns stay on disk.
+    small code per meta row are read: the node columns stay on disk. The table is kept in
+    `id_table`, where the link units read it, and a resumed build reads it back.
     """
+    marker = parts.id_table.with_suffix(".json")
+    if marker.exists():
+        return pl.read_parquet(parts.id_table), Counter(json.loads(marker.read_text()))
     rows = pl.read_parquet([parts.id_file(meta) for meta in metas])  # in the order of `metas`
     first = rows["parent_asin"].is_first_distinct()
     dropped = Counter(duplicate_parent_asin=int((~first).sum()))
@@ -257,6 +280,8 @@ def node_ids(parts: Partitions, metas: list[str]) -> tuple[pl.DataFrame, Counter
     dropped.update(dict(zip(reasons["dropped"], reasons["count"], strict=True)))
     kept = pl.col("dropped").is_null()
     ids = rows.select("parent_asin", item=pl.when(kept).then(kept.cum_sum().cast(pl.Int64) - 1))
+    _write(ids, parts.id_table)
+    write_json(marker, dict(+dropped))
     return ids, +dropped
 
 
@@ -278,25 +303,28 @@ def node_range(
 
 
 def link_reviews(
-    parts: Partitions, unit: str, frame: pl.LazyFrame, *, ids: pl.DataFrame, verified_only: bool
+    parts: Partitions, unit: str, rows: ReviewSlice, *, verified_only: bool
 ) -> Counter:
     """Step 3, one review file or row slice of one: its kept (user hash, item, timestamp) rows
     into the U user files.
 
-    `ids` maps every meta `parent_asin` to its item, null for a product the node filters dropped.
-    Returns the unit's dropped reviews by reason.
+    The id table maps every meta `parent_asin` to its item, null for a product the node filters
+    dropped. Returns the unit's dropped reviews by reason.
     """
     marker = parts.root / "links" / f"{unit}.json"
     if marker.exists():
         return Counter(json.loads(marker.read_text()))
+    ids = pl.scan_parquet(parts.id_table)
     linked = (
-        frame.select(
+        pl.scan_parquet(rows.path)
+        .slice(rows.start, parts.link_rows)
+        .select(
             "parent_asin",
             "timestamp",
             user=pl.col("user_id").hash(seed=0),  # before the join: 8 bytes, not the text
             verified=pl.col("verified_purchase").fill_null(False),
         )
-        .join(ids.lazy().with_columns(known=pl.lit(True)), on="parent_asin", how="left")
+        .join(ids.with_columns(known=pl.lit(True)), on="parent_asin", how="left")
         .select("user", "item", "timestamp", "verified", known=pl.col("known").fill_null(False))
         .collect()
     )
@@ -367,35 +395,45 @@ def count_range(parts: Partitions, key_range: int, *, n_items: int, min_weight: 
     return dest
 
 
+@dataclass(frozen=True)
+class Steps:
+    """Where the build's units run (--engine, --processes, --unit-retries), and whether their
+    progress shows."""
+
+    units: UnitOptions
+    quiet: bool
+
+    def run(self, step: str, func: Callable[..., Any], args: list[tuple], **shared) -> list[Any]:
+        """`func(*args[i], **shared)` for every unit of one step, retried as `units` says: as
+        many units as the plan cut, whatever `--num-shards` (the crawl's and shard's)."""
+        cut = replace(self.units, num_shards=len(args))
+        results = run_units(func, args, cut, name=f"graph {step}", quiet=self.quiet, kwargs=shared)
+        return [results[index] for index in range(len(args))]
+
+
 def pair_step(
-    reviews: Mapping[str, pl.LazyFrame],
-    ids: pl.DataFrame,
+    reviews: Mapping[str, Path],
     *,
     n_items: int,
     parts: Partitions,
     verified_only: bool,
     cap: int,
     min_weight: int,
-    progress: Progress,
+    steps: Steps,
 ) -> Counter:
-    """Steps 3 to 5: the K edge ranges (src < dst, ids below `n_items`, sorted), each unit skipped
-    when an earlier run finished it. Returns the reviews dropped, by reason."""
-    dropped: Counter = Counter()
+    """Steps 3 to 5 over the parsed review files: the K edge ranges (src < dst, ids below
+    `n_items`, sorted), each unit skipped when an earlier run finished it. Returns the reviews
+    dropped, by reason."""
     links = parts.link_units(reviews)
-    task = progress.add_task("link reviews", total=len(links))
-    for unit, frame in links.items():
-        dropped += link_reviews(parts, unit, frame, ids=ids, verified_only=verified_only)
-        progress.advance(task)
-    task = progress.add_task("pair users", total=parts.users)
-    for user_part in range(parts.users):
-        dropped["repeat_review_same_user"] += pair_users(
-            parts, user_part, links=list(links), n_items=n_items, cap=cap
-        )
-        progress.advance(task)
-    task = progress.add_task("count key ranges", total=parts.key_ranges)
-    for key_range in range(parts.key_ranges):
-        count_range(parts, key_range, n_items=n_items, min_weight=min_weight)
-        progress.advance(task)
+    args = [(parts, unit, rows) for unit, rows in links.items()]
+    dropped = sum(
+        steps.run("link_reviews", link_reviews, args, verified_only=verified_only), Counter()
+    )
+    args = [(parts, user_part) for user_part in range(parts.users)]
+    repeats = steps.run("pair_users", pair_users, args, links=list(links), n_items=n_items, cap=cap)
+    dropped["repeat_review_same_user"] += sum(repeats)
+    args = [(parts, key_range) for key_range in range(parts.key_ranges)]
+    steps.run("count_range", count_range, args, n_items=n_items, min_weight=min_weight)
     return dropped
 
 

@@ -8,9 +8,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-import polars as pl
-
 from slip_data.atomic import remove_stale_temps, write_json
+from slip_data.distribute import UnitOptions, engine_session
 from slip_data.graph.build import GraphOptions, build_graph
 from slip_data.graph.partitions import Partitions, partition_counts
 from slip_data.graph.read import parse_to_parquet
@@ -48,9 +47,21 @@ def _parsed(raw: Path, kind: str, dest: Path) -> dict:
 
 
 def run_graph(
-    raws: Sequence[RawCategory], graph_dir: Path, options: GraphOptions, *, quiet: bool = False
+    raws: Sequence[RawCategory],
+    graph_dir: Path,
+    options: GraphOptions,
+    *,
+    units: UnitOptions = UnitOptions(),  # noqa: B008 - frozen, so sharing it is safe
+    quiet: bool = False,
 ) -> dict:
-    """Run the stage; returns the summary also written to graph.json (the done marker)."""
+    """Run the stage, its work units on the engine of `units` (their number comes from the
+    partition plan, not `units.num_shards`); returns the summary also written to graph.json (the
+    done marker)."""
+    if units.shard_index is not None:
+        raise ValueError(
+            "--shard-index runs one crawl or shard unit; the graph stage runs all of its units "
+            "(--engine, --processes)"
+        )
     graph_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(graph_dir)
     inputs = [
@@ -80,8 +91,8 @@ def run_graph(
             progress.advance(task)
     reports = {name: reports[name] for name in jobs}
 
-    metas = {r.name: pl.scan_parquet(parsed_dir / f"meta_{r.name}.parquet") for r in raws}
-    reviews = {r.name: pl.scan_parquet(parsed_dir / f"review_{r.name}.parquet") for r in raws}
+    metas = {r.name: parsed_dir / f"meta_{r.name}.parquet" for r in raws}
+    reviews = {r.name: parsed_dir / f"review_{r.name}.parquet" for r in raws}
     cut = partition_counts(
         reviews=sum(reports[f"review:{r.name}"]["kept"] for r in raws),
         products=sum(reports[f"meta:{r.name}"]["kept"] for r in raws),
@@ -89,7 +100,10 @@ def run_graph(
     )
     made_for = {"inputs": inputs, "options": options.as_dict()}
     parts = Partitions.open(graph_dir / PARTITIONS, cut, made_for=made_for)
-    counts = build_graph(metas, reviews, options, parts=parts, out=graph_dir, quiet=quiet)
+    with engine_session(units):
+        counts = build_graph(
+            metas, reviews, options, parts=parts, out=graph_dir, units=units, quiet=quiet
+        )
     summary = {"inputs": inputs, "options": options.as_dict(), "counts": counts, "files": reports}
     summary["partitions"] = cut
     write_json(done, summary)

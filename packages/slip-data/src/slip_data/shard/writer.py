@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 from slip_data import __version__
 from slip_data.atomic import atomic_path, remove_stale_temps, write_json
 from slip_data.bounds import Bounds
-from slip_data.graph.build import SPLITS
 from slip_data.homophily import EdgeLabelCounts
 from slip_data.option_fields import check_fields, option
 from slip_data.progress import item_progress
+from slip_data.shard.plan import ShardPlan
 from slip_data.shard_contract import FORMAT, FORMAT_VERSION, MANIFEST, NODE_COLUMNS, file_sha256
 
 NODE_SCHEMA = pl.from_arrow(pa.schema(NODE_COLUMNS).empty_table()).schema  # as polars types
@@ -46,14 +46,11 @@ class ShardOptions:
         check_fields(self)
 
 
-ImageLoader = Callable[[pl.Series], pl.DataFrame]
-"""Stored image sha256s -> a frame (sha256, image) holding each of them once."""
+ImageLoader = Callable[[pl.DataFrame], pl.DataFrame]
+"""A node file's plan rows -> a frame (sha256, image) holding each of their images once."""
 
 TextLoader = Callable[[pl.Series], pl.DataFrame]
 """graph ids -> a frame (graph_id, parent_asin, title, text, reviews) of those nodes."""
-
-TEXT_COLUMNS = ("parent_asin", "title", "text", "reviews")
-"""Node columns a node file needs but the plan does not: loaded file by file."""
 
 DONE_DIR = ".done"  # one record per written node file: a rerun or a later unit reuses it
 
@@ -81,96 +78,6 @@ def _write(frame: pl.DataFrame, path: Path, kind: str) -> dict:
     with atomic_path(path) as tmp:
         _write_parquet(frame, tmp, "zstd")
     return _entry(path, kind, frame.height)
-
-
-def _join_images(nodes: pl.DataFrame, results: pl.DataFrame) -> pl.DataFrame:
-    """Attach each node's crawl result (not the image bytes); a URL never crawled gets status
-    not_crawled."""
-    crawled = results.select(
-        image_url="url",
-        image_status="status",
-        image_sha256="sha256",
-        width=pl.col("width").cast(pl.Int32),
-        height=pl.col("height").cast(pl.Int32),
-    )
-    return nodes.join(crawled, on="image_url", how="left").with_columns(
-        pl.col("image_status").fill_null("not_crawled")
-    )
-
-
-@dataclass(frozen=True)
-class ShardPlan:
-    """Everything the node files and labels hold but the image bytes and the texts, rows in file
-    order; the edges are streamed from the graph when written (`write_edges`).
-
-    Cheap to derive from the graph's small columns and the crawl statuses, so every work unit
-    derives it itself and then loads only the texts and images of its own node files.
-    """
-
-    table: pl.DataFrame  # graph_id and NODE_SCHEMA without `image` and the TEXT_COLUMNS
-    labels: pl.DataFrame
-    label_names: list[str]
-    crawl_status: dict[str, int]
-    dropped_images: dict[str, int]
-    rows_per_shard: int
-    graph_nodes: int  # graph ids run below this
-
-    @property
-    def num_files(self) -> int:
-        return max(1, -(-self.table.height // self.rows_per_shard))
-
-    def rows(self, index: int) -> pl.DataFrame:
-        return self.table.slice(index * self.rows_per_shard, self.rows_per_shard)
-
-    def node_ids(self) -> np.ndarray:
-        """graph id -> node id, -1 for a node left out: both follow graph_id order, so the map
-        is monotone and keeps the edges' (src, dst) order."""
-        ids = np.full(self.graph_nodes, -1, dtype=np.int64)
-        ids[self.table["graph_id"].to_numpy()] = np.arange(self.table.height)
-        return ids
-
-
-def plan_shards(nodes: pl.DataFrame, results: pl.DataFrame, *, options: ShardOptions) -> ShardPlan:
-    """Keep, number and label the nodes. `nodes` needs graph_id, category, label, split and
-    image_url; other columns are dropped."""
-    joined = _join_images(nodes, results)
-    crawl_status = dict(sorted(joined.group_by("image_status").len().iter_rows()))
-    dropped_images = {}
-    if not options.keep_missing_images:
-        missing = joined.filter(pl.col("image_status") != "ok")
-        dropped_images = dict(sorted(missing.group_by("image_status").len().iter_rows()))
-        joined = joined.filter(pl.col("image_status") == "ok")
-
-    label_names = sorted(joined["label"].unique().to_list())
-    label_ids = pl.DataFrame(
-        {"label": label_names, "label_id": range(len(label_names))},
-        schema={"label": pl.String, "label_id": pl.Int32},
-    )
-    table = (
-        joined.sort("graph_id")
-        .with_columns(node_id=pl.int_range(pl.len(), dtype=pl.Int64))
-        .join(label_ids, on="label", how="left")
-        .with_columns(main_category="category", split=pl.col("split").cast(pl.String))
-    )
-    planned = [name for name in NODE_SCHEMA if name not in ("image", *TEXT_COLUMNS)]
-    table = table.select("graph_id", *[pl.col(name).cast(NODE_SCHEMA[name]) for name in planned])
-    labels = (
-        table.group_by("label_id", "label")
-        .agg(
-            count=pl.len().cast(pl.Int64),
-            **{f"count_{s}": (pl.col("split") == s).sum().cast(pl.Int64) for s in SPLITS},
-        )
-        .sort("label_id")
-    )
-    return ShardPlan(
-        table=table,
-        labels=labels,
-        label_names=label_names,
-        crawl_status=crawl_status,
-        dropped_images=dropped_images,
-        rows_per_shard=options.rows_per_shard,
-        graph_nodes=nodes["graph_id"].max() + 1 if nodes.height else 0,
-    )
 
 
 def _fingerprint(rows: pl.DataFrame) -> str:
@@ -243,9 +150,9 @@ def write_edges(
     return _entry(path, "edges", count)
 
 
-def _rows_with_texts(plan: ShardPlan, index: int, texts: TextLoader) -> pl.DataFrame:
-    """Node file `index`'s rows, every column but the image bytes, in NODE_SCHEMA order."""
-    rows = plan.rows(index)
+def _rows_with_texts(rows: pl.DataFrame, texts: TextLoader) -> pl.DataFrame:
+    """A node file's plan `rows` with their texts, every column but the image bytes, in
+    NODE_SCHEMA order."""
     found = texts(rows["graph_id"]).with_columns(
         pl.col("reviews").fill_null(pl.lit([], dtype=pl.List(pl.String)))
     )
@@ -269,15 +176,16 @@ def write_node_files(
     shards_dir.mkdir(parents=True, exist_ok=True)
     entries = {}
     with item_progress(quiet) as progress:
-        task = progress.add_task("write shards", total=sum(plan.rows(i).height for i in indices))
+        task = progress.add_task("write shards", total=sum(plan.file_rows(i) for i in indices))
         for index in indices:
-            rows = _rows_with_texts(plan, index, texts)  # read once: to compare, then to write
+            planned = plan.rows(index)
+            rows = _rows_with_texts(planned, texts)  # read once: to compare, then to write
             fingerprint = _fingerprint(rows)
             entry = _finished_entry(shards_dir, index, fingerprint)
             if entry is None:
                 # a manifest must never list a file whose bytes are about to change
                 (shards_dir / MANIFEST).unlink(missing_ok=True)
-                stored = images(rows["image_sha256"].drop_nulls().unique())
+                stored = images(planned)
                 chunk = rows.join(
                     stored.rename({"sha256": "image_sha256"}),
                     on="image_sha256",
@@ -312,23 +220,21 @@ def write_shards(
     )
     files = [entries[index] for index in range(plan.num_files)]
     (shards_dir / MANIFEST).unlink(missing_ok=True)  # edges and labels may change too
-    table = plan.table
-    counts = EdgeLabelCounts(table["label_id"].to_numpy())
+    counts = EdgeLabelCounts(plan.label_ids())
     written = write_edges(
         edges, shards_dir / "edges.parquet", node_ids=plan.node_ids(), counts=counts
     )
     files.append(written)
     files.append(_write(plan.labels, shards_dir / "labels.parquet", "labels"))
-    split_sizes = dict(table.group_by("split").len().iter_rows())
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "slip_data_version": __version__,
-        "counts": {"nodes": table.height, "edges": written["rows"], "labels": plan.labels.height},
-        "split_sizes": {s: split_sizes.get(s, 0) for s in SPLITS},
+        "counts": {"nodes": plan.nodes, "edges": written["rows"], "labels": plan.labels.height},
+        "split_sizes": plan.split_sizes,
         "label_names": plan.label_names,
-        "categories": sorted(table["main_category"].unique().to_list()),
+        "categories": plan.categories,
         "edges_stored": "once per undirected pair, src < dst",
         "homophily": counts.homophily(),
         "crawl_status": plan.crawl_status,

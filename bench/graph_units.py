@@ -1,0 +1,195 @@
+"""Benchmark: the graph stage's work units: time and peak RSS per unit, and the whole stage with
+its units inline (--processes 1) against P spawned processes at once.
+
+    uv run python bench/graph_units.py                        # 10M demo reviews, --processes 1,2
+    uv run python bench/graph_units.py --memory-gb 0.5 --processes 1,2
+
+The catalogue is bench/graph_scale.py's 10M-review demo (seed 0, generated if missing), parsed
+once into bench/_work/graph/units/ (git-ignored, kept). Each --processes value then builds the
+graph from the parsed files in its own child, the stage's `run_units` wrapped so that every unit
+reports its time and the peak RSS of the process that ran it while it ran (VmHWM, reset through
+/proc/self/clear_refs as the unit starts): with P > 1 each unit runs in a fresh spawned process,
+so the figure is what a worker needs for it (its imports included); inline it is the driver's
+RSS, which holds the id table and what the allocator kept. The driver's own peak is the largest
+VmHWM it read (wait4's figure would miss what the resets dropped). The steps that stay in the
+driver (node bounds, the id table, the k-core, the three writes) are timed the same way, and the
+partitions folder's size is taken after the last step of units. The anchor is the first
+--processes value, measured in the same run: each row prints its stage time over the anchor's,
+and whether the three outputs are the same bytes.
+"""
+
+import argparse
+import hashlib
+import json
+import re
+import statistics
+import sys
+import time
+from collections import defaultdict
+from functools import partial
+from pathlib import Path
+
+from graph_build import CAP, WORK, _measure, _raws
+from graph_scale import GRAPH_BUILD, _catalogue
+
+UNITS = WORK / "units"
+OUTPUTS = ("nodes.parquet", "edges.parquet", "reviews.parquet")
+STEPS = ("filter_meta", "link_reviews", "pair_users", "count_range")
+DRIVER = ("node_bounds", "node_ids", "k_core", "write_row_groups", "_write_reviews")
+
+
+SEEN_MB = [0.0]  # the largest VmHWM this process read, across resets
+
+
+def _peak_mb(reset: bool = False) -> float:
+    """This process's peak RSS (VmHWM); with `reset`, the peak is set back to the current RSS."""
+    status = Path("/proc/self/status").read_text()
+    peak = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+    SEEN_MB[0] = max(SEEN_MB[0], peak)
+    if reset:
+        Path("/proc/self/clear_refs").write_text("5")
+    return peak
+
+
+def _measured(func, *args, **kwargs) -> tuple:
+    """A unit, run where the engine put it: (its result, seconds, peak RSS MB while it ran)."""
+    _peak_mb(reset=True)
+    start = time.perf_counter()
+    result = func(*args, **kwargs)
+    return result, time.perf_counter() - start, _peak_mb()
+
+
+def _child(graph_dir: Path, processes: int, memory_gb: float) -> dict:
+    """Build from the parsed files with the units on `processes` local processes, each unit
+    measured; the stage's time, counts and per-unit rows."""
+    from slip_data.distribute import UnitOptions, run_units
+    from slip_data.graph import build, partitions
+    from slip_data.graph.build import GraphOptions
+    from slip_data.graph.stage import DONE_FILE, run_graph
+
+    rows: list[dict] = []
+
+    driver: list[dict] = []
+    folder_mb = []
+
+    def timed_units(func, args, options, *, name, quiet, kwargs):
+        results = run_units(partial(_measured, func), args, options, name=name, quiet=quiet,
+                            kwargs=kwargs)  # fmt: skip
+        for index, (_, seconds, peak) in sorted(results.items()):
+            rows.append({"step": name.split()[-1], "unit": index, "seconds": seconds,
+                         "peak_rss_mb": peak})  # fmt: skip
+        if name.endswith("count_range"):
+            files = args[0][0].root.rglob("*")
+            folder_mb.append(sum(f.stat().st_size for f in files if f.is_file()) / 2**20)
+        return {index: result for index, (result, _, _) in results.items()}
+
+    def timed(name, real):
+        def step(*args, **kwargs):
+            result, seconds, peak = _measured(real, *args, **kwargs)
+            driver.append({"step": name, "seconds": seconds, "peak_rss_mb": peak})
+            return result
+
+        return step
+
+    partitions.run_units = timed_units  # Steps.run's call, for every step
+    for name in DRIVER:
+        setattr(build, name, timed(name, getattr(build, name)))
+    (graph_dir / DONE_FILE).unlink(missing_ok=True)
+    options = GraphOptions(max_items_per_user=CAP, memory_gb=memory_gb)
+    start = time.perf_counter()
+    summary = run_graph(
+        _raws(graph_dir.parent / "catalogue"),
+        graph_dir,
+        options,
+        units=UnitOptions(processes=processes),
+        quiet=True,
+    )
+    return {
+        "processes": processes,
+        "seconds": time.perf_counter() - start,
+        "driver_peak_rss_mb": max(_peak_mb(), SEEN_MB[0]),
+        "partitions": summary["partitions"],
+        "nodes": summary["counts"]["nodes"],
+        "edges": summary["counts"]["edges"],
+        "reviews": sum(v["kept"] for k, v in summary["files"].items() if k.startswith("review")),
+        "outputs_sha256": {
+            name: hashlib.sha256((graph_dir / name).read_bytes()).hexdigest() for name in OUTPUTS
+        },
+        "units": rows,
+        "driver": driver,
+        "partitions_mb": folder_mb[0],
+    }
+
+
+def _prepared(memory_gb: float) -> Path:
+    """The graph folder with the 10M catalogue parsed (one full run of the stage, once)."""
+    graph_dir = UNITS / "graph"
+    link = UNITS / "catalogue"
+    if not link.exists():
+        UNITS.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(_catalogue(1))
+    if not (graph_dir / "parsed").is_dir():
+        child = ["--child", "ours", str(link), str(graph_dir), "full", str(CAP), str(memory_gb)]
+        _measure(child, script=str(GRAPH_BUILD))
+    return graph_dir
+
+
+def _per_step(row: dict) -> None:
+    """Per step: units, and the mean and largest time and peak RSS of a unit."""
+    by_step = defaultdict(list)
+    for unit in row["units"]:
+        by_step[unit["step"]].append(unit)
+    for step in STEPS:
+        units = by_step[step]
+        seconds = [unit["seconds"] for unit in units]
+        peaks = [unit["peak_rss_mb"] for unit in units]
+        print(
+            f"    {step:<13} {len(units):>3} units: {statistics.mean(seconds):6.2f} s mean, "
+            f"{max(seconds):6.2f} s largest, {sum(seconds):7.2f} s in all; peak RSS "
+            f"{statistics.mean(peaks):,.0f} MB mean, {max(peaks):,.0f} MB largest"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", default="1,2", help="comma list; the first is the anchor")
+    parser.add_argument("--memory-gb", type=float, default=2.0, help="the stage's --memory-gb")
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        graph_dir, processes, memory_gb = args.child
+        print(json.dumps(_child(Path(graph_dir), int(processes), float(memory_gb))))
+        return
+
+    graph_dir = _prepared(args.memory_gb)
+    rows = []
+    for processes in [int(p) for p in args.processes.split(",")]:
+        child = ["--child", str(graph_dir), str(processes), str(args.memory_gb)]
+        row = _measure(child, script=__file__)
+        row["largest_unit_mb"] = max(unit["peak_rss_mb"] for unit in row["units"])
+        rows.append(row)
+        anchor = rows[0]
+        print(
+            f"--processes {processes}: {row['reviews']:,} reviews, U, K, R = "
+            f"{row['partitions']['users']}, {row['partitions']['key_ranges']}, "
+            f"{row['partitions']['node_ranges']}: {row['seconds']:.1f} s in stage "
+            f"({row['seconds'] / anchor['seconds']:.2f}x the anchor's), driver peak RSS "
+            f"{row['driver_peak_rss_mb']:,.0f} MB, largest unit's {row['largest_unit_mb']:,.0f} "
+            f"MB; same bytes as the anchor: "
+            f"{row['outputs_sha256'] == anchor['outputs_sha256']}",
+            flush=True,
+        )
+        _per_step(row)
+        for step in row["driver"]:
+            print(
+                f"    driver: {step['step']:<17} {step['seconds']:6.2f} s, peak RSS "
+                f"{step['peak_rss_mb']:,.0f} MB"
+            )
+        print(f"    partitions folder after the units: {row['partitions_mb']:,.0f} MB")
+    if args.out:
+        args.out.write_text(json.dumps({"memory_gb": args.memory_gb, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,456 @@
+"""The shard plan in work units on disk, so that no step holds every node or crawl result.
+
+A node's row needs its URL's latest crawl result (the row with the most attempts, the later part
+on a tie: crawl/results.py `read_latest`) and the crawl parts that name its image. Both are
+found by hashing: the crawl parts are read in chunks, each chunk's rows going into B files by a
+hash of the URL and its (sha256, part) pairs into B files by a hash of the sha256; each URL
+bucket takes the latest row per URL and joins the nodes of its bucket, and each sha256 bucket
+gives its nodes their parts. The plan rows are then made per node range, in graph_id order,
+from the bucket files' rows of that range (sorted by graph_id, so a read skips the other row
+groups). Counts and labels are summed over the ranges; label and node ids are given when a node
+file's rows are read. Across the steps only arrays of one number per node are held (the graph
+id -> node id map and the label ids, for the edges and the homophily).
+
+Layout under `shards/.plan/` (kept after the stage: units and reruns reuse it):
+
+    plan.json                  what the files were made for (graph nodes, crawl parts, options)
+                               and how the work is cut: B, the chunks of parts, the range rows
+    crawl/c{c}.u{j}.parquet    chunk c's crawl rows of URL bucket j (url, attempts, order, ...)
+    crawl/c{c}.s{k}.parquet    chunk c's (sha256, part) pairs of sha256 bucket k
+    crawl/c{c}.json            chunk c's done marker
+    urls/u{j}.s{k}.parquet     URL bucket j's nodes with an image of sha256 bucket k
+    urls/u{j}.parquet          URL bucket j's nodes with their crawl result, by graph_id
+    shas/s{k}.parquet          sha256 bucket k's nodes with the parts naming their image
+    ranges/r{r}.parquet        node range r's plan rows (the nodes kept), by graph_id
+    ranges/r{r}.json           its counts: kept, crawl status, dropped, labels, categories
+
+Every file is written atomically and each step is skipped once its last file exists, so a
+killed stage resumes per step; a plan made for other inputs, options or budget is removed.
+"""
+
+import itertools
+import json
+import math
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from slip_data.atomic import atomic_path, remove_stale_temps, write_json
+from slip_data.crawl.results import all_part_paths, read_parts
+from slip_data.graph.build import SPLITS
+
+PLAN_DIR = ".plan"
+MEMORY_GB = 2.0
+"""Memory a step may use, as the graph stage's default `--memory-gb`: it sets B and the ranges,
+never the outputs."""
+# Peak bytes a step takes per row it holds (a crawl row of a chunk or a bucket, a node of a bucket
+# or of a range), measured on the demo (bench/shard_plan.py), with a margin.
+CRAWL_ROW_BYTES = 1000
+NODE_ROW_BYTES = 1000
+MAX_BUCKETS = 64  # each way: the URL buckets write B x B files
+GROUP_ROWS = 1 << 13  # rows per row group of the plan's files: what a node file's read skips by
+GB = 1 << 30
+RESULT_COLUMNS = ["url", "attempts", "status", "sha256", "width", "height"]
+RANGE_COLUMNS = ["graph_id", "category", "label", "split"]
+
+
+def plan_cut(*, crawl_rows: Sequence[int], nodes: int, memory_gb: float) -> dict:
+    """The fewest buckets, chunks of parts (consecutive, as the latest row follows their order)
+    and node ranges whose steps fit in `memory_gb`."""
+    budget = memory_gb * GB
+    rows = sum(crawl_rows) * CRAWL_ROW_BYTES + nodes * NODE_ROW_BYTES
+    buckets = min(max(math.ceil(rows / budget), 1), MAX_BUCKETS)
+    chunk_rows = max(int(budget // CRAWL_ROW_BYTES), 1)
+    chunks, start, held = [], 0, 0
+    for index, count in enumerate(crawl_rows):
+        if held and held + count > chunk_rows:
+            chunks.append([start, index])
+            start, held = index, 0
+        held += count
+    if held or start < len(crawl_rows) or not chunks:  # one chunk, empty, for no parts
+        chunks.append([start, len(crawl_rows)])
+    return {
+        "buckets": buckets,
+        "chunks": chunks,
+        "range_rows": max(int(budget // NODE_ROW_BYTES), 1),
+    }
+
+
+def _part_rows(path: Path) -> int:
+    """Rows of a crawl part, from its footer; 0 for one that cannot be read (the read skips it)."""
+    try:
+        return pq.read_metadata(path).num_rows
+    except Exception:  # any damage: the chunk's read reports it in one line
+        return 0
+
+
+def _write(frame: pl.DataFrame, dest: Path) -> None:
+    with atomic_path(dest) as tmp:
+        frame.write_parquet(tmp, row_group_size=GROUP_ROWS, statistics=True)
+
+
+def read_rows(path: Path, start: int, stop: int, columns: list[str] | None = None) -> pl.DataFrame:
+    """Rows `start` to `stop` of a Parquet file, reading only the row groups that hold them."""
+    source = pq.ParquetFile(path)
+    groups, first, offset = [], None, 0
+    for index in range(source.metadata.num_row_groups):
+        rows = source.metadata.row_group(index).num_rows
+        if offset < stop and start < offset + rows:
+            groups.append(index)
+            first = offset if first is None else first
+        offset += rows
+    table = source.read_row_groups(groups, columns=columns)
+    frame = pl.from_arrow(table) if groups else pl.from_arrow(source.schema_arrow.empty_table())
+    frame = frame.select(columns) if columns else frame
+    return frame.slice(start - (first or 0), stop - start)
+
+
+def _bucket(column: str, buckets: int) -> pl.Expr:
+    """A row's bucket: polars' hash is stable within a version, which the plan records."""
+    return (pl.col(column).hash(seed=0) % buckets).cast(pl.Int64).alias("bucket")
+
+
+def _write_buckets(frame: pl.DataFrame, column: str, files: list[Path]) -> None:
+    """Row i of `frame` into the file of its `column`'s bucket; a file no row goes to is written
+    empty."""
+    groups = frame.with_columns(_bucket(column, len(files))).partition_by(
+        "bucket", as_dict=True, include_key=False
+    )
+    for index, dest in enumerate(files):
+        _write(groups.get((index,), frame.clear()), dest)
+
+
+@dataclass(frozen=True)
+class PlanFiles:
+    """Where one plan's steps write, and how its work is cut."""
+
+    root: Path
+    parts: list[str]  # the crawl parts, in read order: a part's number is its index here
+    buckets: int
+    chunks: list[list[int]]
+    range_rows: int
+
+    @classmethod
+    def open(cls, root: Path, *, made_for: dict, cut_for: Callable[[], dict]) -> "PlanFiles":
+        """The folder for `made_for`: files left by a plan made for anything else are removed
+        first; the cut (`cut_for()`) is made once and kept, so a resumed plan cuts as before."""
+        stamp = root / "plan.json"
+        if stamp.exists():
+            plan = json.loads(stamp.read_text())
+            if plan["made_for"] == made_for:
+                remove_stale_temps(root)
+                return cls(root, **plan["cut"])
+            shutil.rmtree(root)
+        plan = {"made_for": made_for, "cut": cut_for()}
+        write_json(stamp, plan)
+        return cls(root, **plan["cut"])
+
+    def crawl_file(self, chunk: int, kind: str, bucket: int) -> Path:
+        return self.root / "crawl" / f"c{chunk}.{kind}{bucket}.parquet"
+
+    def url_file(self, bucket: int, sha_bucket: int | None = None) -> Path:
+        tail = "" if sha_bucket is None else f".s{sha_bucket}"
+        return self.root / "urls" / f"u{bucket}{tail}.parquet"
+
+    def sha_file(self, bucket: int) -> Path:
+        return self.root / "shas" / f"s{bucket}.parquet"
+
+    def range_file(self, node_range: int, suffix: str = "parquet") -> Path:
+        return self.root / "ranges" / f"r{node_range}.{suffix}"
+
+
+def bucket_crawl(files: PlanFiles, chunk: int) -> None:
+    """Step 1, one chunk of crawl parts: its rows into the B URL buckets, with their order (part
+    number, row), and its (sha256, part) pairs into the B sha256 buckets."""
+    marker = files.root / "crawl" / f"c{chunk}.json"
+    if marker.exists():
+        return
+    start, stop = files.chunks[chunk]
+    paths = files.parts[start:stop]
+    rows = read_parts(Path(), RESULT_COLUMNS, paths=[Path(p) for p in paths], with_part=True)
+    part = (
+        pl.col("part")
+        .cast(pl.String)
+        .replace_strict(paths, list(range(start, stop)), return_dtype=pl.Int64)
+    )
+    rows = rows.with_columns(part=part).with_columns(
+        order=pl.col("part") * (1 << 32) + pl.int_range(pl.len(), dtype=pl.Int64).over("part")
+    )
+    buckets = range(files.buckets)
+    _write_buckets(rows.drop("part"), "url", [files.crawl_file(chunk, "u", j) for j in buckets])
+    named = rows.filter(pl.col("sha256").is_not_null()).select("sha256", "part").unique()
+    _write_buckets(named, "sha256", [files.crawl_file(chunk, "s", k) for k in buckets])
+    write_json(marker, {"rows": rows.height})
+
+
+def _bucket_nodes(nodes_path: Path, bucket: int, buckets: int) -> pl.DataFrame:
+    """(graph_id, image_url) of the nodes whose URL is in `bucket`, one row group at a time."""
+    source = pq.ParquetFile(nodes_path)
+    frames = [
+        pl.from_arrow(batch).filter(_bucket("image_url", buckets) == bucket)
+        for batch in source.iter_batches(GROUP_ROWS << 3, columns=["graph_id", "image_url"])
+    ]
+    empty = pl.DataFrame(schema={"graph_id": pl.Int64, "image_url": pl.String})
+    return pl.concat([empty, *frames]) if frames else empty
+
+
+def join_urls(files: PlanFiles, bucket: int, *, nodes_path: Path) -> None:
+    """Step 2, one URL bucket: the latest row per URL (most attempts, then the later part and
+    row), joined to the bucket's nodes; a URL never crawled gets status not_crawled."""
+    dest = files.url_file(bucket)
+    if dest.exists():
+        return
+    rows = pl.read_parquet([files.crawl_file(c, "u", bucket) for c in range(len(files.chunks))])
+    latest = rows.sort("attempts", "order").unique(subset="url", keep="last")
+    del rows
+    crawled = latest.select(
+        image_url="url",
+        image_status="status",
+        image_sha256="sha256",
+        width=pl.col("width").cast(pl.Int32),
+        height=pl.col("height").cast(pl.Int32),
+    )
+    nodes = _bucket_nodes(nodes_path, bucket, files.buckets)
+    joined = (
+        nodes.join(crawled, on="image_url", how="left")
+        .with_columns(pl.col("image_status").fill_null("not_crawled"))
+        .drop("image_url")
+        .sort("graph_id")
+    )
+    shas = joined.filter(pl.col("image_sha256").is_not_null()).select("graph_id", "image_sha256")
+    _write_buckets(shas, "image_sha256", [files.url_file(bucket, k) for k in range(files.buckets)])
+    _write(joined, dest)
+
+
+def join_shas(files: PlanFiles, bucket: int) -> None:
+    """Step 3, one sha256 bucket: each node with an image of the bucket gets the parts that
+    name it (one of them holds its bytes)."""
+    dest = files.sha_file(bucket)
+    if dest.exists():
+        return
+    named = pl.read_parquet(
+        [files.crawl_file(c, "s", bucket) for c in range(len(files.chunks))]
+    ).unique()
+    nodes = pl.read_parquet([files.url_file(j, bucket) for j in range(files.buckets)])
+    joined = (
+        nodes.join(named, left_on="image_sha256", right_on="sha256")
+        .group_by("graph_id")
+        .agg(image_parts=pl.col("part").cast(pl.Int32).sort())
+        .sort("graph_id")
+    )
+    _write(joined, dest)
+
+
+def _range_rows(paths: list[Path], low: int, high: int) -> pl.DataFrame:
+    """The rows of graph ids `low` to `high` of files sorted by graph_id."""
+    wanted = pl.col("graph_id").is_between(low, high)
+    return pl.concat([pl.scan_parquet(path).filter(wanted).collect() for path in paths])
+
+
+def plan_range(files: PlanFiles, node_range: int, *, nodes_path: Path, keep_missing: bool) -> dict:
+    """Step 4, one node range: its plan rows and counts. Returns the counts."""
+    marker = files.range_file(node_range, "json")
+    if marker.exists():
+        return json.loads(marker.read_text())
+    start = node_range * files.range_rows
+    nodes = read_rows(nodes_path, start, start + files.range_rows, RANGE_COLUMNS)
+    ids = nodes["graph_id"]
+    if not ids.is_sorted() or ids.n_unique() != ids.len():
+        raise ValueError("the graph's nodes are not in graph_id order: build the graph again")
+    low, high = (ids.first(), ids.last()) if ids.len() else (0, -1)
+    images = _range_rows([files.url_file(j) for j in range(files.buckets)], low, high)
+    parts = _range_rows([files.sha_file(k) for k in range(files.buckets)], low, high)
+    joined = (
+        nodes.join(images, on="graph_id", how="left")
+        .join(parts, on="graph_id", how="left")
+        .sort("graph_id")
+    )
+    statuses = joined["image_status"].value_counts()
+    crawl_status = dict(zip(statuses["image_status"], statuses["count"], strict=True))
+    dropped = {} if keep_missing else {s: n for s, n in crawl_status.items() if s != "ok"}
+    if not keep_missing:
+        joined = joined.filter(pl.col("image_status") == "ok")
+    rows = joined.select(
+        "graph_id",
+        main_category="category",
+        label="label",
+        image_sha256="image_sha256",
+        width="width",
+        height="height",
+        split=pl.col("split").cast(pl.String),
+        image_parts="image_parts",
+    )
+    labels = rows.group_by("label", "split").len().sort("label", "split")
+    _write(rows, files.range_file(node_range))
+    counts = {
+        "kept": rows.height,
+        "graph_nodes": high + 1,
+        "crawl_status": crawl_status,
+        "dropped_images": dropped,
+        "labels": labels.rows(),
+        "categories": sorted(rows["main_category"].unique().to_list()),
+    }
+    write_json(marker, counts)
+    return counts
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardPlan:
+    """Everything the node files and labels hold but the image bytes and the texts: the plan rows
+    on disk, read one node file's rows at a time, and their counts."""
+
+    files: PlanFiles
+    kept: list[int]  # plan rows per node range
+    labels: pl.DataFrame
+    label_names: list[str]
+    crawl_status: dict[str, int]
+    dropped_images: dict[str, int]
+    split_sizes: dict[str, int]
+    categories: list[str]
+    rows_per_shard: int
+    graph_nodes: int  # graph ids run below this
+
+    @property
+    def nodes(self) -> int:
+        return sum(self.kept)
+
+    @property
+    def num_files(self) -> int:
+        return max(1, -(-self.nodes // self.rows_per_shard))
+
+    def file_rows(self, index: int) -> int:
+        return max(min(self.rows_per_shard, self.nodes - index * self.rows_per_shard), 0)
+
+    def rows(self, index: int) -> pl.DataFrame:
+        """Node file `index`'s plan rows: graph_id, the node columns but the texts and the image,
+        and image_parts (the numbers of the crawl parts that name the image)."""
+        start = index * self.rows_per_shard
+        stop = start + self.file_rows(index)
+        offsets = np.concatenate([[0], np.cumsum(self.kept)])
+        frames = [
+            read_rows(self.files.range_file(r), max(start - low, 0), min(stop, high) - low)
+            for r, (low, high) in enumerate(itertools.pairwise(offsets))
+            if low < stop and start < high
+        ]
+        label_ids = pl.DataFrame(
+            {"label": self.label_names, "label_id": range(len(self.label_names))},
+            schema={"label": pl.String, "label_id": pl.Int32},
+        )
+        rows = pl.concat(frames) if frames else self._empty()
+        return rows.with_columns(node_id=pl.int_range(start, stop, dtype=pl.Int64)).join(
+            label_ids, on="label", how="left", maintain_order="left"
+        )
+
+    def _empty(self) -> pl.DataFrame:
+        return read_rows(self.files.range_file(0), 0, 0)
+
+    def _ranges(self, name: str) -> Iterator[tuple[slice, np.ndarray]]:
+        """(node ids, column `name`) of each node range's plan rows, one range at a time."""
+        start = 0
+        for node_range, kept in enumerate(self.kept):
+            column = pl.read_parquet(self.files.range_file(node_range), columns=[name])[name]
+            yield slice(start, start + kept), column.to_numpy()
+            start += kept
+
+    def node_ids(self) -> np.ndarray:
+        """graph id -> node id, -1 for a node left out: both follow graph_id order, so the map
+        is monotone and keeps the edges' (src, dst) order."""
+        ids = np.full(self.graph_nodes, -1, dtype=np.int64)
+        for node_ids, graph_ids in self._ranges("graph_id"):
+            ids[graph_ids] = np.arange(node_ids.start, node_ids.stop)
+        return ids
+
+    def label_ids(self) -> np.ndarray:
+        """Each kept node's label id, by node id."""
+        ids = np.zeros(self.nodes, dtype=np.int32)
+        for node_ids, labels in self._ranges("label"):
+            ids[node_ids] = np.searchsorted(self.label_names, labels)
+        return ids
+
+    def image_parts(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """(sha256, part) of `rows`' images: the crawl parts, by path, that name them."""
+        named = rows.select(sha256="image_sha256", part="image_parts").explode("part").drop_nulls()
+        return named.with_columns(part=pl.Series(self.files.parts, dtype=pl.String)[named["part"]])
+
+
+def _summed(counts: list[dict], key: str) -> dict[str, int]:
+    return dict(sorted(sum((Counter(c[key]) for c in counts), Counter()).items()))
+
+
+def _labels(counts: list[dict]) -> pl.DataFrame:
+    """labels.parquet's rows: per label, its nodes and those of each split; ids in name order."""
+    rows = [row for c in counts for row in c["labels"]]
+    frame = pl.DataFrame(
+        rows, schema={"label": pl.String, "split": pl.String, "n": pl.Int64}, orient="row"
+    )
+    totals = frame.group_by("label").agg(
+        count=pl.col("n").sum(),
+        **{f"count_{s}": pl.col("n").filter(pl.col("split") == s).sum() for s in SPLITS},
+    )
+    return totals.sort("label").select(
+        label_id=pl.int_range(pl.len(), dtype=pl.Int32),
+        label="label",
+        count="count",
+        **{f"count_{s}": f"count_{s}" for s in SPLITS},
+    )
+
+
+def plan_shards(
+    graph_dir: Path,
+    crawl_root: Path,
+    shards_dir: Path,
+    *,
+    keep_missing_images: bool,
+    rows_per_shard: int,
+    memory_gb: float | None = None,
+) -> ShardPlan:
+    """The plan of the graph's nodes and the crawl's results under `crawl_root`, made (or
+    resumed) under `shards_dir`/.plan in steps that each fit in `memory_gb` (None: MEMORY_GB,
+    read when called, so a benchmark can set it for a whole stage)."""
+    memory_gb = MEMORY_GB if memory_gb is None else memory_gb
+    nodes_path = Path(graph_dir) / "nodes.parquet"
+    parts = [str(path) for path in all_part_paths(crawl_root)]
+    made_for = {
+        "nodes": [nodes_path.stat().st_size, nodes_path.stat().st_mtime_ns],
+        "parts": [[p, Path(p).stat().st_size, Path(p).stat().st_mtime_ns] for p in parts],
+        "keep_missing_images": keep_missing_images,
+        "memory_gb": memory_gb,
+        "polars": pl.__version__,  # the bucket hash may change
+    }
+    nodes = pq.read_metadata(nodes_path).num_rows
+
+    def cut() -> dict:
+        rows = [_part_rows(Path(p)) for p in parts]
+        return {"parts": parts, **plan_cut(crawl_rows=rows, nodes=nodes, memory_gb=memory_gb)}
+
+    files = PlanFiles.open(Path(shards_dir) / PLAN_DIR, made_for=made_for, cut_for=cut)
+    for chunk in range(len(files.chunks)):
+        bucket_crawl(files, chunk)
+    for bucket in range(files.buckets):
+        join_urls(files, bucket, nodes_path=nodes_path)
+    for bucket in range(files.buckets):
+        join_shas(files, bucket)
+    counts = [
+        plan_range(files, r, nodes_path=nodes_path, keep_missing=keep_missing_images)
+        for r in range(max(-(-nodes // files.range_rows), 1))
+    ]
+    labels = _labels(counts)
+    splits = labels.select(pl.col(f"count_{s}").sum() for s in SPLITS).row(0)
+    return ShardPlan(
+        files=files,
+        kept=[c["kept"] for c in counts],
+        labels=labels,
+        label_names=labels["label"].to_list(),
+        crawl_status=_summed(counts, "crawl_status"),
+        dropped_images=_summed(counts, "dropped_images"),
+        split_sizes=dict(zip(SPLITS, map(int, splits), strict=True)),
+        categories=sorted({name for c in counts for name in c["categories"]}),
+        rows_per_shard=rows_per_shard,
+        graph_nodes=max(c["graph_nodes"] for c in counts),
+    )
