@@ -13,7 +13,7 @@ so the figure is what a worker needs for it (its imports included); inline it is
 RSS, which holds the id table and what the allocator kept. The driver's own peak is the largest
 VmHWM it read (wait4's figure would miss what the resets dropped). The steps that stay in the
 driver (node bounds, the id table, the k-core, the three writes) are timed the same way, and the
-partitions folder's size is taken after the last step of units. The anchor is the first
+partitions folder's size is taken after the pair step's last units. The anchor is the first
 --processes value, measured in the same run: each row prints its stage time over the anchor's,
 and whether the three outputs are the same bytes.
 """
@@ -34,8 +34,8 @@ from graph_scale import GRAPH_BUILD, _catalogue
 
 UNITS = WORK / "units"
 OUTPUTS = ("nodes.parquet", "edges.parquet", "reviews.parquet")
-STEPS = ("filter_meta", "link_reviews", "pair_users", "count_range")
-DRIVER = ("node_bounds", "node_ids", "k_core", "write_row_groups", "_write_reviews")
+STEPS = ("filter_meta", "link_reviews", "pair_users", "count_range", "slice_texts", "top_texts")
+DRIVER = ("node_bounds", "node_ids", "k_core", "write_row_groups", "write_reviews")
 
 
 SEEN_MB = [0.0]  # the largest VmHWM this process read, across resets
@@ -59,10 +59,28 @@ def _measured(func, *args, **kwargs) -> tuple:
     return result, time.perf_counter() - start, _peak_mb()
 
 
+def timed_units(rows: list[dict], after=None):
+    """The stage's `run_units`, each unit timed and its peak RSS read into `rows`; then
+    `after(name, args)`, if given."""
+    from slip_data.distribute import run_units
+
+    def run(func, args, options, *, name, quiet, kwargs):
+        results = run_units(partial(_measured, func), args, options, name=name, quiet=quiet,
+                            kwargs=kwargs)  # fmt: skip
+        for index, (_, seconds, peak) in sorted(results.items()):
+            rows.append({"step": name.split()[-1], "unit": index, "seconds": seconds,
+                         "peak_rss_mb": peak})  # fmt: skip
+        if after:
+            after(name, args)
+        return {index: result for index, (result, _, _) in results.items()}
+
+    return run
+
+
 def _child(graph_dir: Path, processes: int, memory_gb: float) -> dict:
     """Build from the parsed files with the units on `processes` local processes, each unit
     measured; the stage's time, counts and per-unit rows."""
-    from slip_data.distribute import UnitOptions, run_units
+    from slip_data.distribute import UnitOptions
     from slip_data.graph import build, partitions
     from slip_data.graph.build import GraphOptions
     from slip_data.graph.stage import DONE_FILE, run_graph
@@ -72,16 +90,10 @@ def _child(graph_dir: Path, processes: int, memory_gb: float) -> dict:
     driver: list[dict] = []
     folder_mb = []
 
-    def timed_units(func, args, options, *, name, quiet, kwargs):
-        results = run_units(partial(_measured, func), args, options, name=name, quiet=quiet,
-                            kwargs=kwargs)  # fmt: skip
-        for index, (_, seconds, peak) in sorted(results.items()):
-            rows.append({"step": name.split()[-1], "unit": index, "seconds": seconds,
-                         "peak_rss_mb": peak})  # fmt: skip
+    def folder_size(name, args):
         if name.endswith("count_range"):
             files = args[0][0].root.rglob("*")
             folder_mb.append(sum(f.stat().st_size for f in files if f.is_file()) / 2**20)
-        return {index: result for index, (result, _, _) in results.items()}
 
     def timed(name, real):
         def step(*args, **kwargs):
@@ -91,7 +103,7 @@ def _child(graph_dir: Path, processes: int, memory_gb: float) -> dict:
 
         return step
 
-    partitions.run_units = timed_units  # Steps.run's call, for every step
+    partitions.run_units = timed_units(rows, folder_size)  # Steps.run's call, for every step
     for name in DRIVER:
         setattr(build, name, timed(name, getattr(build, name)))
     (graph_dir / DONE_FILE).unlink(missing_ok=True)
@@ -134,13 +146,15 @@ def _prepared(memory_gb: float) -> Path:
     return graph_dir
 
 
-def _per_step(row: dict) -> None:
+def _per_step(row: dict, steps: tuple[str, ...] = STEPS) -> None:
     """Per step: units, and the mean and largest time and peak RSS of a unit."""
     by_step = defaultdict(list)
     for unit in row["units"]:
         by_step[unit["step"]].append(unit)
-    for step in STEPS:
+    for step in steps:
         units = by_step[step]
+        if not units:
+            continue
         seconds = [unit["seconds"] for unit in units]
         peaks = [unit["peak_rss_mb"] for unit in units]
         print(
@@ -186,7 +200,7 @@ def main() -> None:
                 f"    driver: {step['step']:<17} {step['seconds']:6.2f} s, peak RSS "
                 f"{step['peak_rss_mb']:,.0f} MB"
             )
-        print(f"    partitions folder after the units: {row['partitions_mb']:,.0f} MB")
+        print(f"    partitions folder after the pair step: {row['partitions_mb']:,.0f} MB")
     if args.out:
         args.out.write_text(json.dumps({"memory_gb": args.memory_gb, "rows": rows}, indent=2))
 

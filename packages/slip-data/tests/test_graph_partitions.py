@@ -16,7 +16,7 @@ from flaky_units import pair_users_dying_once
 from rawfiles import product, review, write_jsonl_gz
 
 from slip_data.distribute import UnitFailed, UnitOptions
-from slip_data.graph import build, partitions, stage
+from slip_data.graph import build, partitions, stage, texts
 from slip_data.graph.build import GraphOptions
 from slip_data.graph.partitions import (
     GB,
@@ -26,12 +26,15 @@ from slip_data.graph.partitions import (
     partition_counts,
 )
 from slip_data.graph.stage import DONE_FILE, PARTITIONS, RawCategory, run_graph
+from slip_data.graph.texts import write_reviews
 
 OUTPUTS = ("nodes.parquet", "edges.parquet", "reviews.parquet")
 ONE = partition_counts(reviews=1, products=1, memory_gb=2.0)  # the default budget: one unit
-CUT = {"users": 4, "key_ranges": 3, "node_ranges": 3, "link_rows": 150}  # review files: 6 slices
+# review files: 6 link slices, and 7 text slices and item ranges
+CUT = {"users": 4, "key_ranges": 3, "node_ranges": 3, "link_rows": 150, "text_rows": 130}
 INLINE = UnitOptions()  # the default: one unit after another, in this process
-FEW = {"users": 2, "key_ranges": 2, "node_ranges": 2, "link_rows": 10**6}  # 8 units, 8 processes
+FEW = {"users": 2, "key_ranges": 2, "node_ranges": 2, "link_rows": 10**6, "text_rows": 10**6}
+# 12 units
 
 
 def catalogue(tmp_path) -> list[RawCategory]:
@@ -50,6 +53,15 @@ def catalogue(tmp_path) -> list[RawCategory]:
                 review(f"user{user}", asin, timestamp=step, verified_purchase=rng.random() < 0.8)
             )
     records += [review("user1", "UNKNOWN"), review("user1", asins[3])]  # an orphan, a repeat
+    texts = random.Random(1)  # the texts apart, so that the graph stays as it was
+    for index, record in enumerate(records):
+        record["helpful_vote"] = texts.choice([0, 0, 0, 1, 2, None])
+        record["title"] = texts.choice(["Fine", "", None, "<b>Good</b> &amp; cheap"])
+        record["text"] = texts.choice([f"Review {index}.", "", None, "One<br />two &lt;3"])
+    ties = [
+        review("tied", asins[1], timestamp=9, text=f"Tie {i}", helpful_vote=3) for i in range(4)
+    ]
+    records[100:100] = ties  # full ties, in both review files: their order in the file decides
     raws = []
     for part, name in enumerate(("All_Beauty", "Appliances")):
         raws.append(
@@ -135,9 +147,88 @@ def test_the_review_texts_are_the_same_bytes_however_polars_chunked_them(tmp_pat
     texts = pl.DataFrame({"graph_id": range(3000), "reviews": reviews})
     chunked = pl.concat([texts[i : i + 37] for i in range(0, 3000, 37)], rechunk=False)
     assert chunked.n_chunks() == 82  # pyarrow's pages would follow these, had they stayed
-    build._write_reviews([texts], tmp_path / "one.parquet")
-    build._write_reviews([chunked], tmp_path / "chunked.parquet")
-    assert (tmp_path / "one.parquet").read_bytes() == (tmp_path / "chunked.parquet").read_bytes()
+    parts = [texts[i : i + 500] for i in range(0, 3000, 500)]
+    for name, frames in (("one", [texts]), ("chunked", [chunked]), ("parts", parts)):
+        write_reviews([frames, []], tmp_path / f"{name}.parquet")
+    assert (
+        len({(tmp_path / f"{name}.parquet").read_bytes() for name in ("one", "chunked", "parts")})
+        == 1
+    )
+
+
+def todays_top_reviews(reviews: pl.LazyFrame, nodes: pl.DataFrame, max_reviews: int):
+    """The review texts of one whole review file, as the driver took them before the units
+    (the join's order made the file's order explicit: polars' parallel join does not keep it)."""
+    body = texts._clean_html(pl.col("text").fill_null(""))
+    title = texts._clean_html(pl.col("title").fill_null(""))
+    line = pl.when(title != "").then(pl.concat_str(title, pl.lit(": "), body)).otherwise(body)
+    return (
+        reviews.with_row_index("row")
+        .join(nodes.lazy(), on="parent_asin")
+        .sort("row")
+        .with_columns(user=pl.col("user_id").hash(seed=0))
+        .sort(
+            ["graph_id", "helpful_vote", "timestamp", "user"],
+            descending=[False, True, True, False],
+            nulls_last=True,
+            maintain_order=True,
+        )
+        .select("graph_id", line=line)
+        .filter(pl.col("line") != "")
+        .group_by("graph_id", maintain_order=True)
+        .agg(reviews=pl.col("line").head(max_reviews))
+        .collect()
+    )
+
+
+def todays_reviews(graph_dir: Path, categories, max_reviews: int, group_rows=None) -> bytes:
+    """reviews.parquet as the driver wrote it before the units, from the build's parsed review
+    files and nodes: each file's texts whole, cut by pyarrow into `group_rows`-row groups."""
+    nodes = pl.read_parquet(graph_dir / "nodes.parquet", columns=["parent_asin", "graph_id"])
+    dest = graph_dir / "todays_reviews.parquet"
+    with pq.ParquetWriter(dest, texts.REVIEW_SCHEMA) as writer:
+        for name in categories:
+            path = graph_dir / "parsed" / f"review_{name}.parquet"
+            frame = todays_top_reviews(pl.scan_parquet(path), nodes, max_reviews)
+            table = frame.rechunk().to_arrow().cast(texts.REVIEW_SCHEMA)
+            writer.write_table(table, row_group_size=group_rows)
+    return dest.read_bytes()
+
+
+TEXT_CUTS = [CUT, CUT | {"text_rows": 37}, FEW | {"text_rows": 300}]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"min_degree": 3, "max_reviews": 2},
+        {"verified_only": True, "max_reviews": 1},
+        {"max_reviews": 0},
+    ],
+)
+def test_the_review_texts_are_todays_bytes_at_any_cut(tmp_path, monkeypatch, options):
+    """Row slices of 130, 37 and 300 rows, one whole file; the texts' order, ties and cleaning,
+    and a product reviewed in both files (a row in each), as the driver wrote them whole."""
+    raws = catalogue(tmp_path)
+    names = [raw.name for raw in raws]
+    max_reviews = options.get("max_reviews", 25)
+    one = built(raws, tmp_path / "one", **options)
+    todays = todays_reviews(tmp_path / "one", names, max_reviews)
+    assert one["reviews.parquet"] == todays
+    for index, cut in enumerate(TEXT_CUTS):
+        assert built(raws, tmp_path / f"cut{index}", cut, **options)["reviews.parquet"] == todays
+    monkeypatch.setattr(texts, "REVIEW_GROUP_ROWS", 7)  # several row groups a file
+    grouped = built(raws, tmp_path / "grouped", TEXT_CUTS[1], **options)["reviews.parquet"]
+    assert grouped == todays_reviews(tmp_path / "grouped", names, max_reviews, group_rows=7)
+    rows = pl.read_parquet(tmp_path / "one" / "reviews.parquet")
+    assert rows["graph_id"].is_duplicated().any()  # reviewed in both files
+    if max_reviews == 25:
+        lines = [[line for line in row if "Tie" in line] for row in rows["reviews"].to_list()]
+        assert [row for row in lines if row] == [
+            ["Fine: Tie 0", "Fine: Tie 2"],
+            ["Fine: Tie 1", "Fine: Tie 3"],
+        ]
 
 
 def test_the_counts_come_from_the_input_size_and_the_budget():
@@ -152,8 +243,10 @@ def test_the_counts_come_from_the_input_size_and_the_budget():
     products = 2 * GB // NODE_UNIT_BYTES_PER_PRODUCT
     assert partition_counts(reviews=1, products=products, memory_gb=2.0)["node_ranges"] == 1
     assert partition_counts(reviews=1, products=products + 1, memory_gb=2.0)["node_ranges"] == 2
+    assert fewer["text_rows"] // 4 == cut["text_rows"] < cut["link_rows"]
     most = partition_counts(reviews=10**12, products=10**12, memory_gb=0.5)
-    assert most == dict.fromkeys(ONE, MAX_PARTITIONS) | {"link_rows": most["link_rows"]}
+    rows = {"link_rows": most["link_rows"], "text_rows": most["text_rows"]}
+    assert most == dict.fromkeys(ONE, MAX_PARTITIONS) | rows
     with pytest.raises(ValueError, match="memory_gb"):
         GraphOptions(memory_gb=0)
 
@@ -185,6 +278,7 @@ def spy_writes(monkeypatch) -> list[str]:
         real(frame, dest)
 
     monkeypatch.setattr(partitions, "_write", spying)
+    monkeypatch.setattr(texts, "_write", spying)
     return written
 
 
@@ -204,7 +298,8 @@ def test_a_killed_build_resumes_without_redoing_finished_units(tmp_path, monkeyp
     assert sorted(p.name for p in (graph_dir / PARTITIONS / "edges").iterdir()) == ["k0.parquet"]
     written = spy_writes(monkeypatch)
     resumed = built(raws, graph_dir, CUT)
-    assert written == ["edges/k1.parquet", "edges/k2.parquet"]
+    assert written[:2] == ["edges/k1.parquet", "edges/k2.parquet"]
+    assert all(name.startswith("texts/") for name in written[2:])  # not run before the kill
     for name in ("counts", *OUTPUTS):
         assert resumed[name] == clean[name], name
 
@@ -228,6 +323,49 @@ def test_a_review_file_is_linked_in_row_slices_each_a_unit(tmp_path, monkeypatch
         assert resumed[name] == clean[name], name
 
 
+def test_a_build_killed_in_the_review_texts_resumes_per_unit(tmp_path, monkeypatch):
+    raws = catalogue(tmp_path)
+    clean = built(raws, tmp_path / "clean", CUT, min_degree=3)
+    parsed = tmp_path / "clean" / "parsed"
+    slices = {
+        raw.name: partitions.slice_count(parsed / f"review_{raw.name}.parquet", CUT["text_rows"])
+        for raw in raws
+    }
+    assert slices == {"All_Beauty": 7, "Appliances": 7}
+    graph_dir = tmp_path / "graph"
+    folder = graph_dir / PARTITIONS / "texts"
+    killed(raws, graph_dir, CUT, module=texts, unit="slice_texts", at="Appliances.s3", min_degree=3)
+    done = [
+        f"{name}.s{i}.json" for name, n in (("All_Beauty", 7), ("Appliances", 3)) for i in range(n)
+    ]
+    assert sorted(p.name for p in folder.glob("*.json")) == done
+    with monkeypatch.context() as patch:  # then killed again in the range units
+        written = spy_writes(patch)
+        kill_at(patch, texts, "top_texts", texts.TextRange("Appliances", 7, 1))
+        with pytest.raises(Killed):
+            run_cut(raws, graph_dir, CUT, min_degree=3)
+    rest = [f"texts/Appliances.s{i}.r{t}.parquet" for i in range(3, 7) for t in range(7)]
+    ranges = [f"texts/All_Beauty.r{t}.parquet" for t in range(7)]
+    assert written == [*rest, *ranges, "texts/Appliances.r0.parquet"]
+    assert not (graph_dir / "reviews.parquet").exists()
+    written = spy_writes(monkeypatch)
+    resumed = built(raws, graph_dir, CUT, min_degree=3)
+    assert written == [f"texts/Appliances.r{t}.parquet" for t in range(1, 7)]
+    for name in ("counts", *OUTPUTS):
+        assert resumed[name] == clean[name], name
+
+
+def test_a_review_file_without_texts_is_an_empty_row_group_as_before(tmp_path):
+    raws = meta_files(tmp_path, ("All_Beauty", "Appliances"), [[product("A")], [product("B")]])
+    orphans = [review("u1", "Z", text="Nobody's"), review("u2", "A", title="", text="")]
+    raws[1] = RawCategory(raws[1].name, raws[1].meta, write_jsonl_gz(tmp_path / "r.gz", orphans))
+    run_cut(raws, tmp_path / "graph", CUT)
+    written = (tmp_path / "graph" / "reviews.parquet").read_bytes()
+    assert written == todays_reviews(tmp_path / "graph", [raw.name for raw in raws], 25)
+    meta = pq.ParquetFile(tmp_path / "graph" / "reviews.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [1, 0]
+
+
 def test_a_build_killed_in_the_node_units_resumes_from_the_meta_files_done(tmp_path, monkeypatch):
     raws = catalogue(tmp_path)
     clean = built(raws, tmp_path / "clean", CUT, min_degree=3)
@@ -246,7 +384,7 @@ def test_a_build_killed_in_the_node_units_resumes_from_the_meta_files_done(tmp_p
     assert not list(graph_dir.glob(".nodes.parquet.*"))  # the temp file gone with the error
     written = spy_writes(monkeypatch)
     resumed = built(raws, graph_dir, CUT, min_degree=3)
-    assert written == []  # every unit was done: only the outputs are written
+    assert all(name.startswith("texts/") for name in written)  # the rest were done
     for name in ("counts", *OUTPUTS):
         assert resumed[name] == clean[name], name
 
@@ -285,7 +423,9 @@ def test_another_budget_starts_the_units_over_and_a_done_graph_stays(tmp_path, m
              for kind in ("ids", "r0")]  # fmt: skip
     nodes.append("nodes/id_table.parquet")
     links = ["links/All_Beauty.s0.u0.parquet", "links/Appliances.s0.u0.parquet"]
-    assert written == [*nodes, *links, "pairs/u0.k0.parquet", "edges/k0.parquet"]
+    slices = ["texts/All_Beauty.s0.r0.parquet", "texts/Appliances.s0.r0.parquet"]
+    ranges = ["texts/All_Beauty.r0.parquet", "texts/Appliances.r0.parquet"]
+    assert written == [*nodes, *links, "pairs/u0.k0.parquet", "edges/k0.parquet", *slices, *ranges]
     for name in ("counts", *OUTPUTS):
         assert resumed[name] == clean[name], name
     plan = json.loads((graph_dir / DONE_FILE).read_text())["partitions"]

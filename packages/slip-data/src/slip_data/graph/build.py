@@ -10,15 +10,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 from rich.progress import Progress
 
-from slip_data.atomic import atomic_path
 from slip_data.bounds import Bounds
 from slip_data.categories import parse_categories
 from slip_data.distribute import UnitOptions
@@ -36,6 +33,7 @@ from slip_data.graph.partitions import (
     pair_step,
     write_row_groups,
 )
+from slip_data.graph.texts import text_step, write_reviews
 from slip_data.option_fields import check_fields, option, text_option
 from slip_data.progress import item_progress
 
@@ -156,16 +154,6 @@ def _join_text(column: str) -> pl.Expr:
     return pl.col(column).list.eval(pl.element().filter(pl.element().str.strip_chars() != ""))
 
 
-def _clean_html(text: pl.Expr) -> pl.Expr:
-    """Review texts carry `<br />` and entities; keep them readable as plain text."""
-    return (
-        text.str.replace_all(r"(?i)<br\s*/?>", "\n")
-        .str.replace_all(r"<[^>]{0,200}>", "")
-        .str.replace_many(["&amp;", "&quot;", "&#39;", "&lt;", "&gt;"], ["&", '"', "'", "<", ">"])
-        .str.strip_chars()
-    )
-
-
 def node_rows(meta: pl.LazyFrame, category: str, options: GraphOptions) -> pl.LazyFrame:
     """One meta file's node columns, and `dropped`: the first node filter a row fails (null:
     none). The one filter that needs every file, `duplicate_parent_asin`, is `node_ids`'s."""
@@ -224,9 +212,10 @@ def _node_ranges(
         yield frame.with_columns(split)
 
 
-def _advancing(
-    frames: Iterable[pl.DataFrame], *, progress: Progress, task: str, total: int
-) -> Iterator[pl.DataFrame]:
+T = TypeVar("T")
+
+
+def _advancing(frames: Iterable[T], *, progress: Progress, task: str, total: int) -> Iterator[T]:
     """`frames`, with a progress bar that moves as the writer takes them."""
     task_id = progress.add_task(task, total=total)
     for frame in frames:
@@ -319,11 +308,17 @@ def build_graph(
             rows=EDGE_GROUP_ROWS,
             dictionary=["weight"],
         )
-        texts = (
-            top_reviews(pl.scan_parquet(path), nodes, options.max_reviews)
-            for path in reviews.values()
-        )
-        _write_reviews(
+    ranges = text_step(
+        reviews,
+        nodes=nodes,
+        nodes_file=out / "nodes.parquet",
+        parts=parts,
+        max_reviews=options.max_reviews,
+        steps=steps,
+    )
+    with item_progress(quiet) as progress:
+        texts = ((pl.read_parquet(path) for path in files) for files in ranges)
+        write_reviews(
             _advancing(texts, progress=progress, task="review texts", total=len(reviews)),
             out / "reviews.parquet",
         )
@@ -333,41 +328,6 @@ def build_graph(
         "dropped_products": dict(sorted(dropped.items())),
         "dropped_reviews": {k: int(v) for k, v in sorted(review_counts.items()) if v},
     }
-
-
-def top_reviews(reviews: pl.LazyFrame, nodes: pl.DataFrame, max_reviews: int) -> pl.DataFrame:
-    """(graph_id, reviews): up to `max_reviews` texts per product, most helpful first, then newest.
-
-    `nodes` holds (parent_asin, graph_id) only. Run once per review file, so that only one file's
-    texts are in memory at a time.
-    """
-    body = _clean_html(pl.col("text").fill_null(""))
-    title = _clean_html(pl.col("title").fill_null(""))
-    line = pl.when(title != "").then(pl.concat_str(title, pl.lit(": "), body)).otherwise(body)
-    return (
-        reviews.join(nodes.lazy(), on="parent_asin")
-        .with_columns(user=pl.col("user_id").hash(seed=0))
-        .sort(  # stable, so full ties keep the file's order
-            ["graph_id", "helpful_vote", "timestamp", "user"],
-            descending=[False, True, True, False],
-            nulls_last=True,
-            maintain_order=True,
-        )
-        .select("graph_id", line=line)
-        .filter(pl.col("line") != "")
-        .group_by("graph_id", maintain_order=True)
-        .agg(reviews=pl.col("line").head(max_reviews))
-        .collect()
-    )
-
-
-def _write_reviews(texts: Iterable[pl.DataFrame], dest: Path) -> None:
-    """The kept review texts, one review file at a time so memory holds one file's texts; each
-    in one chunk, as the pages follow the chunks and polars may cut the same rows otherwise."""
-    schema = pa.schema([("graph_id", pa.int64()), ("reviews", pa.large_list(pa.large_string()))])
-    with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-        for frame in texts:
-            writer.write_table(frame.rechunk().to_arrow().cast(schema))
 
 
 def read_texts(graph_dir: Path, graph_ids: pl.Series) -> pl.DataFrame:

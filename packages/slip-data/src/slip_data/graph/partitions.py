@@ -31,6 +31,7 @@ Layout under `root` (graph/partitions/, removed once the stage is done):
     pairs/u{j}.k{r}.parquet       user partition j's (key, count) runs in key range r, sorted
     pairs/u{j}.json               that unit's done marker: the repeat reviews it merged
     edges/k{r}.parquet            key range r's edges (src, dst, weight), sorted
+    texts/...                     the review texts' units: texts.py
 """
 
 import json
@@ -63,6 +64,11 @@ NODE_UNIT_BYTES_PER_PRODUCT = 4000
 # Peak bytes per review of a link unit: 88 to 96 B measured on one 5M-review file (docs/scale.md),
 # with a margin. A review file with more rows than the budget allows is linked in row slices.
 LINK_UNIT_BYTES_PER_REVIEW = 120
+# Peak bytes per review of a review-text unit (texts.py: a row slice's texts cleaned and sorted,
+# a node range's over the slices joined, sorted and grouped): 1.5 and 1.6 KB measured with 483 B
+# of title and text a review (0.6 and 0.45 KB at the demo's 56 B; docs/scale.md), at the 500 B a
+# real review is assumed to take, with a margin. Longer reviews need a smaller --memory-gb.
+TEXT_UNIT_BYTES_PER_REVIEW = 2000
 MAX_PARTITIONS = 256  # each way: the pair step writes U x K files
 BOUND_SAMPLES = 1024  # meta rows sampled per node range to cut the ranges
 GB = 1 << 30
@@ -136,15 +142,17 @@ def partition_counts(*, reviews: int, products: int, memory_gb: float) -> dict[s
         "key_ranges": cut(reviews * RANGE_UNIT_BYTES_PER_REVIEW),
         "node_ranges": cut(products * NODE_UNIT_BYTES_PER_PRODUCT),
         "link_rows": max(math.floor(budget / LINK_UNIT_BYTES_PER_REVIEW), 1),
+        "text_rows": max(math.floor(budget / TEXT_UNIT_BYTES_PER_REVIEW), 1),
     }
 
 
 @dataclass(frozen=True)
 class ReviewSlice:
-    """A link unit's rows: a parsed review file's, from row `start` (at most `link_rows`)."""
+    """A unit's rows of a parsed review file: from row `start`, at most `rows`."""
 
     path: Path
     start: int
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,7 @@ class Partitions:
     key_ranges: int
     node_ranges: int
     link_rows: int
+    text_rows: int
 
     @classmethod
     def open(cls, root: Path, cut: dict[str, int], *, made_for: dict) -> "Partitions":
@@ -179,14 +188,14 @@ class Partitions:
     def id_table(self) -> Path:
         return self.root / "nodes" / "id_table.parquet"
 
-    def link_units(self, reviews: Mapping[str, Path]) -> dict[str, ReviewSlice]:
-        """Step 3's units by name: each parsed review file in slices of at most `link_rows`
-        rows."""
+    @staticmethod
+    def review_slices(reviews: Mapping[str, Path], rows: int) -> dict[str, ReviewSlice]:
+        """Units by name: each parsed review file in slices of at most `rows` rows (the link
+        units' `link_rows`, the review texts' `text_rows`)."""
         units = {}
         for review, path in reviews.items():
-            rows = pq.ParquetFile(path).metadata.num_rows
-            for index in range(max(math.ceil(rows / self.link_rows), 1)):
-                units[f"{review}.s{index}"] = ReviewSlice(path, index * self.link_rows)
+            for index in range(slice_count(path, rows)):
+                units[f"{review}.s{index}"] = ReviewSlice(path, index * rows, rows)
         return units
 
     def link_file(self, unit: str, user_part: int) -> Path:
@@ -204,6 +213,11 @@ class Partitions:
         share = np.arange(self.key_ranges + 1) / self.key_ranges
         src = np.rint(n_items * (1 - np.sqrt(1 - share))).astype(np.int64)
         return src * n_items
+
+
+def slice_count(path: Path, rows: int) -> int:
+    """How many slices of at most `rows` rows a parsed review file is cut into (at least one)."""
+    return max(math.ceil(pq.ParquetFile(path).metadata.num_rows / rows), 1)
 
 
 def _write(frame: pl.DataFrame, dest: Path) -> None:
@@ -317,7 +331,7 @@ def link_reviews(
     ids = pl.scan_parquet(parts.id_table)
     linked = (
         pl.scan_parquet(rows.path)
-        .slice(rows.start, parts.link_rows)
+        .slice(rows.start, rows.rows)
         .select(
             "parent_asin",
             "timestamp",
@@ -424,7 +438,7 @@ def pair_step(
     """Steps 3 to 5 over the parsed review files: the K edge ranges (src < dst, ids below
     `n_items`, sorted), each unit skipped when an earlier run finished it. Returns the reviews
     dropped, by reason."""
-    links = parts.link_units(reviews)
+    links = parts.review_slices(reviews, parts.link_rows)
     args = [(parts, unit, rows) for unit, rows in links.items()]
     dropped = sum(
         steps.run("link_reviews", link_reviews, args, verified_only=verified_only), Counter()
@@ -486,22 +500,31 @@ def write_row_groups(
     dictionary: list[str],
 ) -> int:
     """Write `frames` in order as one Parquet file of `rows`-row groups (the last one shorter),
-    with statistics, and return the rows written. The bytes depend on the rows alone, not on how
-    many frames brought them, and a reader after some ids skips the groups whose statistics
-    exclude them. Only the columns in `dictionary` (few distinct values) are dictionary-encoded:
-    on ids and texts it costs space."""
-    held = pl.DataFrame(schema=schema)
+    with statistics, and return the rows written. A reader after some ids skips the groups whose
+    statistics exclude them. Only the columns in `dictionary` (few distinct values) are
+    dictionary-encoded: on ids and texts it costs space."""
     written = 0
-    arrow = held.to_arrow().schema
+    arrow = pl.DataFrame(schema=schema).to_arrow().schema
     with (
         atomic_path(dest) as tmp,
         pq.ParquetWriter(tmp, arrow, compression="zstd", use_dictionary=dictionary) as writer,
     ):
-        for frame in frames:
-            held = pl.concat([held, frame.select(schema.names())], rechunk=False)
-            while held.height >= rows:
-                writer.write_table(held.head(rows).rechunk().to_arrow())
-                held, written = held.slice(rows), written + rows
-        if held.height:
-            writer.write_table(held.rechunk().to_arrow())
-    return written + held.height
+        for group in row_groups((frame.select(schema.names()) for frame in frames), rows):
+            writer.write_table(group.to_arrow())
+            written += group.height
+    return written
+
+
+def row_groups(frames: Iterable[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:
+    """The rows of `frames` in order, as frames of `rows` rows (the last one shorter), each in
+    one chunk: pyarrow's pages follow the chunks, so the bytes written depend on the rows alone,
+    not on how many frames brought them."""
+    held: pl.DataFrame | None = None
+    for frame in frames:
+        held = frame if held is None else pl.concat([held, frame], rechunk=False)
+        while held.height >= rows:
+            yield held.head(rows).rechunk()
+            held = held.slice(rows)
+    if held is not None and held.height:
+        group, held = held.rechunk(), None  # its frames freed while the group is written
+        yield group
