@@ -17,10 +17,14 @@ configs/vit-b-32-gpu.toml and random weights (`--pretrained` to start from other
    (32 epochs of about 400M samples in about 36 h on 128 A100s) works out to ~772 samples/s/GPU.
 3. **Planner**: ms per SLIP batch, one thread (the default) against torch's thread count, on idle
    cores and with as many spinning processes as loader workers (what the loop's planner meets).
-4. **Loader**: images/s decoded, augmented and pinned by the workers alone (their start included).
+4. **Loader**: images/s decoded, augmented and pinned by the workers alone (their start included),
+   and with `data.decode = "cuda"` (the workers check the images and draw the crops, the main
+   process decodes each batch with nvjpeg and crops and resizes it on the GPU), each against the
+   samples/s every model's step consumes; the largest difference of the CUDA decode's pixels from
+   the CPU decode's (`data.decode = "cpu"`) on the same batch.
 5. **Loop**: the whole training loop, loader included, in both modes, and in SLIP mode with the
-   graph sampled on the GPU (`sampler.device = "cuda"`): samples/s and the share of the time the
-   step waited for the loader.
+   graph sampled on the GPU (`sampler.device = "cuda"`) and with the images decoded on it
+   (`data.decode = "cuda"`): samples/s and the share of the time the step waited for the loader.
 6. **MFU** of every step and loop: samples/s x the step's FLOPs per sample (counted by torch's
    FlopCounterMode on the real model at the run's batch, bench/model_flops.py, which checks the
    encoders against open_clip's profile) / the device's dense bf16 peak (a table for H100, H200
@@ -45,7 +49,14 @@ from pathlib import Path
 import torch
 from model_flops import peak_tflops, random_batch, step_flops
 from torch.utils.flop_counter import FlopCounterMode
-from train_step import demo_shards, measure_loop, step_times, train_inputs
+from train_step import (
+    decoding_in_main,
+    demo_shards,
+    loader_rate,
+    measure_loop,
+    step_times,
+    train_inputs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "_work" / "gpu"
@@ -60,6 +71,7 @@ def gpu_config(
     out: str,
     sampler: str = "cpu",
     model: str = "ViT-B-32-quickgelu",
+    decode: str = "workers",
 ):
     from slip_train.config import load_config
 
@@ -71,7 +83,7 @@ def gpu_config(
          f'train.out_dir="{WORK / out}"', "train.checkpoint_every=100000",
          "train.tensorboard=false", f"train.compile={str(args.compile).lower()}",
          f"train.grad_checkpointing={str(args.grad_checkpointing).lower()}",
-         f'sampler.device="{sampler}"', f'model.name="{model}"'],
+         f'sampler.device="{sampler}"', f'model.name="{model}"', f'data.decode="{decode}"'],
     )  # fmt: skip
 
 
@@ -210,8 +222,6 @@ def main() -> None:
     if not torch.cuda.is_available():
         print("bench/gpu: skipped, torch sees no CUDA device (this benchmark needs a GPU)")
         return
-    from slip_train.data import batch_loader
-
     shards = args.shards or demo_shards(args.products)
     gpu = torch.cuda.get_device_name()
     print(
@@ -230,14 +240,23 @@ def main() -> None:
     for load, times in planning.items():
         spread = ", ".join(f"{key.replace('_', ' ')} {ms:.2f} ms" for key, ms in times.items())
         print(f"planner {load} cores ({args.workers if load == 'busy' else 0} spinning): {spread}")
-    loader = iter(batch_loader(dataset, planner, epoch=0, start=0, workers=args.workers, pin=True))
-    start = time.perf_counter()
-    batches = [next(loader) for _ in range(args.loader_batches)]  # worker start-up included
-    loader_rate = args.batch * len(batches) / (time.perf_counter() - start)
+    loader, batches = loader_rate(
+        dataset, planner, workers=args.workers, batches=args.loader_batches, pin=True
+    )
     batches = batches[:8]
-    del loader
+    jpegs = decoding_in_main(dataset)
+    cuda_loader, _ = loader_rate(
+        jpegs, planner, workers=args.workers, batches=args.loader_batches, decode="cuda", pin=True
+    )
+    handed = jpegs.__getitems__(next(planner.epoch(0)))
+    by_cuda, by_cpu = (
+        jpegs.decode(handed, device=torch.device(d))["images"] for d in ("cuda", "cpu")
+    )
+    diff = (by_cuda.cpu().int() - by_cpu.int()).abs()
     print(
-        f"loader {loader_rate:.0f} images/s decoded, augmented and pinned ({args.workers} workers)"
+        f"loader {loader:.0f} images/s decoded, augmented and pinned by {args.workers} workers; "
+        f"{cuda_loader:.0f} images/s decoded on CUDA (data.decode = cuda), whose pixels differ "
+        f"from the CPU decode's by at most {diff.max()} (mean {diff.float().mean():.3f})"
     )
     edges = statistics.mean(b["edge_index"].shape[1] for b in batches)
     peak = peak_tflops(gpu, args.peak_tflops)
@@ -258,12 +277,18 @@ def main() -> None:
               f"{rates['slip']:.0f} samples/s, {mfu(rates['slip'], flops['slip'], peak)} "
               f"({edges:.0f} edges/batch, {flops['slip']:.2f} GFLOPs/sample): ratio slip/clip "
               f"{slip_step / clip_step:.3f}")  # fmt: skip
+        print(f"loader {name}: workers {loader:.0f}, CUDA decode {cuda_loader:.0f} images/s "
+              f"against the {rates['slip']:.0f} samples/s the SLIP step consumes: ratios "
+              f"{loader / rates['slip']:.2f}, {cuda_loader / rates['slip']:.2f}")  # fmt: skip
         configs = [("clip", clip), ("slip", slip)]
         if number == 0:
             sampled = gpu_config(
                 shards, "slip", args, args.loop_steps, "loop-slip-gpu", "cuda", name
             )
-            configs.append(("slip, sampled on GPU", sampled))
+            decoded = gpu_config(
+                shards, "slip", args, args.loop_steps, "loop-slip-decode", model=name, decode="cuda"
+            )
+            configs += [("slip, sampled on GPU", sampled), ("slip, decoded on GPU", decoded)]
         loops = {mode: measure_loop(config, warmup=5) for mode, config in configs}
         for mode, (rate, waiting, workers_rate) in loops.items():
             base = mode.split(",")[0]  # the GPU-sampled loop runs SLIP's step
@@ -298,7 +323,10 @@ def main() -> None:
         "gpu": gpu, "peak_tflops": peak, "torch": torch.__version__, "batch": args.batch,
         "workers": args.workers, "compile": args.compile,
         "grad_checkpointing": args.grad_checkpointing, "edges_per_batch": edges,
-        "planner_ms": planning, "loader_images_per_s": loader_rate, "smoke": checks,
+        "planner_ms": planning, "loader_images_per_s": loader,
+        "loader_cuda_decode_images_per_s": cuda_loader,
+        "cuda_decode_pixel_diff": {"max": int(diff.max()), "mean": float(diff.float().mean())},
+        "smoke": checks,
     }  # fmt: skip
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "result.json").write_text(json.dumps(result, indent=2))

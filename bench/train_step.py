@@ -13,6 +13,10 @@ On demo shards (built once into bench/_work/train-step/ with `slip-data build`):
 2. **Loader**, images/s decoded, augmented and tokenized by the DataLoader workers alone, against
    the samples/s the SLIP step consumes; then the whole training loop (`slip-train run`'s code)
    whose samples/s, against the step alone, says whether the loader holds the step back.
+3. **Decode at 224 px** (ViT-B/32's training crop, from the demo's 256 px JPEGs): images/s of the
+   workers' Pillow path against `data.decode = "cpu"` (the workers check the images and draw the
+   crops, the main process decodes the batch with torchvision's decode_jpeg and crops and resizes
+   it), with no worker (one process does all) and with `--workers`.
 """
 
 import argparse
@@ -23,6 +27,7 @@ import subprocess
 import sys
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -83,6 +88,37 @@ def train_inputs(config, image_size: int) -> TrainInputs:
         mode="slip",
     )
     return TrainInputs(data, dataset, planner)
+
+
+def decoding_in_main(dataset):
+    """`dataset` as `data.decode = "cpu"` or `"cuda"` builds it: its workers hand over JPEGs."""
+    from slip_train.data import BatchDataset
+
+    return BatchDataset(
+        dataset.cache,
+        transform=dataset.transform,
+        tokenizer=dataset.tokenizer,
+        image_size=dataset.image_size,
+        decode_in_workers=False,
+    )
+
+
+def loader_rate(
+    dataset, planner, *, workers: int, batches: int, decode: str | None = None, pin: bool = False
+) -> tuple[float, list[dict]]:
+    """Images/s of `batches` batches from a fresh loader (its workers' start included), and the
+    batches; with `decode` (a device) each decoded there in this process, as train() does, and
+    on CUDA timed to the last kernel."""
+    from slip_train.data import batch_loader
+
+    loader = iter(batch_loader(dataset, planner, epoch=0, start=0, workers=workers, pin=pin))
+    if decode is not None:
+        loader = map(partial(dataset.decode, device=torch.device(decode)), loader)
+    start = time.perf_counter()
+    made = [next(loader) for _ in range(batches)]
+    if decode == "cuda":
+        torch.cuda.synchronize()
+    return sum(b["images"].shape[0] for b in made) / (time.perf_counter() - start), made
 
 
 def step_times(
@@ -172,10 +208,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--decode-batches", type=int, default=6, help="timed at 224 px per path")
     args = parser.parse_args()
     torch.set_num_threads(2)
-
-    from slip_train.data import batch_loader
 
     shards = demo_shards(args.products)
     slip = config_for(shards, "slip", args.batch, args.workers, args.steps)
@@ -193,15 +228,9 @@ def main() -> None:
     plan = statistics.median(plan_times)
 
     # the loader alone: images/s with the workers
-    loader = batch_loader(dataset, planner, epoch=0, start=0, workers=args.workers, pin=False)
-    batches, start, images = [], time.perf_counter(), 0
-    for batch in loader:
-        batches.append(batch)
-        images += batch["images"].shape[0]
-        if len(batches) == max(8, args.steps):
-            break
-    loader_rate = images / (time.perf_counter() - start)
-    del loader
+    loader, batches = loader_rate(
+        dataset, planner, workers=args.workers, batches=max(8, args.steps)
+    )
 
     # the step alone, both modes, same tensors
     slip_times, clip_times = step_times([slip, clip], batches, args.steps)
@@ -211,6 +240,19 @@ def main() -> None:
     # the whole loop, loader included (a fresh run each time)
     loop_rate, waiting, workers_rate = measure_loop(slip, warmup=3)
 
+    # decode at 224 px: the workers' Pillow path against the main process's decode_jpeg on CPU
+    vit = config_for(shards, "slip", args.batch, args.workers, args.steps)
+    vit.model.name = "ViT-B-32"
+    pillow = train_inputs(vit, image_size=224).dataset
+    paths = {"workers": (pillow, None), "cpu": (decoding_in_main(pillow), "cpu")}
+    decode_rates = {
+        f"{path}, {workers} workers": loader_rate(
+            loading, planner, workers=workers, batches=args.decode_batches, decode=decode
+        )[0]
+        for workers in (0, args.workers)
+        for path, (loading, decode) in paths.items()
+    }
+
     edges = statistics.mean(b["edge_index"].shape[1] for b in batches)
     print(f"demo {args.products} products, slip-tiny, batch {args.batch}, {edges:.0f} edges/batch")
     overhead = (slip_step + plan) / clip_step
@@ -219,21 +261,23 @@ def main() -> None:
         f"{plan * 1000:.2f} ms: ratio slip/clip {overhead:.3f}"
     )
     print(
-        f"loader {loader_rate:.0f} images/s ({args.workers} workers) against {step_rate:.0f} "
-        f"samples/s the step consumes: ratio {loader_rate / step_rate:.2f}"
+        f"loader {loader:.0f} images/s ({args.workers} workers) against {step_rate:.0f} "
+        f"samples/s the step consumes: ratio {loader / step_rate:.2f}"
     )
     print(
         f"loop  {loop_rate:.0f} samples/s (ratio to the step alone {loop_rate / step_rate:.2f}), "
         f"{waiting:.1%} of its time waiting for the loader; its workers, a core each, would "
         f"make {workers_rate:.0f} images/s"
     )
+    rates = ", ".join(f"{path} {rate:.0f}" for path, rate in decode_rates.items())
+    print(f"decode 224 px, images/s of the loader (data.decode = workers or cpu): {rates}")
     WORK.mkdir(parents=True, exist_ok=True)
     result = {
         "products": args.products, "batch": args.batch, "edges_per_batch": edges,
         "clip_step_s": clip_step, "slip_step_s": slip_step, "planner_s": plan,
-        "loader_images_per_s": loader_rate, "step_samples_per_s": step_rate,
+        "loader_images_per_s": loader, "step_samples_per_s": step_rate,
         "loop_samples_per_s": loop_rate, "loop_data_wait_share": waiting,
-        "loop_workers_images_per_s": workers_rate,
+        "loop_workers_images_per_s": workers_rate, "decode_224_images_per_s": decode_rates,
     }  # fmt: skip
     (WORK / "result.json").write_text(json.dumps(result, indent=2))
 

@@ -96,6 +96,9 @@ class DataConfig:
     shards: str = "out/demo/shards"  # a slip-data build folder or its shards/ folder
     split: Literal["train", "val", "test"] = "train"
     num_workers: Annotated[int, NON_NEGATIVE] = 2  # DataLoader worker processes
+    # where JPEGs are decoded, cropped and resized: Pillow in the workers, or torchvision's batched
+    # decode_jpeg in the main process on the CPU or the training GPU (nvjpeg)
+    decode: Literal["workers", "cpu", "cuda"] = "workers"
     pin_memory: bool = True
     cache_dir: str = "out/cache"  # the memory-mapped node cache, one subfolder per shard set
 

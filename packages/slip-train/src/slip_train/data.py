@@ -1,5 +1,6 @@
 """From shards to training batches: the training graph, and a DataLoader whose workers read,
-decode, augment and tokenize each planned batch.
+decode, augment and tokenize each planned batch (with `data.decode = "cpu"` or `"cuda"` they hand
+over the JPEGs and their crops instead, which `BatchDataset.decode` decodes in the main process).
 
 The planner (slip_train.batches) runs in the main process and hands each worker a whole
 PlannedBatch through the DataLoader's `batch_sampler`; the worker's `__getitems__` returns the
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
 from slip_train.batches import BatchPlanner, PlannedBatch
+from slip_train.device_decode import crop_step, decode_jpegs, draw_crop, resized_crops
 from slip_train.graph_cache import load_graph
 from slip_train.sampler import CSRGraph
 from slip_train.shards import (
@@ -68,14 +70,22 @@ def to_model_images(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 
 class BatchDataset(Dataset):
     """Turns a PlannedBatch into tensors: images checked, decoded and augmented (uint8, normalised
-    later on the device by to_model_images), titles tokenized."""
+    later on the device by to_model_images), titles tokenized. With `decode_in_workers` False the
+    images are only checked and their crops drawn; `decode` makes the pixels."""
 
     def __init__(
-        self, cache: Path, *, transform: Callable, tokenizer: Callable, image_size: int
+        self,
+        cache: Path,
+        *,
+        transform: Callable,
+        tokenizer: Callable,
+        image_size: int,
+        decode_in_workers: bool = True,
     ) -> None:
         self.cache = cache
         self.image_size = image_size
         self.transform = transform
+        self.crop = None if decode_in_workers else crop_step(transform)
         self.tokenizer = tokenizer
         self._table: pa.Table | None = None  # opened lazily, in the worker that reads it
         self._warned: set[int] = set()  # nodes this process has warned about
@@ -93,7 +103,7 @@ class BatchDataset(Dataset):
         rows = self._table.take(pa.array(batch.nodes.cpu().numpy()))
         first = batch.seed + batch.offset  # image i's seed is the batch's seed + i
         with torch.random.fork_rng(devices=[]):
-            decoded = [
+            made = [
                 self._image(node, data, sha256=sha256, seed=first + i)
                 for i, (node, data, sha256) in enumerate(
                     zip(
@@ -104,29 +114,47 @@ class BatchDataset(Dataset):
                     )
                 )
             ]
-        keep = torch.tensor([image is not None for image in decoded])
-        if not bool(keep.any()):
-            raise ShardError(f"batch {batch.index}: none of its {keep.numel()} images is usable")
-        nodes, edge_index, titles = batch.nodes, batch.edge_index, rows["title"].to_pylist()
-        if not bool(keep.all()):
-            nodes, edge_index = drop_nodes(nodes, edge_index, keep.to(nodes.device))
-            titles = [title for title, kept in zip(titles, keep.tolist(), strict=True) if kept]
-        return {
-            "images": torch.stack([image for image in decoded if image is not None]),
-            "tokens": self.tokenizer(titles),
-            "nodes": nodes,
-            "edge_index": edge_index,
+        whole = {
+            "tokens": self.tokenizer(rows["title"].to_pylist()),
+            "nodes": batch.nodes,
+            "edge_index": batch.edge_index,
             "epoch": batch.epoch,
             "index": batch.index,
-            "skipped_images": int((~keep).sum()),
-            "load_s": time.perf_counter() - started,  # this process's time: the loader's cost
+            "skipped_images": 0,
         }
+        out = _keep(whole, torch.tensor([image is not None for image in made]))
+        kept = [image for image in made if image is not None]
+        if self.crop is None:
+            out["images"] = torch.stack(kept)
+        else:  # the bytes in one tensor: one piece of shared memory per batch, not one per image
+            out["jpegs"] = torch.frombuffer(
+                bytearray(b"".join(d for d, _ in kept)), dtype=torch.uint8
+            )
+            out["jpeg_sizes"] = torch.tensor([len(data) for data, _ in kept])
+            out["crops"] = torch.tensor([crop for _, crop in kept])
+        out["load_s"] = time.perf_counter() - started  # this process's time: the loader's cost
+        return out
+
+    def decode(self, batch: dict, *, device: torch.device) -> dict:
+        """A batch of JPEGs and crops as the workers' path hands it over: the images decoded on
+        `device`, cropped and resized there; one that does not decode dropped, as a damaged one."""
+        jpegs = batch["jpegs"].split(batch["jpeg_sizes"].tolist())
+        decoded = decode_jpegs(list(jpegs), device)
+        for node, image in zip(batch["nodes"].tolist(), decoded, strict=True):
+            if isinstance(image, str):
+                self._skip(node, f"its image does not decode ({image})")
+        keep = torch.tensor([not isinstance(image, str) for image in decoded])
+        rest = {k: v for k, v in batch.items() if k not in ("jpegs", "jpeg_sizes", "crops")}
+        out = _keep(rest, keep)
+        images = [image for image in decoded if not isinstance(image, str)]
+        return out | {"images": resized_crops(images, batch["crops"][keep], self.crop)}
 
     def _image(
         self, node: int, data: bytes | None, *, sha256: str | None, seed: int
-    ) -> Tensor | None:
-        """One image, augmented from its own seed: the same pixels whichever process loads it;
-        None (after a one-line warning) when it does not match its image_sha256 or does not decode.
+    ) -> Tensor | tuple[bytes, list[int]] | None:
+        """One image, augmented from its own seed: the same pixels whichever process loads it
+        (without `decode_in_workers`: its bytes and its crop); None (after a one-line warning)
+        when it does not match its image_sha256 or does not decode.
 
         Only the CPU generator is seeded, the one the transforms draw from: torch.manual_seed
         also queues a CUDA seeding with a stack trace, a good share of a loader worker's time per
@@ -137,6 +165,8 @@ class BatchDataset(Dataset):
         torch.default_generator.manual_seed(seed)
         try:
             image = Image.open(io.BytesIO(data))
+            if self.crop is not None:  # decoded later, with the batch (device_decode.py)
+                return data, draw_crop(image, self.crop, self.image_size)
             image.draft("RGB", (self.image_size, self.image_size))  # JPEG: decode no larger
             return pil_to_tensor(self.transform(image.convert("RGB")))
         except (OSError, ValueError, SyntaxError) as exc:  # Pillow's ways of saying "not an image"
@@ -157,6 +187,24 @@ def drop_nodes(nodes: Tensor, edge_index: Tensor, keep: Tensor) -> tuple[Tensor,
     renumber = torch.cumsum(keep, 0) - 1
     inside = keep[edge_index[0]] & keep[edge_index[1]]
     return nodes[keep], renumber[edge_index[:, inside]]
+
+
+def _keep(batch: dict, keep: Tensor) -> dict:
+    """The batch without its rows where `keep` is False (nodes, tokens, edges renumbered), which
+    `skipped_images` counts; a batch with no row left stops the run."""
+    if not bool(keep.any()):
+        raise ShardError(f"batch {batch['index']}: none of its {keep.numel()} images is usable")
+    if bool(keep.all()):
+        return dict(batch)
+    nodes, edge_index = drop_nodes(
+        batch["nodes"], batch["edge_index"], keep.to(batch["nodes"].device)
+    )
+    return batch | {
+        "nodes": nodes,
+        "edge_index": edge_index,
+        "tokens": batch["tokens"][keep],
+        "skipped_images": batch["skipped_images"] + int((~keep).sum()),
+    }
 
 
 class _PlannedBatches:

@@ -184,6 +184,9 @@ def _train(config: Config, resume: str | None, show_progress: bool) -> TrainResu
         world=ranks.world,
     )
     batches = iter(loader)
+    if config.data.decode != "workers":  # the main process decodes: loader time, in data_wait_s
+        decode_on = device if config.data.decode == "cuda" else torch.device("cpu")
+        batches = map(partial(dataset.decode, device=decode_on), batches)
     steps, last_loss = config.train.steps, math.nan
     since: list[Step] = []  # the steps since the last log line
     seconds = 0.0  # their wall time, the device's share included
@@ -258,6 +261,8 @@ def _join(config: Config) -> tuple[torch.device, Ranks]:
     device = pick_device(config.train.device)
     if config.train.precision == "bf16" and device.type != "cuda":
         raise ConfigError(f"train.precision: bf16 autocast needs CUDA; this run is on {device}")
+    if config.data.decode == "cuda" and device.type != "cuda":
+        raise ConfigError(f"data.decode: cuda needs training on CUDA; this run is on {device}")
     ranks = init_from_env(device.type)
     if device.type == "cuda" and ranks.world > 1:
         device = torch.device("cuda", ranks.local_rank)
@@ -284,6 +289,7 @@ def _setup(
         transform=built.train_transform,
         tokenizer=built.tokenizer,
         image_size=size[0] if isinstance(size, (tuple, list)) else size,
+        decode_in_workers=config.data.decode == "workers",
     )
     optim = config.optim
     optimizer = torch.optim.AdamW(
