@@ -6,7 +6,7 @@ second, more than a machine's cores decode with Pillow; the workers are left the
 The crop is drawn as the workers' Pillow path draws it (the same generator, seeded the same way, on
 the image at the size Pillow's draft mode would decode it), so both paths train on the same
 augmentation; their pixels differ by the decoders' and resize kernels' rounding
-(tests/test_device_decode.py pins by how much).
+(packages/slip-train/tests/test_data_decode.py pins by how much).
 """
 
 from collections.abc import Callable
