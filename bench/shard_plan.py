@@ -8,8 +8,15 @@ the catalogue.
     uv run python bench/shard_plan.py --products 50000 100000 200000 --kinds imports plan
     git archive OLD packages/slip-data/src | tar -x -C /tmp/old   # the code before, as anchor
     uv run python bench/shard_plan.py --anchor-src /tmp/old/packages/slip-data/src
+    uv run python bench/shard_plan.py --synthetic-crawl --products 200000 1000000 \
+        --mean-degree 8 --kinds imports plan --memory-gb 0.01    # the plan alone at 1M products
 
 One demo catalogue is fetched, graphed and crawled once (kept under bench/_work/shard-plan/).
+With --synthetic-crawl it is fetched and graphed, and the crawl's parts are written directly
+(kept as synthetic-*): 1,000 rows a part in node order as the crawl writes them, each URL's
+sha256 the hash of the URL, every 100th a failure, no image bytes. The plan reads no image, so
+its measurements hold, and 1M products take minutes instead of the crawl's hour; `shard` would
+write no image (it is for `imports plan`).
 Each measurement then runs in its own child process, whose peak RSS comes from wait4 (what
 `/usr/bin/time -v` reports as "Maximum resident set size"):
 
@@ -18,17 +25,19 @@ Each measurement then runs in its own child process, whose peak RSS comes from w
 - shard: `pipeline.shard` on an empty shards folder (every node file written);
 - rerun: `pipeline.shard` again (node files kept; edges, labels and manifest written again).
 
-With --anchor-src the same run first on that source, and the ratio anchor / ours is printed; when
-both write the shards, they must be the same, the edges compared by content (their row groups may
-differ). The plan kept on disk (shards/.plan) is removed before each measurement, so `plan`
-and `shard` make it from scratch.
+With --anchor-src the same run first on that source (with the budget, if it plans on disk), and
+the ratio anchor / ours is printed; when both write the shards, they must be the same, the edges
+compared by content (their row groups may differ). The plan kept on disk (shards/.plan) is removed
+before each measurement, so `plan` and `shard` make it from scratch.
 """
 
 import argparse
+import hashlib
 import json
 import shutil
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -36,19 +45,43 @@ from graph_build import _measure as measure  # bench/ is on the path
 
 WORK = Path(__file__).resolve().parent / "_work" / "shard-plan"
 KINDS = ("imports", "plan", "shard", "rerun")
+PART_ROWS = 1000  # the crawl's default part_size
 
 
-def demo_build(root: Path, demo: list[str], crawl: list[str]) -> Path:
+def demo_build(root: Path, demo: list[str], crawl: list[str], *, synthetic: bool = False) -> Path:
     """A build folder after fetch (`demo`: the demo's options), graph and crawl (`crawl`: its
-    options); the marker is written once all three ran."""
+    options; `synthetic`: parts written directly instead); the marker is written once all ran."""
     ready = root / "bench-ready"
     if not ready.is_file():
         demo = ["--source", "demo", "--categories", "all", *demo]
-        for stage, extra in (("fetch", demo), ("graph", []), ("crawl", crawl)):
+        stages = [("fetch", demo), ("graph", []), *([] if synthetic else [("crawl", crawl)])]
+        for stage, extra in stages:
             command = [sys.executable, "-m", "slip_data", stage, "--out", str(root), *extra, "-q"]
             subprocess.run(command, check=True)
+        if synthetic:
+            write_synthetic_crawl(root)
         ready.touch()
     return root
+
+
+def write_synthetic_crawl(root: Path) -> None:
+    """Crawl parts for the graph's image URLs as the crawl writes them, without crawling (the
+    module docstring says what they hold)."""
+    from slip_data.crawl.results import write_part
+
+    nodes = pq.ParquetFile(root / "graph" / "nodes.parquet")
+    row = 0
+    for seq, batch in enumerate(nodes.iter_batches(PART_ROWS, columns=["image_url"])):
+        rows = []
+        for url in batch.column(0).to_pylist():
+            ok = row % 100 != 99
+            sha256 = hashlib.sha256(url.encode()).hexdigest() if ok else None
+            size = 256 if ok else None
+            status = "ok" if ok else "http_404"
+            rows.append(dict(url=url, status=status, attempts=1, sha256=sha256, width=size,
+                             height=size))  # fmt: skip
+            row += 1
+        write_part(root / "crawl", seq, rows)
 
 
 def anchored(parser: argparse.ArgumentParser) -> argparse.Namespace:
@@ -62,7 +95,7 @@ def child(kind: str, root: Path, memory_gb: float | None) -> dict:
     from slip_data.pipeline import Layout, _shard_plan, shard
     from slip_data.shard.writer import ShardOptions
 
-    if memory_gb is not None:  # ours only: the anchor has no budget
+    if memory_gb is not None and find_spec("slip_data.shard.plan"):  # an anchor may plan in RAM
         from slip_data.shard import plan
 
         plan.MEMORY_GB = memory_gb
@@ -101,10 +134,11 @@ def same_shards(anchor: Path, ours: Path) -> bool:
 def measure_size(products: int, args: argparse.Namespace) -> dict[str, dict]:
     """Anchor (if given) and ours on one demo build; prints its lines."""
     demo = ["--demo-products", str(products), "--demo-mean-degree", str(args.mean_degree)]
-    root = demo_build(WORK / f"demo-{products}-d{args.mean_degree}", demo, [])
+    name = f"{'synthetic' if args.synthetic_crawl else 'demo'}-{products}-d{args.mean_degree}"
+    root = demo_build(WORK / name, demo, [], synthetic=args.synthetic_crawl)
     runs = {}
     if args.anchor_src:
-        runs["anchor"] = run(root, args.anchor_src, args.kinds, None)
+        runs["anchor"] = run(root, args.anchor_src, args.kinds, args.memory_gb)
         shutil.rmtree(root / "shards-anchor", ignore_errors=True)
         if (root / "shards").exists():
             (root / "shards").rename(root / "shards-anchor")
@@ -148,6 +182,9 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument(
         "--memory-gb", type=float, help="the shard plan's budget (default: its MEMORY_GB)"
+    )
+    parser.add_argument(
+        "--synthetic-crawl", action="store_true", help="crawl parts written, not crawled"
     )
     args = anchored(parser)
     if args.child:

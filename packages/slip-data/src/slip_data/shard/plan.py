@@ -3,13 +3,14 @@
 A node's row needs its URL's latest crawl result (the row with the most attempts, the later part
 on a tie: crawl/results.py `read_latest`) and the crawl parts that name its image. Both are
 found by hashing: the crawl parts are read in chunks, each chunk's rows going into B files by a
-hash of the URL and its (sha256, part) pairs into B files by a hash of the sha256; each URL
-bucket takes the latest row per URL and joins the nodes of its bucket, and each sha256 bucket
-gives its nodes their parts. The plan rows are then made per node range, in graph_id order,
-from the bucket files' rows of that range (sorted by graph_id, so a read skips the other row
-groups). Counts and labels are summed over the ranges; label and node ids are given when a node
-file's rows are read. Across the steps only arrays of one number per node are held (the graph
-id -> node id map and the label ids, for the edges and the homophily).
+hash of the URL and its (sha256, part) pairs into B files by a hash of the sha256, and each node
+range's (graph_id, image_url) into B files by the URL's hash; each URL bucket takes the latest
+row per URL and joins the nodes of its bucket, and each sha256 bucket gives its nodes their parts.
+The plan rows are then made per node range, in graph_id order, from the bucket files' rows of that
+range (sorted by graph_id, so a read skips the other row groups). Counts and labels are summed
+over the ranges; label and node ids are given when a node file's rows are read. Across the steps
+only arrays of one number per node are held (the graph id -> node id map and the label ids, for
+the edges and the homophily).
 
 Layout under `shards/.plan/` (kept after the stage: units and reruns reuse it):
 
@@ -18,6 +19,7 @@ Layout under `shards/.plan/` (kept after the stage: units and reruns reuse it):
     crawl/c{c}.u{j}.parquet    chunk c's crawl rows of URL bucket j (url, attempts, order, ...)
     crawl/c{c}.s{k}.parquet    chunk c's (sha256, part) pairs of sha256 bucket k
     crawl/c{c}.json            chunk c's done marker
+    nodes/r{r}.u{j}.parquet    node range r's (graph_id, image_url) of URL bucket j
     urls/u{j}.s{k}.parquet     URL bucket j's nodes with an image of sha256 bucket k
     urls/u{j}.parquet          URL bucket j's nodes with their crawl result, by graph_id
     shas/s{k}.parquet          sha256 bucket k's nodes with the parts naming their image
@@ -96,19 +98,11 @@ def _write(frame: pl.DataFrame, dest: Path) -> None:
 
 
 def read_rows(path: Path, start: int, stop: int, columns: list[str] | None = None) -> pl.DataFrame:
-    """Rows `start` to `stop` of a Parquet file, reading only the row groups that hold them."""
-    source = pq.ParquetFile(path)
-    groups, first, offset = [], None, 0
-    for index in range(source.metadata.num_row_groups):
-        rows = source.metadata.row_group(index).num_rows
-        if offset < stop and start < offset + rows:
-            groups.append(index)
-            first = offset if first is None else first
-        offset += rows
-    table = source.read_row_groups(groups, columns=columns)
-    frame = pl.from_arrow(table) if groups else pl.from_arrow(source.schema_arrow.empty_table())
-    frame = frame.select(columns) if columns else frame
-    return frame.slice(start - (first or 0), stop - start)
+    """Rows `start` to `stop` of a Parquet file: polars reads only the row groups that hold them,
+    and keeps little of what it read (pyarrow's reads kept up to 70 MB of a node file's groups:
+    docs/benchmarks.md)."""
+    rows = pl.scan_parquet(path)
+    return (rows.select(columns) if columns else rows).slice(start, stop - start).collect()
 
 
 def _bucket(column: str, buckets: int) -> pl.Expr:
@@ -154,6 +148,9 @@ class PlanFiles:
     def crawl_file(self, chunk: int, kind: str, bucket: int) -> Path:
         return self.root / "crawl" / f"c{chunk}.{kind}{bucket}.parquet"
 
+    def node_file(self, node_range: int, bucket: int) -> Path:
+        return self.root / "nodes" / f"r{node_range}.u{bucket}.parquet"
+
     def url_file(self, bucket: int, sha_bucket: int | None = None) -> Path:
         tail = "" if sha_bucket is None else f".s{sha_bucket}"
         return self.root / "urls" / f"u{bucket}{tail}.parquet"
@@ -189,18 +186,18 @@ def bucket_crawl(files: PlanFiles, chunk: int) -> None:
     write_json(marker, {"rows": rows.height})
 
 
-def _bucket_nodes(nodes_path: Path, bucket: int, buckets: int) -> pl.DataFrame:
-    """(graph_id, image_url) of the nodes whose URL is in `bucket`, one row group at a time."""
-    source = pq.ParquetFile(nodes_path)
-    frames = [
-        pl.from_arrow(batch).filter(_bucket("image_url", buckets) == bucket)
-        for batch in source.iter_batches(GROUP_ROWS << 3, columns=["graph_id", "image_url"])
-    ]
-    empty = pl.DataFrame(schema={"graph_id": pl.Int64, "image_url": pl.String})
-    return pl.concat([empty, *frames]) if frames else empty
+def bucket_nodes(files: PlanFiles, node_range: int, *, nodes_path: Path) -> None:
+    """Step 1, one node range: its (graph_id, image_url) into the B URL buckets, so that a URL
+    bucket reads its own nodes, not all of them."""
+    dests = [files.node_file(node_range, j) for j in range(files.buckets)]
+    if dests[-1].exists():  # written in order, each atomically
+        return
+    start = node_range * files.range_rows
+    nodes = read_rows(nodes_path, start, start + files.range_rows, ["graph_id", "image_url"])
+    _write_buckets(nodes, "image_url", dests)
 
 
-def join_urls(files: PlanFiles, bucket: int, *, nodes_path: Path) -> None:
+def join_urls(files: PlanFiles, bucket: int, *, ranges: int) -> None:
     """Step 2, one URL bucket: the latest row per URL (most attempts, then the later part and
     row), joined to the bucket's nodes; a URL never crawled gets status not_crawled."""
     dest = files.url_file(bucket)
@@ -216,7 +213,7 @@ def join_urls(files: PlanFiles, bucket: int, *, nodes_path: Path) -> None:
         width=pl.col("width").cast(pl.Int32),
         height=pl.col("height").cast(pl.Int32),
     )
-    nodes = _bucket_nodes(nodes_path, bucket, files.buckets)
+    nodes = pl.read_parquet([files.node_file(r, bucket) for r in range(ranges)])
     joined = (
         nodes.join(crawled, on="image_url", how="left")
         .with_columns(pl.col("image_status").fill_null("not_crawled"))
@@ -430,15 +427,18 @@ def plan_shards(
         return {"parts": parts, **plan_cut(crawl_rows=rows, nodes=nodes, memory_gb=memory_gb)}
 
     files = PlanFiles.open(Path(shards_dir) / PLAN_DIR, made_for=made_for, cut_for=cut)
+    ranges = max(-(-nodes // files.range_rows), 1)
     for chunk in range(len(files.chunks)):
         bucket_crawl(files, chunk)
+    for node_range in range(ranges):
+        bucket_nodes(files, node_range, nodes_path=nodes_path)
     for bucket in range(files.buckets):
-        join_urls(files, bucket, nodes_path=nodes_path)
+        join_urls(files, bucket, ranges=ranges)
     for bucket in range(files.buckets):
         join_shas(files, bucket)
     counts = [
         plan_range(files, r, nodes_path=nodes_path, keep_missing=keep_missing_images)
-        for r in range(max(-(-nodes // files.range_rows), 1))
+        for r in range(ranges)
     ]
     labels = _labels(counts)
     splits = labels.select(pl.col(f"count_{s}").sum() for s in SPLITS).row(0)
