@@ -68,10 +68,13 @@ def own_rows(x: Tensor, rows: int) -> Tensor:
 
 def average_gradients(parameters: Iterable[Tensor], world: int) -> None:
     """The parameters' gradients averaged over the ranks, as DDP's backward would: for a step
-    whose backward passes ran outside DDP's forward (gradient caching)."""
+    whose backward passes ran outside DDP's forward (gradient caching). One all-reduce over the
+    gradients laid end to end, not one per parameter (a ViT has hundreds)."""
     if world == 1:
         return
-    for parameter in parameters:
-        if parameter.grad is not None:
-            dist.all_reduce(parameter.grad)
-            parameter.grad.div_(world)
+    grads = [parameter.grad for parameter in parameters if parameter.grad is not None]
+    flat = torch.cat([grad.reshape(-1) for grad in grads])
+    dist.all_reduce(flat)
+    flat.div_(world)
+    for grad, averaged in zip(grads, flat.split([grad.numel() for grad in grads]), strict=True):
+        grad.copy_(averaged.view_as(grad))
