@@ -34,6 +34,10 @@ configs/vit-b-32-gpu.toml and random weights (`--pretrained` to start from other
    in-batch edges at the demo batches' degree) trained by gradient caching (slip_train.grad_cache,
    `--cache-rows` rows of encoder at a time), SLIP with both losses and the GAT over the whole
    batch: seconds per step, samples/s, MFU and peak memory.
+8. **Syncs**: how often one eager step of the loop (`train_step` with the loop's own parts, on the
+   loader's pinned batches) waits for the GPU, SLIP and CLIP, counted by torch's sync debug mode
+   (`torch.cuda.set_sync_debug_mode("warn")`: a warning at each synchronizing op; torch says it
+   does not catch them all), with the lines that made them.
 """
 
 import argparse
@@ -44,6 +48,9 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -160,14 +167,16 @@ def cached_step(name: str, *, batch: int, rows: int, degree: float, steps: int =
     from slip_train.config import ModelConfig
     from slip_train.factory import build_model, param_groups
     from slip_train.grad_cache import cached_backward
+    from slip_train.graph_head import neighbour_edges
     from slip_train.loss import training_loss
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=name), with_graph=True).model.cuda()
     optimizer = torch.optim.AdamW(param_groups(model, weight_decay=0.2, lr=1e-5), fused=True)
-    inputs = random_batch(
+    images, tokens, edges = random_batch(
         batch, image_size=224, context=model.clip.context_length, degree=degree, device="cuda"
     )
+    inputs = (images, tokens, neighbour_edges(edges))  # as the loader prepares a batch's graph
     loss = partial(training_loss, structural_weight=0.5, structural_temperature=0.07)
 
     def step() -> None:
@@ -191,11 +200,44 @@ def cached_step(name: str, *, batch: int, rows: int, degree: float, steps: int =
         step()
     seconds = statistics.median(spent)
     return {
-        "batch": batch, "rows": rows, "edges": int(inputs[2].shape[1]), "step_s": seconds,
+        "batch": batch, "rows": rows, "edges": int(edges.shape[1]), "step_s": seconds,
         "samples_per_s": batch / seconds,
         "gflops_per_sample": counter.get_total_flops() / batch / 1e9,
         "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9,
     }  # fmt: skip
+
+
+def step_syncs(config, batches: list[dict]) -> dict:
+    """Syncs with the GPU in one eager step of the loop (`train_step` with the loop's own parts:
+    bf16, fused AdamW, the loader's pinned batches moved with non_blocking), after two warm-up
+    steps: their count, and per op's line (with the innermost slip_train line that led there)."""
+    from slip_train.distributed import Ranks
+    from slip_train.train import _setup, train_step
+
+    config.train.compile = False
+    _, _, parts, _ = _setup(config, device=torch.device("cuda"), ranks=Ranks())
+    parts.model.train()
+    for _ in range(2):  # lazy initialisation, the optimizer's state
+        train_step(iter(batches), parts)
+    torch.cuda.synchronize()
+    where: Counter = Counter()
+
+    def record(message, category, filename, lineno, file=None, line=None) -> None:
+        if "called a synchronizing" not in str(message):
+            return
+        ours = [f for f in traceback.extract_stack() if "slip_train" in f.filename]
+        via = f" via {Path(ours[-1].filename).name}:{ours[-1].lineno}" if ours else ""
+        where[f"{Path(filename).name}:{lineno}{via}"] += 1
+
+    with warnings.catch_warnings():  # warnings from backward's threads reach this one after it
+        warnings.simplefilter("always")
+        warnings.showwarning = record
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            train_step(iter(batches), parts)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return {"syncs": sum(where.values()), "where": dict(where)}
 
 
 def main() -> None:
@@ -259,6 +301,14 @@ def main() -> None:
         f"from the CPU decode's by at most {diff.max()} (mean {diff.float().mean():.3f})"
     )
     edges = statistics.mean(b["edge_index"].shape[1] for b in batches)
+    edgeless = [b | {"edge_index": b["edge_index"][:, :0]} for b in batches]  # as CLIP's
+    syncs = {
+        mode: step_syncs(gpu_config(shards, mode, args, 3, f"syncs-{mode}"), given)
+        for mode, given in (("slip", batches), ("clip", edgeless))
+    }
+    for mode, counted in syncs.items():
+        print(f"syncs  {mode} step (eager, torch's sync debug mode): {counted['syncs']} "
+              f"{counted['where'] or ''}")  # fmt: skip
     peak = peak_tflops(gpu, args.peak_tflops)
     models, result = args.models.split(","), {}
     for number, name in enumerate(models):
@@ -323,7 +373,7 @@ def main() -> None:
         "gpu": gpu, "peak_tflops": peak, "torch": torch.__version__, "batch": args.batch,
         "workers": args.workers, "compile": args.compile,
         "grad_checkpointing": args.grad_checkpointing, "edges_per_batch": edges,
-        "planner_ms": planning, "loader_images_per_s": loader,
+        "planner_ms": planning, "loader_images_per_s": loader, "step_syncs": syncs,
         "loader_cuda_decode_images_per_s": cuda_loader,
         "cuda_decode_pixel_diff": {"max": int(diff.max()), "mean": float(diff.float().mean())},
         "smoke": checks,

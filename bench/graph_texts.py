@@ -8,7 +8,7 @@ The reviews are graph_units.py's parsed 10M-review demo (bench/_work/graph/units
 missing); `--files N` takes the first N of its 33 review files, and `--longer N` repeats every
 review's text N times (a copy under bench/_work/graph/texts/), nearer real reviews' lengths than
 the demo's 46 B. A first child finds the nodes from the parsed meta files (the stage's node units
-and id table; no k-core), kept for later runs. Then each row is a child
+and one node range's id table; no k-core), kept for later runs. Then each row is a child
 of its own: the anchor, the code before the units (each review file's texts joined, sorted and
 kept whole, then written), measured in the same run, and the units at each --memory-gb, inline in
 one process as `--processes 1` runs them, with the write. Peak RSS is the child's VmHWM, reset
@@ -56,15 +56,19 @@ def _prepare(root: Path) -> None:
     import polars as pl
 
     from slip_data.graph.build import NODE_GROUP_ROWS, GraphOptions, filter_meta_file
-    from slip_data.graph.partitions import Partitions, node_bounds, node_ids
+    from slip_data.graph.partitions import Partitions, id_range, node_bounds
 
     parsed = sorted((_prepared(2.0) / "parsed").glob("meta_*.parquet"))
     metas = {path.stem.removeprefix("meta_"): path for path in parsed}
-    parts = Partitions(root, users=1, key_ranges=1, node_ranges=1, link_rows=1, text_rows=1)
+    parts = Partitions(
+        root, users=1, key_ranges=1, node_ranges=1, meta_rows=10**9, link_rows=1, text_rows=1
+    )
     bounds = node_bounds(parts, {name: pl.scan_parquet(path) for name, path in metas.items()})
-    for name, path in metas.items():
-        filter_meta_file(parts, name, path, options=GraphOptions(), bounds=bounds)
-    ids, _ = node_ids(parts, list(metas))
+    slices = parts.row_slices(metas, parts.meta_rows)  # one a file
+    for unit, rows in slices.items():
+        filter_meta_file(parts, unit, rows, options=GraphOptions(), bounds=bounds)
+    id_range(parts, 0, meta_slices=list(slices))  # one node range: its items are the graph ids
+    ids = pl.read_parquet(parts.id_table(0))
     nodes = ids.drop_nulls("item").select("parent_asin", graph_id="item")
     nodes.write_parquet(root / "nodes.parquet", row_group_size=NODE_GROUP_ROWS)
 
@@ -100,6 +104,7 @@ def _todays(root: Path, reviews: dict[str, Path], dest: Path) -> dict:
 def _units(root: Path, reviews: dict[str, Path], dest: Path, memory_gb: float) -> dict:
     """The review texts' units, inline, then the write."""
     import polars as pl
+    import pyarrow.parquet as pq
 
     from slip_data.distribute import UnitOptions
     from slip_data.graph import partitions
@@ -109,17 +114,19 @@ def _units(root: Path, reviews: dict[str, Path], dest: Path, memory_gb: float) -
     rows: list[dict] = []
     partitions.run_units = timed_units(rows)
     text_rows = partition_counts(reviews=1, products=1, memory_gb=memory_gb)["text_rows"]
-    parts = Partitions(root, users=1, key_ranges=1, node_ranges=1, link_rows=1, text_rows=text_rows)
+    parts = Partitions(
+        root, users=1, key_ranges=1, node_ranges=1, meta_rows=1, link_rows=1, text_rows=text_rows
+    )
     shutil.rmtree(root / "texts", ignore_errors=True)
     _peak_mb(reset=True)
     start = time.perf_counter()
     ranges = text_step(
         reviews,
-        nodes=pl.read_parquet(root / "nodes.parquet"),
+        n_nodes=pq.ParquetFile(root / "nodes.parquet").metadata.num_rows,
         nodes_file=root / "nodes.parquet",
         parts=parts,
         max_reviews=MAX_REVIEWS,
-        steps=Steps(UnitOptions(), quiet=True),
+        steps=Steps(UnitOptions(), memory_gb=memory_gb, quiet=True),
     )
     write_reviews(((pl.read_parquet(path) for path in files) for files in ranges), dest)
     seconds = time.perf_counter() - start

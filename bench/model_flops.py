@@ -33,13 +33,16 @@ def peak_tflops(device_name: str, given: float | None) -> float | None:
 def random_batch(
     batch: int, *, image_size: int, context: int, degree: float, device: str
 ) -> tuple[torch.Tensor, ...]:
-    """Images, tokens and `degree` x batch / 2 random in-batch edges (src < dst)."""
+    """Images, tokens and `degree` x batch / 2 random in-batch edges, prepared as the loader
+    prepares a batch's (both ways, no self loop: graph_head.neighbour_edges)."""
+    from slip_train.graph_head import neighbour_edges
+
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, image_size, image_size, generator=generator)
     tokens = torch.randint(1, 1000, (batch, context), generator=generator)
     pairs = torch.randint(0, batch, (2, max(1, round(degree * batch / 2))), generator=generator)
     pairs = pairs[:, pairs[0] != pairs[1]]
-    edges = torch.stack([pairs.min(0).values, pairs.max(0).values])
+    edges = neighbour_edges(torch.stack([pairs.min(0).values, pairs.max(0).values]))
     return images.to(device), tokens.to(device), edges.to(device)
 
 

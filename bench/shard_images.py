@@ -20,12 +20,24 @@ from pathlib import Path
 WORK = Path(__file__).resolve().parent / "_work" / "shard_images"
 
 
+def image_parts(crawl_root: Path):
+    """(sha256, part) for every row with an image sha256: each image's bytes are stored in one
+    of the parts that name its sha256. Read from the small columns only. The crawl-wide index
+    this bench looks images up with (the shard stage keeps these pairs in its plan instead)."""
+    import polars as pl
+
+    from slip_data.crawl.results import read_parts
+
+    keep = pl.col("sha256").is_not_null()
+    return read_parts(crawl_root, ["sha256"], keep, with_part=True).unique()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=100_000)
     args = parser.parse_args()
 
-    from slip_data.crawl.results import image_parts, part_files, result_dirs, stored_images
+    from slip_data.crawl.results import part_files, result_dirs, stored_images
     from slip_data.pipeline import Layout, _shard_plan
     from slip_data.shard.writer import ShardOptions
 

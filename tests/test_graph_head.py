@@ -10,6 +10,7 @@ from torch import nn
 from slip_eval.graph import refine
 from slip_eval.models import load_model
 from slip_train.checkpoint import save_checkpoint
+from slip_train.graph_head import neighbour_edges
 from slip_train.model import GraphHead, SlipModel
 
 MODEL_CFG = {
@@ -41,7 +42,7 @@ def test_slip_eval_refines_as_slip_train_does(tmp_path, fusion):
     pairs = torch.combinations(torch.arange(12))  # src < dst, each pair once, as shards store it
     edge_index = pairs[torch.randperm(len(pairs))[:20]].T
     with torch.no_grad():
-        trained = model(images, tokens, edge_index)
+        trained = model(images, tokens, neighbour_edges(edge_index))  # as the loader hands it
         loaded = load_model(str(saved), None, None)
         raw = {"image": loaded.clip.encode_image(images), "text": loaded.clip.encode_text(tokens)}
     for name, head in zip(("image", "text"), loaded.graph_heads, strict=True):

@@ -104,6 +104,8 @@ VARIANTS = {  # SLIP's variants (docs/method.md, "A SLIP that does no harm"): th
                  "optim.graph_head_lr_scale=10"],
     "headsmask": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=false"],
     "mask": ["loss.structural_gradient=encoders", "loss.neighbours_as_negatives=false"],
+    "headsbal": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=false",
+                 "sampler.seeds=balanced"],
 }  # fmt: skip
 # CPU seconds on this project's 2-core machine, one thread a run (slip-tiny): for --plan only.
 BUILD_S_PER_PRODUCT = 0.0023  # 25 s for 11,000 products
@@ -410,16 +412,78 @@ def mean_std(values: list[float]) -> dict:
 
 
 def paired(differences: list[float]) -> dict:
-    """Mean ± std of the per-seed differences and the 95% t-interval of their mean (none from one
-    seed): mean ± t(0.975, n−1)·s/√n."""
-    stats = mean_std(differences)
+    """Mean ± std of the per-seed differences and the 95% t-interval of their mean."""
+    return with_interval(mean_std(differences))
+
+
+def with_interval(stats: dict) -> dict:
+    """`stats` with the 95% t-interval of its mean, mean ± t(0.975, n−1)·s/√n; none from one
+    seed."""
     n = stats["n"]
-    if n > 1:
-        half = float(student_t.ppf(0.975, n - 1)) * stats["std"] / math.sqrt(n)
-        stats["ci95"] = [stats["mean"] - half, stats["mean"] + half]
-    else:
-        stats["ci95"] = None
-    return stats
+    half = float(student_t.ppf(0.975, n - 1)) * stats["std"] / math.sqrt(n) if n > 1 else None
+    return stats | {"ci95": None if half is None else [stats["mean"] - half, stats["mean"] + half]}
+
+
+def pooled(groups: list[dict]) -> dict:
+    """Mean ± std over the seeds of several groups of other seeds, exactly from each group's n,
+    mean and std (the within-group squares plus each group's offset from the pooled mean)."""
+    n = sum(group["n"] for group in groups)
+    mean = sum(group["n"] * group["mean"] for group in groups) / n
+    squares = sum(
+        (group["n"] - 1) * group["std"] ** 2 + group["n"] * (group["mean"] - mean) ** 2
+        for group in groups
+    )
+    return {"mean": mean, "std": math.sqrt(squares / (n - 1)) if n > 1 else 0.0, "n": n}
+
+
+def unresolved(rows: dict, seeds: int) -> list[str]:
+    """The metrics whose paired std exceeds |mean|: more seeds are due."""
+    return [
+        name
+        for name, row in rows.items()
+        if seeds > 1 and abs(row["slip_minus_clip"]["mean"]) < row["slip_minus_clip"]["std"]
+    ]
+
+
+def pool_with(summary: dict, earlier: dict) -> dict:
+    """`earlier` (a summary whose runs are no longer on disk) with this summary's cells pooled
+    into it: a cell named in both counts the seeds of both, as one run of them all would. Only
+    the same cell pools: the same graph measured on its build made again, and other seeds.
+    Metrics measured in one of the two alone are left out of the pooled cell."""
+    cells = dict(earlier)
+    for name, entry in summary.items():
+        before = earlier.get(name)
+        if before is None:
+            cells[name] = entry
+            continue
+        both = sorted(set(before["seeds"]) & set(entry["seeds"]))
+        if both:
+            raise SystemExit(f"--pool-with: {name}: seeds {both} are in both summaries")
+        same_start = before.get("pretraining") == entry.get("pretraining")
+        if before["graph"] != entry["graph"] or not same_start:
+            raise SystemExit(
+                f"--pool-with: {name}: its graph or pretraining differs from the earlier summary's"
+                f" ({entry['graph']} against {before['graph']}): not the same cell"
+            )
+        rows = {
+            metric: {
+                key: pooled([before["metrics"][metric][key], stats])
+                for key, stats in row.items()
+                if key in before["metrics"][metric]
+            }
+            for metric, row in entry["metrics"].items()
+            if metric in before["metrics"]
+        }
+        for row in rows.values():
+            row["slip_minus_clip"] = with_interval(row["slip_minus_clip"])
+        seeds = sorted(before["seeds"] + entry["seeds"])
+        cells[name] = before | {
+            "seeds": seeds,
+            "devices": sorted(set(before["devices"]) | set(entry["devices"])),
+            "metrics": rows,
+            "unresolved": unresolved(rows, len(seeds)),
+        }
+    return cells
 
 
 def summarise(grid: Grid) -> dict:
@@ -464,12 +528,7 @@ def summarise(grid: Grid) -> dict:
             "devices": sorted(devices),
             "graph": graph_stats(grid.build(cell)),
             "metrics": rows,
-            "unresolved": [
-                name
-                for name, row in rows.items()
-                if len(done) > 1
-                and abs(row["slip_minus_clip"]["mean"]) < row["slip_minus_clip"]["std"]
-            ],
+            "unresolved": unresolved(rows, len(done)),
         }
         if cell.start == "pretrained":
             entry["pretraining"] = grid.pretraining
@@ -649,6 +708,12 @@ def main() -> None:
     )
     parser.add_argument("--plan", action="store_true", help="print cells, runs and time; no runs")
     parser.add_argument("--summary-only", action="store_true", help="no runs, only the tables")
+    parser.add_argument(
+        "--pool-with",
+        type=Path,
+        help="an earlier summary.json whose runs are gone: its cells kept, the same cells with "
+        "other seeds here pooled into them",
+    )
     args = parser.parse_args()
     if args.pretrain_demo_seed == 0:
         raise SystemExit("--pretrain-demo-seed: 0 is the cells' catalogue; pick another")
@@ -674,6 +739,8 @@ def main() -> None:
                     flush=True,
                 )
     summary = summarise(grid)
+    if args.pool_with:
+        summary = pool_with(summary, json.loads(args.pool_with.read_text()))
     text = markdown(summary, grid)
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

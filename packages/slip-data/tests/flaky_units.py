@@ -24,3 +24,24 @@ def pair_users_dying_once(parts, user_part: int, **kwargs):
     if user_part == 1 and count == 0:
         os._exit(1)
     return partitions.pair_users(parts, user_part, **kwargs)
+
+
+def parse_dying_once(raw: Path, kind: str, dest: Path) -> dict:
+    """The graph stage's parse of one raw file, whose process dies on the first try of the
+    Books reviews; every try leaves a file in `tries/` beside the parsed folder."""
+    from slip_data.graph import stage
+
+    tries = dest.parent.parent / "tries"
+    tries.mkdir(exist_ok=True)
+    count = len(list(tries.glob(f"{dest.stem}.*")))
+    (tries / f"{dest.stem}.{count}").touch()
+    if dest.stem == "review_Books" and count == 0:
+        os._exit(1)
+    return stage._parsed(raw, kind, dest)
+
+
+def reserved_memory(value: int) -> tuple[int, float | None]:
+    """The memory Ray reserved for this task, as its scheduler assigned it."""
+    import ray
+
+    return value, ray.get_runtime_context().get_assigned_resources().get("memory")

@@ -24,17 +24,17 @@ import pytest
 from aiohttp import web
 from PIL import Image
 from servers import ThreadedServer
+from url_names import listed_sha256
 
 from slip_data.crawl import RETRYABLE, CrawlOptions, crawl, load_results
 from slip_data.crawl.decode import decode_image
 from slip_data.crawl.results import (
     MADE_FOR,
     UnitSpan,
-    image_parts,
     read_latest,
+    read_parts,
     span_parts,
     unit_dir,
-    url_list_sha256,
 )
 from slip_data.crawl.results import stored_images as image_loader
 from slip_data.distribute import unit_slice
@@ -327,13 +327,14 @@ def test_a_duplicate_found_in_a_later_run_is_not_stored_again(
 def test_an_image_lookup_opens_only_the_parts_that_name_its_images(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The shard stage looks up each node file's images: with the crawl's (sha256, part) index it
-    reads the parts that can hold them, not the whole crawl (docs/scale.md)."""
+    """The shard stage looks up each node file's images with the (sha256, part) pairs its plan
+    keeps for them: it reads the parts that can hold them, not the whole crawl (docs/scale.md)."""
     for name in ("dup-a", "good", "dup-b"):  # one run, so one part, each; dup-b's bytes are dup-a's
         crawl([server.url(f"/{name}.jpg")], tmp_path, FAST, host_map=server.host_map, quiet=True)
     by_url = {row["url"]: row for row in load_results(tmp_path).iter_rows(named=True)}
     first, duplicate = by_url[server.url("/dup-a.jpg")], by_url[server.url("/dup-b.jpg")]
-    index = image_parts(tmp_path)
+    named = pl.col("sha256").is_not_null()
+    where = read_parts(tmp_path, ["sha256"], named, with_part=True)  # what the plan pairs
     opened = []
     read_parquet = pl.read_parquet
     monkeypatch.setattr(
@@ -341,7 +342,7 @@ def test_an_image_lookup_opens_only_the_parts_that_name_its_images(
         "read_parquet",
         lambda path, **kw: opened.append(Path(path).name) or read_parquet(path, **kw),
     )
-    found = image_loader(tmp_path, index)(pl.Series([duplicate["sha256"]]))
+    found = image_loader(tmp_path, where)(pl.Series([duplicate["sha256"]]))
     assert found["image"].to_list() == [first["image"]] and first["image"] is not None
     assert sorted(opened) == ["part-000000.parquet", "part-000002.parquet"]  # not good.jpg's
 
@@ -356,7 +357,7 @@ def test_a_unit_opens_only_the_parts_that_can_hold_its_urls(
 
     def span(index: int, count: int, listed: list[str] = urls) -> UnitSpan:
         cut = unit_slice(len(listed), index, count)
-        named = url_list_sha256(listed)
+        named = listed_sha256(listed)
         return UnitSpan(root=tmp_path, urls_sha256=named, start=cut.start, stop=cut.stop)
 
     def run(index: int, count: int) -> dict[str, int]:

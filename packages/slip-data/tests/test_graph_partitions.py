@@ -21,6 +21,7 @@ from slip_data.graph.build import GraphOptions
 from slip_data.graph.partitions import (
     GB,
     MAX_PARTITIONS,
+    META_UNIT_BYTES_PER_PRODUCT,
     NODE_UNIT_BYTES_PER_PRODUCT,
     USER_UNIT_BYTES_PER_REVIEW,
     partition_counts,
@@ -30,10 +31,25 @@ from slip_data.graph.texts import write_reviews
 
 OUTPUTS = ("nodes.parquet", "edges.parquet", "reviews.parquet")
 ONE = partition_counts(reviews=1, products=1, memory_gb=2.0)  # the default budget: one unit
-# review files: 6 link slices, and 7 text slices and item ranges
-CUT = {"users": 4, "key_ranges": 3, "node_ranges": 3, "link_rows": 150, "text_rows": 130}
+# meta files: 3 slices (a duplicate in the same file lands in the last); review files: 6 link
+# slices, and 7 text slices and item ranges
+CUT = {
+    "users": 4,
+    "key_ranges": 3,
+    "node_ranges": 3,
+    "meta_rows": 20,
+    "link_rows": 150,
+    "text_rows": 130,
+}
 INLINE = UnitOptions()  # the default: one unit after another, in this process
-FEW = {"users": 2, "key_ranges": 2, "node_ranges": 2, "link_rows": 10**6, "text_rows": 10**6}
+FEW = {
+    "users": 2,
+    "key_ranges": 2,
+    "node_ranges": 2,
+    "meta_rows": 10**6,
+    "link_rows": 10**6,
+    "text_rows": 10**6,
+}
 # 12 units
 
 
@@ -235,17 +251,19 @@ def test_the_counts_come_from_the_input_size_and_the_budget():
     one = partition_counts(reviews=1_000_000, products=100_000, memory_gb=2.0)
     assert one == ONE and one["users"] == one["key_ranges"] == one["node_ranges"] == 1
     assert one["link_rows"] > 10_000_000
+    assert one["meta_rows"] == 2 * GB // META_UNIT_BYTES_PER_PRODUCT > 100_000
     cut = partition_counts(reviews=100_000_000, products=10_000_000, memory_gb=2.0)
     assert cut["users"] > cut["key_ranges"] > 1 and cut["node_ranges"] > 1
     fewer = partition_counts(reviews=100_000_000, products=10_000_000, memory_gb=8.0)
     assert all(fewer[way] < cut[way] for way in ("users", "key_ranges", "node_ranges"))
     assert fewer["link_rows"] == 4 * cut["link_rows"]
+    assert fewer["meta_rows"] // 4 == cut["meta_rows"] < cut["text_rows"]
     products = 2 * GB // NODE_UNIT_BYTES_PER_PRODUCT
     assert partition_counts(reviews=1, products=products, memory_gb=2.0)["node_ranges"] == 1
     assert partition_counts(reviews=1, products=products + 1, memory_gb=2.0)["node_ranges"] == 2
     assert fewer["text_rows"] // 4 == cut["text_rows"] < cut["link_rows"]
     most = partition_counts(reviews=10**12, products=10**12, memory_gb=0.5)
-    rows = {"link_rows": most["link_rows"], "text_rows": most["text_rows"]}
+    rows = {name: most[name] for name in ("meta_rows", "link_rows", "text_rows")}
     assert most == dict.fromkeys(ONE, MAX_PARTITIONS) | rows
     with pytest.raises(ValueError, match="memory_gb"):
         GraphOptions(memory_gb=0)
@@ -371,15 +389,21 @@ def test_a_build_killed_in_the_node_units_resumes_from_the_meta_files_done(tmp_p
     clean = built(raws, tmp_path / "clean", CUT, min_degree=3)
     graph_dir = tmp_path / "graph"
     nodes = graph_dir / PARTITIONS / "nodes"
-    killed(raws, graph_dir, CUT, module=build, unit="filter_meta", at="Appliances", min_degree=3)
-    assert sorted(p.name for p in nodes.glob("*.json")) == ["All_Beauty.json", "bounds.json"]
+    killed(raws, graph_dir, CUT, module=build, unit="filter_meta", at="Appliances.s1", min_degree=3)
+    done = [f"All_Beauty.s{i}.json" for i in range(3)] + ["Appliances.s0.json", "bounds.json"]
+    assert sorted(p.name for p in nodes.glob("*.json")) == done
     with monkeypatch.context() as patch:  # then killed again while writing nodes.parquet
         written = spy_writes(patch)
         kill_at(patch, build, "node_range", 2)
         with pytest.raises(Killed):
             run_cut(raws, graph_dir, CUT, min_degree=3)
-    ranges = [f"nodes/Appliances.r{i}.parquet" for i in range(3)]
-    assert written[:4] == ["nodes/Appliances.ids.parquet", *ranges]  # All_Beauty's kept
+    slices = [
+        f"nodes/Appliances.s{s}.{kind}{r}.parquet"
+        for s in (1, 2)
+        for kind in ("ids.r", "r")
+        for r in range(3)
+    ]
+    assert written[:12] == slices  # All_Beauty's and Appliances.s0's kept
     assert not (graph_dir / "nodes.parquet").exists()
     assert not list(graph_dir.glob(".nodes.parquet.*"))  # the temp file gone with the error
     written = spy_writes(monkeypatch)
@@ -419,9 +443,9 @@ def test_another_budget_starts_the_units_over_and_a_done_graph_stays(tmp_path, m
     killed(raws, graph_dir, CUT, module=partitions, unit="count_range", at=1)
     written = spy_writes(monkeypatch)
     resumed = built(raws, graph_dir)  # the default budget: one partition each way
-    nodes = [f"nodes/{name}.{kind}.parquet" for name in ("All_Beauty", "Appliances")
-             for kind in ("ids", "r0")]  # fmt: skip
-    nodes.append("nodes/id_table.parquet")
+    nodes = [f"nodes/{name}.s0.{kind}.parquet" for name in ("All_Beauty", "Appliances")
+             for kind in ("ids.r0", "r0")]  # fmt: skip
+    nodes.append("ids/r0.parquet")
     links = ["links/All_Beauty.s0.u0.parquet", "links/Appliances.s0.u0.parquet"]
     slices = ["texts/All_Beauty.s0.r0.parquet", "texts/Appliances.s0.r0.parquet"]
     ranges = ["texts/All_Beauty.r0.parquet", "texts/Appliances.r0.parquet"]
@@ -469,13 +493,54 @@ def test_a_product_in_several_meta_files_is_its_first_row_in_category_order(tmp_
     ]:
         folder = tmp_path / str(order.step)
         raws = meta_files(folder, names[order], [beauty, appliances][order])
-        killed(raws, folder / "graph", CUT, module=build, unit="filter_meta", at=raws[1].name)
+        killed(
+            raws, folder / "graph", CUT, module=build, unit="filter_meta", at=f"{raws[1].name}.s0"
+        )
         counts = run_cut(raws, folder / "graph", CUT)["counts"]
         nodes = pl.read_parquet(folder / "graph" / "nodes.parquet")
         rows = {a: (t, c) for a, t, c in nodes.select("parent_asin", "title", "category").rows()}
         assert rows == kept | {"C": ("Product C", "All_Beauty"), "E": ("Product E", "Appliances")}
         assert counts["dropped_products"] == dropped
         assert counts == run_cut(raws, folder / "one", ONE)["counts"]
+
+
+def test_a_meta_file_in_row_slices_is_the_same_as_whole(tmp_path):
+    """Slices of two rows: a product dropped by a filter in its first row, its later rows in
+    another slice of its file and in the next file still duplicates; a product kept in its first
+    row and repeated in its file's last slice."""
+    beauty = [product("A", title=""), product("B"), product("C")]
+    beauty += [product("A", title="A again"), product("D"), product("B", title="B again")]
+    appliances = [product("E"), product("A", title="Appliances A"), product("F", images=[])]
+    raws = meta_files(tmp_path, ("All_Beauty", "Appliances"), [beauty, appliances])
+    sliced = CUT | {"meta_rows": 2}
+    graph_dir = tmp_path / "graph"
+    killed(raws, graph_dir, sliced, module=partitions, unit="count_range", at=0)
+    nodes = graph_dir / PARTITIONS / "nodes"
+    units = [f"All_Beauty.s{i}" for i in range(3)] + ["Appliances.s0", "Appliances.s1"]
+    markers = [json.loads((nodes / f"{unit}.json").read_text()) for unit in units]
+    assert markers == [
+        {"rows": 2, "kept": 1},
+        {"rows": 2, "kept": 2},  # A again: no filter drops it, id_range does
+        {"rows": 2, "kept": 2},
+        {"rows": 2, "kept": 2},
+        {"rows": 1, "kept": 0},
+    ]
+    cut = built(raws, graph_dir, sliced)
+    one = built(raws, tmp_path / "one", ONE)
+    for name in ("counts", *OUTPUTS):
+        assert cut[name] == one[name], name
+    assert cut["counts"]["dropped_products"] == {
+        "duplicate_parent_asin": 3,
+        "no_image": 1,
+        "no_title": 1,
+    }
+    nodes = pl.read_parquet(graph_dir / "nodes.parquet")
+    assert nodes.select("parent_asin", "title").rows() == [
+        ("B", "Product B"),
+        ("C", "Product C"),
+        ("D", "Product D"),
+        ("E", "Product E"),
+    ]
 
 
 def tries(graph_dir: Path) -> list[str]:
@@ -568,5 +633,85 @@ def test_a_full_disk_in_a_unit_is_one_line_naming_the_stage_and_nothing_half_wri
     written = spy_writes(monkeypatch)
     resumed = built(raws, graph_dir)
     assert [name for name in written if name.startswith("nodes/")] == []  # kept, not redone
+    for name in ("counts", *OUTPUTS):
+        assert resumed[name] == clean[name], name
+
+
+# Eight node ranges over the parent_asins A A B B C C D E F G G (every meta row sampled): bounds
+# A B C C D F G, so ranges 0 (before A) and 3 ([C, C)) are empty.
+EIGHT = CUT | {"node_ranges": 8, "meta_rows": 3, "link_rows": 3}
+
+
+def test_each_node_range_finds_its_duplicates_and_items_on_its_own(tmp_path):
+    """Duplicates in one file and across files, a product a filter dropped in its first file and
+    kept in a later one (dropped, as before), empty node ranges, review slices in one range or
+    several, and a review file with no rows: the counts and bytes of one range."""
+    beauty = [product("A", title="Beauty A"), product("B", title=""), product("C")]
+    beauty += [product("C", title="C again"), product("F"), product("G", images=[])]
+    appliances = [product("A", title="Appliances A"), product("B", title="Appliances B")]
+    appliances += [product("D", images=[]), product("E"), product("G")]
+    buyers = [review(f"u{i}", asin, timestamp=i) for i in range(4) for asin in "ABCDEFGZ"]
+    raws = [
+        RawCategory(
+            name,
+            write_jsonl_gz(tmp_path / f"{name}_meta.jsonl.gz", meta),
+            write_jsonl_gz(tmp_path / f"{name}_reviews.jsonl.gz", buyers[i::2]),
+        )
+        for i, (name, meta) in enumerate((("All_Beauty", beauty), ("Appliances", appliances)))
+    ]
+    empty = write_jsonl_gz(tmp_path / "Baby_reviews.jsonl.gz", [])
+    raws.append(RawCategory("Baby", write_jsonl_gz(tmp_path / "Baby_meta.jsonl.gz", []), empty))
+    graph_dir = tmp_path / "graph"
+    killed(raws, graph_dir, EIGHT, module=partitions, unit="count_range", at=0)
+    folder = graph_dir / PARTITIONS
+    assert json.loads((folder / "nodes" / "bounds.json").read_text()) == list("ABCCDFG")
+    tables = [pl.read_parquet(folder / "ids" / f"r{i}.parquet").rows() for i in range(8)]
+    assert tables == [
+        [],
+        [("A", 0)],
+        [("B", None)],  # dropped by no_title in All_Beauty, its first file
+        [],
+        [("C", 0)],
+        [("D", None), ("E", 0)],
+        [("F", 0)],
+        [("G", None)],
+    ]
+    kept = [json.loads((folder / "ids" / f"r{i}.json").read_text())["kept"] for i in range(8)]
+    assert kept == [0, 1, 0, 0, 1, 1, 1, 0]
+    cut = built(raws, graph_dir, EIGHT)
+    one = built(raws, tmp_path / "one", ONE)
+    for name in ("counts", *OUTPUTS):
+        assert cut[name] == one[name], name
+    counts = cut["counts"]
+    assert counts["dropped_products"] == {
+        "duplicate_parent_asin": 4,
+        "no_image": 2,
+        "no_title": 1,
+    }
+    assert counts["dropped_reviews"] == {"filtered_product": 12, "unknown_product": 4}
+    nodes = pl.read_parquet(graph_dir / "nodes.parquet")
+    assert nodes.select("graph_id", "parent_asin", "title", "category").rows() == [
+        (0, "A", "Beauty A", "All_Beauty"),
+        (1, "C", "Product C", "All_Beauty"),
+        (2, "E", "Product E", "Appliances"),
+        (3, "F", "Product F", "All_Beauty"),
+    ]
+    edges = pl.read_parquet(graph_dir / "edges.parquet")
+    assert edges.rows() == [(s, d, 4) for s in range(4) for d in range(s + 1, 4)]
+
+
+def test_a_build_killed_in_the_id_units_resumes_per_node_range(tmp_path, monkeypatch):
+    raws = catalogue(tmp_path)
+    clean = built(raws, tmp_path / "clean", CUT, min_degree=3)
+    graph_dir = tmp_path / "graph"
+    killed(raws, graph_dir, CUT, module=build, unit="id_range", at=1, min_degree=3)
+    ids = graph_dir / PARTITIONS / "ids"
+    assert sorted(p.name for p in ids.iterdir()) == ["r0.json", "r0.parquet"]
+    (ids / "r0.json").unlink()  # as if killed between its table and its marker
+    written = spy_writes(monkeypatch)
+    resumed = built(raws, graph_dir, CUT, min_degree=3)
+    assert [name for name in written if name.startswith(("ids/", "nodes/"))] == [
+        f"ids/r{i}.parquet" for i in range(3)
+    ]
     for name in ("counts", *OUTPUTS):
         assert resumed[name] == clean[name], name

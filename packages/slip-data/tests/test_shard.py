@@ -221,6 +221,23 @@ def test_edges_stream_in_whole_row_groups_whatever_the_batches(tmp_path, monkeyp
     assert counts.homophily()["edge"] == np.mean(labels[src] == labels[dst])
 
 
+def test_no_edges_between_kept_nodes_are_one_empty_row_group(tmp_path):
+    graph_edges = tmp_path / "graph-edges.parquet"
+    pl.DataFrame(
+        {"src": [0, 0], "dst": [1, 2], "weight": [1, 1]},
+        schema={"src": pl.Int64, "dst": pl.Int64, "weight": pl.Int32},
+    ).write_parquet(graph_edges)
+    entry = writer.write_edges(
+        graph_edges,
+        tmp_path / "edges.parquet",
+        node_ids=np.array([-1, 0, 1]),
+        counts=EdgeLabelCounts(np.zeros(2, dtype=np.int64)),
+    )
+    written = pq.ParquetFile(tmp_path / "edges.parquet")
+    assert entry["rows"] == written.metadata.num_rows == 0 and written.num_row_groups == 1
+    assert written.schema_arrow == writer.EDGE_SCHEMA
+
+
 def test_edges_out_of_order_are_refused(tmp_path):
     graph_edges = tmp_path / "graph-edges.parquet"
     pl.DataFrame(

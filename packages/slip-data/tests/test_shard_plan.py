@@ -1,6 +1,7 @@
-"""The shard plan made in buckets and node ranges on disk: the same shards at any cut, however the
-crawl results lie (several unit folders, reruns, ties, duplicates, URLs never crawled), and a
-killed plan resumes; a plan made for other inputs is made again."""
+"""The shard plan made in buckets and node ranges on disk (in one step when one bucket holds it):
+the same shards at any cut, however the crawl results lie (several unit folders, reruns, ties,
+duplicates, URLs never crawled, a damaged part), and a killed plan resumes; a plan made for other
+inputs is made again."""
 
 import json
 from pathlib import Path
@@ -113,7 +114,7 @@ def inputs(tmp_path) -> Path:
 def test_any_cut_writes_the_latest_results_and_the_same_bytes(inputs, tmp_path, keep_missing):
     options = ShardOptions(rows_per_shard=4, keep_missing_images=keep_missing)
     manifest = shard(inputs, options)
-    assert cut(inputs)["buckets"] == 1 and len(cut(inputs)["chunks"]) == 1
+    assert cut(inputs)["buckets"] == 1 and len(cut(inputs)["chunks"]) == 1  # made in one step
     whole = shard_bytes(inputs)
 
     latest = read_latest(inputs / "crawl")
@@ -188,8 +189,39 @@ def test_a_plan_made_for_other_inputs_or_options_is_made_again(inputs):
     assert kept["counts"]["nodes"] == N
 
 
-def test_nodes_out_of_graph_id_order_are_refused(inputs):
+@pytest.mark.parametrize("memory_gb", [2.0, 4_000 / GB])
+def test_nodes_out_of_graph_id_order_are_refused(inputs, memory_gb):
     nodes = inputs / "graph" / "nodes.parquet"
     pl.read_parquet(nodes).reverse().write_parquet(nodes)
     with pytest.raises(ValueError, match="not in graph_id order: build the graph again"):
-        shard(inputs, ShardOptions())
+        shard(inputs, ShardOptions(), memory_gb=memory_gb)
+
+
+def test_a_plan_of_one_bucket_is_made_in_one_step_without_bucket_files(inputs, monkeypatch):
+    calls = []
+    for step in ("bucket_crawl", "bucket_nodes", "join_urls", "join_shas", "plan_range"):
+        monkeypatch.setattr(shard_plan, step, lambda *a, _s=step, **k: calls.append(_s))
+    monkeypatch.setattr(shard_plan, "read_parts", lambda *a, **k: calls.append("part by part"))
+    first = shard(inputs, ShardOptions(rows_per_shard=4))
+    folder = inputs / "shards" / PLAN_DIR
+    made = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+    assert made == ["plan.json", "ranges/r0.json", "ranges/r0.parquet"] and calls == []
+
+    def made_again(*args, **kwargs):
+        raise AssertionError("the finished range was made again")
+
+    monkeypatch.setattr(shard_plan, "_write_range", made_again)
+    assert shard(inputs, ShardOptions(rows_per_shard=4))["counts"] == first["counts"]
+
+
+@pytest.mark.parametrize("memory_gb", [2.0, 4_000 / GB])
+def test_a_damaged_crawl_part_is_skipped_in_one_line(inputs, tmp_path, memory_gb, caplog):
+    options = ShardOptions(rows_per_shard=4)
+    reference = tmp_path / "reference"
+    make_inputs(reference)
+    shard(reference, options, memory_gb=memory_gb)
+    (inputs / "crawl" / "parts" / "part-000002.parquet").write_bytes(b"PAR1 cut short")
+    shard(inputs, options, memory_gb=memory_gb)
+    assert shard_bytes(inputs) == shard_bytes(reference)
+    skipped = [r.getMessage() for r in caplog.records if "unreadable crawl part" in r.getMessage()]
+    assert skipped and all("\n" not in line and "part-000002" in line for line in skipped)

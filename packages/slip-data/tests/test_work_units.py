@@ -1,7 +1,10 @@
-"""Crawl and shard in work units: local processes, a local Ray instance, job arrays; retries."""
+"""Crawl and shard in work units: local processes, a local Ray instance, job arrays; retries.
+The crawl driver keeps the URL list in the crawl folder and gives its units ranges of it."""
 
 import fcntl
+import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -9,14 +12,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import polars as pl
 import pytest
 from builds import shard_bytes
-from flaky_units import die_once
+from flaky_units import die_once, parse_dying_once, reserved_memory
+from url_names import listed_sha256
 
 from slip_data import pipeline
 from slip_data.crawl import CrawlOptions
-from slip_data.crawl.results import read_latest
+from slip_data.crawl.results import (
+    HASHED_URLS,
+    MADE_FOR,
+    URL_LIST,
+    UnitSpan,
+    read_latest,
+    read_url_range,
+    unit_dir,
+    write_url_list,
+)
 from slip_data.distribute import UnitFailed, UnitOptions, run_units, unit_slice
+from slip_data.graph import stage
 from slip_data.graph.build import GraphOptions
 from slip_data.shard.writer import ShardOptions
 from slip_data.sources.demo import DemoSpec
@@ -81,6 +96,34 @@ def locked_until_first_retry(folder: Path) -> Iterator[list[str]]:
         held.close()
 
 
+def listed(layout: pipeline.Layout) -> list[str]:
+    """The URL list as the driver made it before it kept it on disk: a Python list."""
+    nodes = pl.read_parquet(layout.graph / "nodes.parquet", columns=["graph_id", "image_url"])
+    return nodes.sort("graph_id")["image_url"].unique(maintain_order=True).to_list()
+
+
+def test_the_list_keeps_the_name_it_had_as_a_python_list(tmp_path: Path) -> None:
+    urls = [f"http://images.slip-demo.invalid/{i}.jpg" for i in range(HASHED_URLS + 3)]
+    urls.append('http://images.slip-demo.invalid/caf\u00e9 "q".jpg')  # escaped by JSON
+    _, named = write_url_list(tmp_path, lambda: [pl.Series(urls)])
+    assert named == listed_sha256(urls) != listed_sha256(urls[::-1])
+    # the value the list version gave (commit 3464f02): a whole slice, then a short one
+    assert named == "b2a25ddf9f629ed59c062e23a06f24d0893fcd2045aef8cd4d9ed4e967727756"
+
+
+@pytest.fixture
+def unit_args(monkeypatch) -> list[tuple]:
+    """Every unit's positional arguments, as the driver hands them to the engine."""
+    seen: list[tuple] = []
+
+    def recording(func, args, options, **kwargs):
+        seen.extend(args)
+        return run_units(func, args, options, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run_units", recording)
+    return seen
+
+
 def test_unit_slices_cover_every_item_once():
     for count in (0, 1, 7, 100):
         for units in (1, 3, 8):
@@ -103,7 +146,7 @@ def test_ray_engine_without_ray_installed_says_how_to_get_it(monkeypatch):
         run_units(print, [()], UnitOptions(engine="ray"), name="test", quiet=True)
 
 
-def test_units_in_local_processes_with_a_retry_equal_the_plain_build(build, reference):
+def test_units_in_local_processes_with_a_retry_equal_the_plain_build(build, reference, unit_args):
     layout = pipeline.Layout(build)
     units = UnitOptions(num_shards=3, processes=2)
     with locked_until_first_retry(build / "crawl" / "units" / "00001-of-00003") as failures:
@@ -111,8 +154,22 @@ def test_units_in_local_processes_with_a_retry_equal_the_plain_build(build, refe
     assert len(failures) == 1 and "crawl unit 1 failed" in failures[0]
     assert "another crawl is running" in failures[0]
     # every distinct URL fetched once, in exactly one of the three unit folders
-    assert sum(counts.values()) == read_latest(layout.crawl, ["url"]).height
+    urls = listed(layout)
+    assert sum(counts.values()) == read_latest(layout.crawl, ["url"]).height == len(urls)
     assert len(list((build / "crawl" / "units").iterdir())) == 3
+    # each unit was given its range of the list kept on disk, not URLs, and crawled those URLs
+    named = pl.read_parquet_metadata(layout.crawl / URL_LIST)["urls_sha256"]
+    assert named == listed_sha256(urls)  # earlier unit folders' records still name this list
+    for index, (rows, folder, span) in enumerate(unit_args):
+        cut = unit_slice(len(urls), index, 3)
+        assert (rows, folder) == (cut, unit_dir(layout.crawl, index, 3))
+        start, stop = cut.start, cut.stop
+        assert span == UnitSpan(root=layout.crawl, urls_sha256=named, start=start, stop=stop)
+        made_for = json.loads((folder / MADE_FOR).read_text())["ranges"]
+        assert made_for == [{"urls_sha256": named, "start": start, "stop": stop}]
+        assert read_url_range(layout.crawl, start, stop) == urls[cut]
+        crawled = read_latest(folder, ["url"], paths=sorted(folder.glob("parts/*.parquet")))
+        assert sorted(crawled["url"]) == sorted(urls[cut])  # the unit's URLs, all and only
     pipeline.shard(layout, SHARD, units, quiet=True)
     assert shard_bytes(build) == reference
 
@@ -147,6 +204,43 @@ def test_a_unit_whose_process_dies_is_retried_in_a_pool_and_on_ray(tmp_path, cap
         ray.shutdown()
 
 
+def test_the_parse_runs_a_unit_per_raw_file_and_a_dying_one_is_retried_alone(
+    graphed, tmp_path, monkeypatch, caplog
+):
+    root = tmp_path / "build"
+    shutil.copytree(graphed, root)
+    shutil.rmtree(root / "graph")
+    monkeypatch.setattr(stage, "_parsed", parse_dying_once)  # pickled by name
+    pipeline.graph(pipeline.Layout(root), GraphOptions(), UnitOptions(processes=2), quiet=True)
+    assert [m for m in caplog.messages if "parse" in m] == [
+        "graph parse unit 3 failed (its process died with exit code 1); try 2 of 3"
+    ]
+    tries = sorted(p.name for p in (root / "graph" / "tries").iterdir())
+    assert tries == sorted(
+        [f"{kind}_{name}.0" for name in CATEGORIES for kind in ("meta", "review")]
+        + ["review_Books.1"]
+    )
+    for name in ("nodes.parquet", "edges.parquet", "reviews.parquet"):
+        assert (root / "graph" / name).read_bytes() == (graphed / "graph" / name).read_bytes()
+
+
+def test_ray_units_reserve_the_memory_a_unit_may_take():
+    ray = pytest.importorskip("ray", reason="Ray is in the dev group; pip install 'slip-data[ray]'")
+    env = {"PYTHONPATH": str(Path(__file__).parent)}
+    ray.init(runtime_env={"env_vars": env}, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = UnitOptions(num_shards=2, engine="ray")
+        args = [(0,), (1,)]
+        plain = run_units(reserved_memory, args, on_ray, name="test", quiet=True)
+        assert plain == {0: (0, None), 1: (1, None)}
+        reserved = run_units(
+            reserved_memory, args, on_ray, name="test", quiet=True, memory_bytes=1 << 28
+        )
+        assert reserved == {0: (0, 1 << 28), 1: (1, 1 << 28)}
+    finally:
+        ray.shutdown()
+
+
 def test_a_unit_failing_every_try_stops_the_stage_naming_it(build):
     folder = build / "crawl" / "units" / "00001-of-00002"
     folder.mkdir(parents=True)
@@ -171,15 +265,28 @@ def test_a_unit_failing_every_try_stops_the_stage_naming_it(build):
     assert done > 0 and done + sum(rest.values()) == read_latest(build / "crawl", ["url"]).height
 
 
-def test_a_rerun_with_other_units_fetches_only_what_is_left(build):
+def test_a_rerun_with_other_units_fetches_only_what_is_left(build, unit_args):
     layout = pipeline.Layout(build)
+    urls = listed(layout)
     first = pipeline.crawl_images(
         layout, CRAWL, UnitOptions(num_shards=2, shard_index=0), quiet=True
     )
+    kept = os.stat(layout.crawl / URL_LIST)
     rest = pipeline.crawl_images(layout, CRAWL, UnitOptions(num_shards=3), quiet=True)
-    total = read_latest(layout.crawl, ["url"]).height
-    assert sum(first.values()) + sum(rest.values()) == total
+    assert sum(first.values()) == len(urls) // 2
+    assert sum(first.values()) + sum(rest.values()) == len(urls)
+    again = os.stat(layout.crawl / URL_LIST)  # the same list: its file is not written again
+    assert (again.st_ino, again.st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)
+    # a list file of another graph, or a damaged one, is written again; nothing is fetched
+    write_url_list(layout.crawl, lambda: [pl.Series(urls[::-1])])
+    assert pipeline.crawl_images(layout, CRAWL, UnitOptions(num_shards=2), quiet=True) == {}
+    assert read_url_range(layout.crawl, 0, len(urls)) == urls
+    (layout.crawl / URL_LIST).write_bytes(b"not parquet")
+    unit_args.clear()
     assert pipeline.crawl_images(layout, CRAWL, quiet=True) == {}  # everything is settled
+    assert unit_args == [(slice(0, len(urls)), layout.crawl, None)]  # one unit: the whole list
+    assert read_url_range(layout.crawl, 0, len(urls)) == urls
+    assert not (layout.crawl / MADE_FOR).exists()  # the root holds results for any URL
 
 
 def test_job_array_units_then_a_finishing_run_equal_the_plain_build(build, reference):

@@ -125,3 +125,56 @@ def test_planning_on_one_thread_gives_the_same_batches_and_puts_torch_threads_ba
             assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def hubs_and_a_path(hubs=3, leaves=15, path=60):
+    """Hubs whose leaves each have a partner of their own, then a path: every leaf samples its
+    hub, so epoch seeds see a hub about `leaves` times as often as the rest, and weights that
+    draw the leaves seldom and their partners often can even that out."""
+    src, dst, node = [], [], 0
+    for _ in range(hubs):
+        hub, node = node, node + 1
+        for _ in range(leaves):
+            src += [hub, node]
+            dst += [node, node + 1]
+            node += 2
+    src += list(range(node, node + path - 1))
+    dst += list(range(node + 1, node + path))
+    num_nodes = node + path
+    graph = build_csr(torch.tensor(src), torch.tensor(dst), num_nodes)
+    return graph, torch.arange(num_nodes)
+
+
+def appearances_cv(planner, steps):
+    counts = torch.zeros(planner.graph.num_nodes)
+    batches = (batch for epoch in range(steps) for batch in planner.epoch(epoch))
+    for _, batch in zip(range(steps), batches, strict=False):
+        counts[batch.nodes] += 1
+    return (counts.std() / counts.mean()).item()
+
+
+def test_balanced_seeds_even_out_how_often_each_node_is_seen():
+    graph, train = hubs_and_a_path()
+    made = {
+        seeds: BatchPlanner(graph, train, batch_size=16, fanouts=[3], mode="slip", seeds=seeds)
+        for seeds in ("epoch", "balanced")
+    }
+    epoch, balanced = (appearances_cv(planner, 3000) for planner in made.values())
+    assert balanced < epoch / 2, (balanced, epoch)
+
+
+@pytest.mark.parametrize("mode", ["slip", "clip"])
+def test_balanced_seeds_keep_batch_size_length_and_resume(graph_and_train, mode):
+    graph, train, _ = graph_and_train
+    kwargs = dict(batch_size=40, fanouts=[3, 2], mode=mode, seed=5)
+    balanced = BatchPlanner(graph, train, seeds="balanced", **kwargs)
+    epoch = BatchPlanner(graph, train, **kwargs)
+    assert len(balanced) == len(epoch) and balanced.seeds_per_batch == epoch.seeds_per_batch
+    first = list(balanced.epoch(1))
+    assert all(b.nodes.numel() == 40 == b.nodes.unique().numel() for b in first)
+    again = BatchPlanner(graph, train, seeds="balanced", **kwargs)
+    next(again.epoch(3))  # other batches first change nothing
+    for a, b in zip(first[4:], again.epoch(1, start=4), strict=True):
+        assert torch.equal(a.nodes, b.nodes) and torch.equal(a.edge_index, b.edge_index)
+    same = [torch.equal(a.nodes, b.nodes) for a, b in zip(first, epoch.epoch(1), strict=True)]
+    assert all(same) == (mode == "clip")  # clip mode ignores the option, as it does fanouts

@@ -41,6 +41,7 @@ def test_integers_are_accepted_where_floats_belong(tmp_path):
         ("", ["loss.neighbour_mass=1.5"], "loss.neighbour_mass: expected a number in [0, 1]"),
         ("", ["loss.structural_gradient=none"], "loss.structural_gradient: 'none' is not one of"),
         ("", ["optim.graph_head_lr_scale=0"], "optim.graph_head_lr_scale: must be greater than 0"),
+        ("", ["sampler.seeds=uniform"], "sampler.seeds: 'uniform' is not one of epoch, balanced"),
         ("", ["sampler.fanouts=[]"], "sampler.fanouts: expected at least 1 item, got 0"),
         ("", ["sampler.fanouts=[2, 0]"], "sampler.fanouts[1]: must be greater than 0"),
         ("", ["optim.betas=[0.9]"], "optim.betas: expected 2 items, got 1"),

@@ -139,7 +139,8 @@ def test_an_image_that_does_not_decode_is_dropped_counted_and_warned_once(tmp_pa
     assert out["skipped_images"] == 2
     assert out["nodes"].tolist() == out["tokens"].tolist() == [0, 2, 4]
     assert out["images"].shape == (3, 3, 32, 32) and "jpegs" not in out
-    assert out["edge_index"].tolist() == [[0, 1], [1, 2]]  # (0, 2) and (2, 4), renumbered
+    # (0, 2) and (2, 4), both ways as the worker prepared them, renumbered
+    assert out["edge_index"].tolist() == [[0, 1, 1, 2], [1, 0, 2, 1]]
     lines = capfd.readouterr().err.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("slip-train: skipped node 3: its image does not decode")

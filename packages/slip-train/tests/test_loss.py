@@ -2,7 +2,9 @@ import math
 
 import pytest
 import torch
+import unprepared
 
+from slip_train.graph_head import neighbour_edges
 from slip_train.loss import (
     clip_loss,
     positive_mask,
@@ -49,7 +51,7 @@ def test_the_loss_takes_the_logit_scale_as_given_and_passes_it_a_gradient():
 
 
 def test_positive_mask_is_symmetric_with_the_diagonal():
-    mask = positive_mask(4, torch.tensor([[0, 2], [1, 3]]))
+    mask = positive_mask(4, neighbour_edges(torch.tensor([[0, 2], [1, 3]])))
     assert mask.tolist() == [
         [True, True, False, False],
         [True, True, False, False],
@@ -61,7 +63,7 @@ def test_positive_mask_is_symmetric_with_the_diagonal():
 def test_structural_loss_by_hand():
     image = unit([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     text = unit([[1.0, 0.1], [0.1, 1.0], [1.0, 0.9]])
-    edges = torch.tensor([[0], [2]])  # 0 and 2 are co-purchased
+    edges = neighbour_edges(torch.tensor([[0], [2]]))  # 0 and 2 are co-purchased
     temperature = 0.5
     sim = (image @ text.T / temperature).tolist()
     positives = {0: [0, 2], 1: [1], 2: [2, 0]}
@@ -94,7 +96,7 @@ def test_neighbours_as_positives_lower_the_loss_when_they_are_close():
     text = image.clone()
     text[0] = -image[0]  # product 0's own caption fits its image badly,
     text[1] = image[0]  # product 1's caption fits it well
-    linked = torch.tensor([[0], [1]])
+    linked = neighbour_edges(torch.tensor([[0], [1]]))
     none = torch.empty(2, 0, dtype=torch.long)
     lowered = structural_loss(image, text, none, temperature=0.1) - structural_loss(
         image, text, linked, temperature=0.1
@@ -103,7 +105,7 @@ def test_neighbours_as_positives_lower_the_loss_when_they_are_close():
 
 
 def dense_targets(num_nodes: int, edges: torch.Tensor, neighbour_mass: float | None):
-    anchor, other, target = positive_pairs(num_nodes, edges, neighbour_mass)
+    anchor, other, target = positive_pairs(num_nodes, neighbour_edges(edges), neighbour_mass)
     dense = torch.zeros(num_nodes, num_nodes, dtype=torch.float64)
     dense.index_put_((anchor, other), target, accumulate=True)  # a pair twice would add up
     return dense
@@ -127,7 +129,7 @@ def test_soft_targets_give_the_own_pair_a_fixed_share_whatever_the_degree():
 def test_soft_structural_loss_by_hand():
     image = unit([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     text = unit([[1.0, 0.1], [0.1, 1.0], [1.0, 0.9]])
-    edges = torch.tensor([[0, 0], [1, 2]])  # 0 with 1 and with 2
+    edges = neighbour_edges(torch.tensor([[0, 0], [1, 2]]))  # 0 with 1 and with 2
     temperature, mass = 0.5, 0.3
     sim = (image @ text.T / temperature).tolist()
     targets = {0: {0: 0.7, 1: 0.15, 2: 0.15}, 1: {1: 0.7, 0: 0.3}, 2: {2: 0.7, 0: 0.3}}
@@ -149,7 +151,7 @@ def test_zero_neighbour_mass_is_plain_infonce():
     torch.manual_seed(1)
     image = torch.nn.functional.normalize(torch.randn(5, 4, dtype=torch.float64), dim=1)
     text = torch.nn.functional.normalize(torch.randn(5, 4, dtype=torch.float64), dim=1)
-    edges = torch.tensor([[0, 1, 2], [1, 2, 4]])
+    edges = neighbour_edges(torch.tensor([[0, 1, 2], [1, 2, 4]]))
     got = structural_loss(image, text, edges, temperature=0.25, neighbour_mass=0.0)
     expected = clip_loss(image, text, torch.tensor(math.log(4.0), dtype=torch.float64))
     assert got.item() == pytest.approx(expected.item(), rel=1e-12)
@@ -161,7 +163,7 @@ def test_neighbours_left_out_of_the_negatives_by_hand():
     holds 0 and 2 only."""
     image = unit([[1.0, 0.2], [0.9, 0.4], [0.1, 1.0]])
     text = unit([[1.0, 0.3], [0.8, 0.5], [0.2, 1.0]])
-    edges = torch.tensor([[0], [1]])
+    edges = neighbour_edges(torch.tensor([[0], [1]]))
     scale = 3.0
     logits = (scale * image @ text.T).tolist()
     allowed = [[0, 2], [1, 2], [0, 1, 2]]  # row i's candidates: itself and its non-neighbours
@@ -192,3 +194,44 @@ def test_neighbours_left_out_of_the_negatives_by_hand():
     plain = clip_loss(image, text, torch.tensor(math.log(scale), dtype=torch.float64))
     assert counted["clip_loss"].item() == pytest.approx(plain.item(), rel=1e-12)
     assert got["clip_loss"].item() < counted["clip_loss"].item()  # fewer terms in each sum
+
+
+RAW_GRAPHS = [  # (nodes, edges) as a planner may hand them over
+    (6, torch.tensor([[0, 0, 0, 3, 4, 2], [1, 2, 4, 4, 0, 2]])),  # repeated pair, self loop
+    (4, torch.empty(2, 0, dtype=torch.long)),
+    (12, torch.randint(10, (2, 30), generator=torch.Generator().manual_seed(0))),
+    (40, torch.randint(40, (2, 200), generator=torch.Generator().manual_seed(1))),
+]
+
+
+@pytest.mark.parametrize(("num_nodes", "raw"), RAW_GRAPHS)
+@pytest.mark.parametrize("neighbour_mass", [None, 0.3])
+def test_positives_of_the_prepared_edges_are_those_found_on_the_device_before(
+    num_nodes, raw, neighbour_mass
+):
+    """The same (anchor, other, target) rows, in the same order, as torch.unique found in the
+    raw edges inside the loss (tests/unprepared.py); the same mask of CLIP's non-negatives."""
+    now = positive_pairs(num_nodes, neighbour_edges(raw), neighbour_mass)
+    before = unprepared.positive_pairs(num_nodes, raw, neighbour_mass)
+    for got, expected in zip(now, before, strict=True):
+        assert got.dtype == expected.dtype and torch.equal(got, expected)
+    mask = positive_mask(num_nodes, neighbour_edges(raw))
+    assert torch.equal(mask, unprepared.positive_mask(num_nodes, raw))
+
+
+@pytest.mark.parametrize(("num_nodes", "raw"), RAW_GRAPHS)
+@pytest.mark.parametrize("neighbour_mass", [None, 0.3])
+def test_the_structural_loss_of_the_prepared_edges_is_the_one_before(
+    num_nodes, raw, neighbour_mass
+):
+    """The loss and its gradients, in float64, as the loss that found its positives itself."""
+    generator = torch.Generator().manual_seed(num_nodes)
+    made = [torch.randn(num_nodes, 8, dtype=torch.float64, generator=generator) for _ in "it"]
+    image, text = (x.div(x.norm(dim=1, keepdim=True)).requires_grad_() for x in made)
+    settings = {"temperature": 0.1, "neighbour_mass": neighbour_mass}
+    now = structural_loss(image, text, neighbour_edges(raw), **settings)
+    now_grads = torch.autograd.grad(now, (image, text))
+    before = unprepared.structural_loss(image, text, raw, **settings)
+    assert now.item() == pytest.approx(before.item(), rel=1e-12)
+    for got, expected in zip(now_grads, torch.autograd.grad(before, (image, text)), strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)

@@ -288,12 +288,13 @@ def test_no_weight_decay_on_norms_biases_gates_and_the_logit_scale(shards, tmp_p
 
 
 def test_heads_only_gradient_keeps_the_structural_loss_out_of_the_encoders(shards, tmp_path):
+    from slip_train.graph_head import neighbour_edges
     from slip_train.loss import structural_loss
 
     torch.manual_seed(0)
     context = open_clip.get_model_config("slip-tiny")["text_cfg"]["context_length"]
     images, tokens = torch.randn(4, 3, 64, 64), torch.randint(1, 100, (4, context))
-    edges = torch.tensor([[0, 1], [1, 2]])
+    edges = neighbour_edges(torch.tensor([[0, 1], [1, 2]]))
     grads = {}
     for gradient in ("encoders", "heads"):
         model = build_model(

@@ -73,8 +73,9 @@ def test_a_damaged_image_is_dropped_from_its_batch_counted_and_warned(tmp_path, 
     assert out["skipped_images"] == 2
     assert out["nodes"].tolist() == out["tokens"].tolist() == [1, 2, 3]
     assert out["images"].shape == (3, 3, 16, 16)
-    # edges touching nodes 5 and 6 are gone; (1, 2) and (1, 3) renumbered to rows 0-1 and 1-2
-    assert out["edge_index"].tolist() == [[0, 1], [1, 2]]
+    # edges touching nodes 5 and 6 are gone; (1, 2) and (1, 3) renumbered to rows 0-1 and 1-2,
+    # both ways (the worker prepares the graph as the heads and the structural loss take it)
+    assert out["edge_index"].tolist() == [[0, 1, 1, 2], [1, 0, 2, 1]]
     lines = capfd.readouterr().err.splitlines()
     stored = pq.read_table(folder / "nodes-00000.parquet")["image_sha256"][5].as_py()
     assert len(lines) == 2

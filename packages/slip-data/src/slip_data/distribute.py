@@ -136,9 +136,12 @@ def run_units(
     name: str,
     quiet: bool = False,
     kwargs: Mapping[str, Any] | None = None,
+    memory_bytes: int | None = None,
 ) -> dict[int, Any]:
     """Call `func(*args[i], **kwargs)` for each selected unit i on the engine; returns i ->
-    result."""
+    result. `memory_bytes`: what one unit may take, reserved with Ray's `memory` resource so
+    that a node runs no more units at once than its memory holds (the local engine: by
+    --processes)."""
     selected = options.selected()
     with item_progress(quiet or len(selected) == 1) as progress:
         task = progress.add_task(f"{name} units", total=len(selected))
@@ -148,6 +151,7 @@ def run_units(
             kwargs=dict(kwargs or {}),
             tries=_Tries(name, options.unit_retries),
             advance=lambda: progress.advance(task),
+            memory_bytes=memory_bytes,
         )
         if options.engine == "ray" and options.shard_index is None:
             with ray_session(options.ray_address) as ray:
@@ -166,6 +170,7 @@ class _Job:
     kwargs: dict[str, Any]  # the same for every unit
     tries: _Tries
     advance: Callable[[], None]
+    memory_bytes: int | None = None
 
     def inline(self, selected: list[int]) -> dict[int, Any]:
         results = {}
@@ -216,7 +221,8 @@ class _Job:
     def on_ray(self, ray: ModuleType, selected: list[int]) -> dict[int, Any]:
         """One Ray task per unit; retries are ours (max_retries=0), so a lost worker and an
         exception are retried alike and reported the same way."""
-        remote = ray.remote(max_retries=0)(self.func)
+        reserve = {"memory": self.memory_bytes} if self.memory_bytes else {}
+        remote = ray.remote(max_retries=0, **reserve)(self.func)
         running = {remote.remote(*self.args[i], **self.kwargs): i for i in selected}
         results: dict[int, Any] = {}
         while running:

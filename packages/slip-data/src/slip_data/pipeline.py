@@ -7,6 +7,7 @@ The folder shows the stages (as img2dataset's reader, downloader and writer):
     DIR/raw/            downloaded raw files (remote sources only)
     DIR/graph/          parsed raw files, nodes.parquet, edges.parquet, graph.json
     DIR/crawl/parts/    image crawl results, appended part by part
+    DIR/crawl/urls.parquet  the distinct image URLs in node order; each crawl unit reads its range
     DIR/shards/         the deliverable: node shards, edges, labels, manifest.json
     DIR/report.json     what every stage kept and skipped, by reason
 
@@ -29,7 +30,13 @@ import polars as pl
 from slip_data.atomic import remove_stale_temps, write_json
 from slip_data.categories import CATEGORIES
 from slip_data.crawl import CrawlOptions, crawl
-from slip_data.crawl.results import UnitSpan, stored_images, unit_dir, url_list_sha256
+from slip_data.crawl.results import (
+    UnitSpan,
+    read_url_range,
+    stored_images,
+    unit_dir,
+    write_node_urls,
+)
 from slip_data.distribute import UnitOptions, run_units, unit_slice
 from slip_data.fetch.stage import DEFAULT_BASE_URL, run_fetch
 from slip_data.graph.build import GraphOptions, read_texts
@@ -164,17 +171,28 @@ def _check_graph(layout: Layout) -> None:
         raise StageOrderError(f"{layout.graph} has no finished graph: run `slip-data graph` first")
 
 
+def _url_list(layout: Layout) -> tuple[int, str]:
+    """The distinct image URLs in node order, kept in the crawl folder for the units to read
+    their ranges from: (how many, the list's sha256). Streamed from nodes.parquet: held whole, as
+    Python strings it took several GB at 48M URLs (each unit's pickled to it), as a polars column
+    about 11 GB."""
+    return write_node_urls(layout.crawl, layout.graph / "nodes.parquet")
+
+
 def crawl_unit(
-    urls: list[str],
+    rows: slice,
     crawl_dir: Path,
     span: UnitSpan | None,
     *,
+    crawl_root: Path,
     options: CrawlOptions,
     host_map: Mapping[str, tuple[str, int]] | None,
     quiet: bool,
 ) -> dict[str, int]:
-    """Work unit: `crawl` of its `span` of the URL list (None: the one unit, all of it), which
-    the engine passes by position as it does the URLs."""
+    """Work unit: `crawl` of the URL list's `rows`, read here from the crawl folder (the engine
+    passes the range by position, not the URLs); `span` is that range for several units, None
+    for the one unit."""
+    urls = read_url_range(crawl_root, rows.start, rows.stop)
     return crawl(urls, crawl_dir, options, host_map=host_map, quiet=quiet, span=span)
 
 
@@ -188,27 +206,25 @@ def crawl_images(
     """Crawl the distinct image URLs, cut into `units.num_shards` contiguous work units."""
     with hold(layout.root, shared=units.shard_index is not None):
         _check_graph(layout)
-        # the URL column alone, in node order: not the texts and reviews
-        urls = (
-            pl.read_parquet(layout.graph / "nodes.parquet", columns=["graph_id", "image_url"])
-            .sort("graph_id")["image_url"]
-            .unique(maintain_order=True)
-            .to_list()
-        )
+        total, named = _url_list(layout)
         count = units.num_shards
         unit_quiet = quiet or len(units.selected()) > 1  # one bar per unit only when one runs
-        named = url_list_sha256(urls) if count > 1 else None
         args = []
         for index in range(count):
-            cut = unit_slice(len(urls), index, count)
+            cut = unit_slice(total, index, count)
             span = None
-            if named is not None:  # several units: each records and reads by its range
+            if count > 1:  # several units: each records and reads by its range
                 span = UnitSpan(
                     root=layout.crawl, urls_sha256=named, start=cut.start, stop=cut.stop
                 )
-            args.append((urls[cut], unit_dir(layout.crawl, index, count), span))
+            args.append((cut, unit_dir(layout.crawl, index, count), span))
         with serving(layout, layout.read_source()) as (_, host_map):
-            shared = {"options": options, "host_map": host_map, "quiet": unit_quiet}
+            shared = {
+                "crawl_root": layout.crawl,
+                "options": options,
+                "host_map": host_map,
+                "quiet": unit_quiet,
+            }
             results = run_units(crawl_unit, args, units, name="crawl", quiet=quiet, kwargs=shared)
         return dict(sum((Counter(counts) for counts in results.values()), Counter()))
 

@@ -26,7 +26,7 @@ from slip_eval import __version__
 from slip_eval.atomic import atomic_path, write_json
 from slip_eval.data import SPLITS, DataError, Split, edges_among, embed_split, open_split
 from slip_eval.graph import refine
-from slip_eval.graph_head import undirected
+from slip_eval.graph_head import neighbour_edges
 from slip_eval.models import LoadedModel
 from slip_eval.shard_contract import file_sha256, read_manifest
 
@@ -266,7 +266,7 @@ def to_pyg(
     split = table["split"].to_numpy()
     return Data(
         x=x,
-        edge_index=undirected(edge_index, node_ids.size),
+        edge_index=neighbour_edges(edge_index),
         y=torch.from_numpy(table["label_id"].to_numpy().astype(np.int64)),
         node_id=torch.from_numpy(node_ids.copy()),
         **{f"{name}_mask": torch.from_numpy(split == name) for name in SPLITS},

@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from slip_eval.graph_head import GraphHead, undirected
+from slip_eval.graph_head import GraphHead, neighbour_edges
 
 
 @torch.no_grad()
 def refine(head: GraphHead, raw: Tensor, edge_index: Tensor) -> Tensor:
     """Normalised embeddings of `raw` (the encoder's unnormalised output) after the head, over
-    the graph made undirected."""
-    return F.normalize(head(raw, undirected(edge_index, raw.shape[0])), dim=-1)
+    the graph made undirected, as slip-train's loader prepares a batch's."""
+    return F.normalize(head(raw, neighbour_edges(edge_index)), dim=-1)

@@ -4,8 +4,11 @@ Both modes fill every batch with exactly `batch_size` nodes, so SLIP and the CLI
 the same encoder compute per step. In `slip` mode a batch is `seeds_per_batch` seeds (every
 training node once per epoch, shuffled per epoch), their sampled neighbours, then uniformly random
 training nodes up to `batch_size`; in `clip` mode it is `batch_size` shuffled training nodes and no
-edges. Each batch draws its randomness from a generator seeded by (seed, epoch, index) alone, so
-any batch can be made again without the ones before it: resuming skips to it for free.
+edges. With `seeds="balanced"` (`slip` mode only) each batch instead draws its seeds, distinct
+within the batch, from fixed weights that make every training node's expected appearances as seed
+or sampled neighbour about equal. Each batch draws its randomness from generators seeded by (seed,
+epoch, index) alone, so any batch can be made again without the ones before it: resuming skips to
+it for free.
 
 Batches are planned in the training process, one thread at a time: a batch is a few hundred nodes,
 little work for one thread, and the loader's workers keep every core busy, so a parallel region
@@ -17,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -71,6 +75,43 @@ def induced_edges(graph: CSRGraph, nodes: Tensor, local: Tensor) -> Tensor:
     return torch.stack([other[inside], owner[inside]])
 
 
+def balanced_seed_weights(
+    graph: CSRGraph, train_nodes: Tensor, fanout: int, *, iterations: int = 200
+) -> Tensor:
+    """Per training node, seed weights under which its expected appearances, as a seed or as a
+    first-hop sampled neighbour, are about equal: a(w) = A w with
+    a(v) = w_v + sum over u with v in N(u) of w_u * min(fanout, deg u) / deg u.
+
+    Least squares |A w - 1|^2 over w >= 0 by the multiplicative fixed point
+    w <- w * (A^T 1) / (A^T A w), which never raises the error: unlike w <- w * mean(a) / a, it
+    lowers the weight of a hub's leaves, whose draws are what make the hub common, not only the
+    hub's own. w stays at least 1e-3 of its mean, so that every node can still be a seed.
+    On the CPU; normalised, on the graph's device."""
+    indptr = graph.indptr.cpu().numpy()
+    indices = graph.indices.cpu().numpy()
+    degree = np.diff(indptr)
+    keep = np.minimum(fanout, degree) / np.maximum(degree, 1)  # chance u samples a given neighbour
+    owner = np.repeat(np.arange(graph.num_nodes), degree)
+    train = np.zeros(graph.num_nodes, bool)
+    train[train_nodes.cpu().numpy()] = True
+
+    def forward(weights: np.ndarray) -> np.ndarray:  # A w, on the training nodes
+        seen = weights + np.bincount(indices, (weights * keep)[owner], minlength=graph.num_nodes)
+        return seen * train
+
+    def backward(seen: np.ndarray) -> np.ndarray:  # A^T a, on the training nodes
+        return (seen + keep * np.bincount(owner, seen[indices], minlength=graph.num_nodes)) * train
+
+    target = backward(train.astype(float))
+    weights = train.astype(float)
+    for _ in range(iterations):
+        weights = weights * target / np.maximum(backward(forward(weights)), 1e-12)
+        floor = 1e-3 * weights[train].mean()
+        weights[train] = np.maximum(weights[train], floor)
+    chosen = weights[train_nodes.cpu().numpy()]
+    return torch.as_tensor(chosen / chosen.sum(), device=graph.indptr.device)
+
+
 class BatchPlanner:
     """The batches of each epoch, in `slip` (neighbour-sampled) or `clip` (uniform) mode."""
 
@@ -83,6 +124,7 @@ class BatchPlanner:
         fanouts: Sequence[int],
         mode: str,
         edges: str = "induced",
+        seeds: str = "epoch",  # or "balanced" (`slip` mode only): balanced_seed_weights's draws
         seed: int = 0,
         threads: int | None = 1,  # torch's and numba's threads while planning; None: torch's count
     ) -> None:
@@ -97,6 +139,9 @@ class BatchPlanner:
         self.threads = threads
         per_seed = 1 + sum(math.prod(self.fanouts[: hop + 1]) for hop in range(len(self.fanouts)))
         self.seeds_per_batch = max(1, self.batch_size // per_seed)
+        self.seed_weights = None  # None: every training node a seed once an epoch
+        if seeds == "balanced" and self.fanouts:
+            self.seed_weights = balanced_seed_weights(graph, self.train_nodes, self.fanouts[0])
         device = graph.indptr.device
         self._local = torch.full((graph.num_nodes,), -1, dtype=torch.long, device=device)
         # a graph on the GPU is sampled on a stream of its own, so that planning a batch does not
@@ -119,6 +164,10 @@ class BatchPlanner:
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[PlannedBatch]:
         """The batches of `epoch` from index `start` on."""
+        if self.seed_weights is not None:
+            for index in range(start, len(self)):
+                yield self.make(self._balanced_seeds(epoch, index), epoch, index)
+            return
         device = self.train_nodes.device
         with self._planning():
             shuffle = torch.Generator(device=device).manual_seed(batch_seed(self.seed, epoch, -1))
@@ -128,6 +177,20 @@ class BatchPlanner:
         for index in range(start, len(self)):
             seeds = order[index * self.seeds_per_batch : (index + 1) * self.seeds_per_batch]
             yield self.make(seeds, epoch, index)
+
+    def _balanced_seeds(self, epoch: int, index: int) -> Tensor:
+        """Batch `index`'s seeds, distinct, drawn by `seed_weights` from a generator of their own:
+        seeded by (seed, epoch, index) alone, as the batch's, with the epoch counted from -1
+        down so that its draws are not the batch generator's."""
+        device = self.train_nodes.device
+        with self._planning():
+            draw = torch.Generator(device=device).manual_seed(
+                batch_seed(self.seed, -1 - epoch, index)
+            )
+            where = torch.multinomial(
+                self.seed_weights, self.seeds_per_batch, replacement=False, generator=draw
+            )
+            return self.train_nodes[where]
 
     def make(self, seeds: Tensor, epoch: int, index: int) -> PlannedBatch:
         """Batch `index` of `epoch` from its seeds; on the CPU, wherever the graph is."""

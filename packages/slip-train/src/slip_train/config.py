@@ -111,6 +111,9 @@ class SamplerConfig:
     )
     edges: Literal["induced", "sampled"] = "induced"  # every edge among batch nodes, or drawn
     device: Literal["cpu", "cuda"] = "cpu"  # numba kernels, or the graph sampled on the GPU
+    # epoch: every training node a seed once an epoch; balanced: seeds drawn anew each batch,
+    # weighted so that each node's expected appearances as seed or sampled neighbour are equal
+    seeds: Literal["epoch", "balanced"] = "epoch"
 
 
 @dataclass

@@ -4,8 +4,10 @@ over the JPEGs and their crops instead, which `BatchDataset.decode` decodes in t
 
 The planner (slip_train.batches) runs in the main process and hands each worker a whole
 PlannedBatch through the DataLoader's `batch_sampler`; the worker's `__getitems__` returns the
-batch's tensors. A worker opens the memory-mapped node cache itself, so nothing large is pickled,
-and seeds its augmentation from the batch, so the pixels do not depend on which worker ran it.
+batch's tensors, its graph already in the form the graph heads and the structural loss take
+(graph_head.neighbour_edges), so that the training step runs no data-dependent op on the device.
+A worker opens the memory-mapped node cache itself, so nothing large is pickled, and seeds its
+augmentation from the batch, so the pixels do not depend on which worker ran it.
 
 Each image is checked against its image_sha256 before it is decoded: a damaged image (or one that
 does not decode) is dropped from its batch with a one-line warning and counted, rather than
@@ -32,6 +34,7 @@ from torchvision.transforms.functional import pil_to_tensor
 from slip_train.batches import BatchPlanner, PlannedBatch
 from slip_train.device_decode import crop_step, decode_jpegs, draw_crop, resized_crops
 from slip_train.graph_cache import load_graph
+from slip_train.graph_head import neighbour_edges
 from slip_train.sampler import CSRGraph
 from slip_train.shards import (
     ShardError,
@@ -117,7 +120,7 @@ class BatchDataset(Dataset):
         whole = {
             "tokens": self.tokenizer(rows["title"].to_pylist()),
             "nodes": batch.nodes,
-            "edge_index": batch.edge_index,
+            "edge_index": neighbour_edges(batch.edge_index),
             "epoch": batch.epoch,
             "index": batch.index,
             "skipped_images": 0,
@@ -183,7 +186,8 @@ class BatchDataset(Dataset):
 
 def drop_nodes(nodes: Tensor, edge_index: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
     """The batch without the nodes where `keep` is False: their edges dropped, the others'
-    batch-local indices renumbered to the rows that remain."""
+    batch-local indices renumbered to the rows that remain (in the same order, so edges as
+    neighbour_edges made them stay so)."""
     renumber = torch.cumsum(keep, 0) - 1
     inside = keep[edge_index[0]] & keep[edge_index[1]]
     return nodes[keep], renumber[edge_index[:, inside]]

@@ -21,9 +21,14 @@ with warnings.catch_warnings():  # PyG scripts a helper at import; torch now war
 SPEC_KEYS = ("dim", "layers", "heads", "fusion")  # a checkpoint's `graph_head`
 
 
-def undirected(edge_index: Tensor, num_nodes: int) -> Tensor:
-    """Each edge in both directions: the shards store a pair once, a head sees both ways."""
-    return to_undirected(edge_index, num_nodes=num_nodes)
+def neighbour_edges(edge_index: Tensor) -> Tensor:
+    """The graph as the heads and the structural loss take it: each pair of distinct nodes in
+    both directions once, sorted by (source, target), no self loop (a head adds every node's own).
+    The shards store a pair once, a head sees both ways. The sort, the deduplication and the mask
+    have sizes only the data knows, so on a GPU each waits for it: slip-train makes these on the
+    CPU, in its loader's workers."""
+    edges = to_undirected(edge_index)
+    return edges[:, edges[0] != edges[1]]
 
 
 class GraphHead(nn.Module):
@@ -40,7 +45,8 @@ class GraphHead(nn.Module):
         self.fusion = fusion
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(layers))
         self.convs = nn.ModuleList(
-            GATConv(dim, dim // heads, heads=heads, dropout=dropout) for _ in range(layers)
+            GATConv(dim, dim // heads, heads=heads, dropout=dropout, add_self_loops=False)
+            for _ in range(layers)
         )
         self.gates = nn.Parameter(torch.zeros(layers)) if fusion == "gated_residual" else None
 
@@ -60,6 +66,10 @@ class GraphHead(nn.Module):
         return head.eval()
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        """`edge_index` as `neighbour_edges` makes it. Each node's self loop is appended here, as
+        GATConv's own `add_self_loops` would, without its data-dependent mask."""
+        loops = torch.arange(x.shape[0], device=x.device).repeat(2, 1)
+        edge_index = torch.cat([edge_index, loops], dim=1)
         h = x
         for layer, (norm, conv) in enumerate(zip(self.norms, self.convs, strict=True)):
             out = conv(norm(h), edge_index)

@@ -36,10 +36,10 @@ def clip_loss(
 
 
 def positive_mask(num_nodes: int, edge_index: Tensor) -> Tensor:
-    """(n, n) bool: i with itself and with every in-batch graph neighbour, both directions."""
+    """(n, n) bool: i with itself and with every in-batch graph neighbour (`edge_index` holds
+    both directions)."""
     mask = torch.eye(num_nodes, dtype=torch.bool, device=edge_index.device)
     mask[edge_index[0], edge_index[1]] = True
-    mask[edge_index[1], edge_index[0]] = True
     return mask
 
 
@@ -47,20 +47,20 @@ def positive_pairs(
     num_nodes: int, edge_index: Tensor, neighbour_mass: float | None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Each anchor's positives as (anchor, other, target) rows, the targets of an anchor summing
-    to 1: its own pair, and each distinct in-batch neighbour either way. The (n, n) target matrix
-    in sparse form, as a batch of 32,768 would need 8.6 GB for it dense.
+    to 1: its own pair, and each in-batch neighbour (`edge_index` as graph_head.neighbour_edges
+    makes it: each pair both ways once, no self loop). The (n, n) target matrix in sparse form, as
+    a batch of 32,768 would need 8.6 GB for it dense. Only ops of fixed shape, so that the step
+    never waits for the GPU: finding the distinct pairs is the loader's (data.py).
 
     `neighbour_mass` None: every positive (itself and each neighbour) counts equally, so the
     neighbours' share grows with the degree. A number m: the anchor's own pair keeps 1 - m and its
     neighbours share m, whatever the degree, which bounds how far unrelated neighbours can pull
     (a product without a neighbour in the batch keeps 1 on its own pair).
     """
-    src, dst = edge_index
-    apart = (src != dst).repeat(2)
-    ends = torch.cat([edge_index, edge_index.flip(0)], dim=1)[:, apart]
-    keys = torch.unique(ends[0] * num_nodes + ends[1])
-    anchor, other = keys // num_nodes, keys % num_nodes
-    degree = torch.bincount(anchor, minlength=num_nodes).double()
+    anchor, other = edge_index
+    degree = torch.zeros(num_nodes, dtype=torch.float64, device=edge_index.device).index_add_(
+        0, anchor, torch.ones_like(anchor, dtype=torch.float64)
+    )
     if neighbour_mass is None:
         own_target = 1 / (degree + 1)
         neighbour_target = own_target[anchor]
@@ -92,9 +92,11 @@ def structural_loss(
     target = target.to(image.dtype)
     logits = image @ text.T / temperature
     # an image anchor i against the texts: logits[i, j]; a text anchor j against the images:
-    # logits[i, j] too, normalised over the column
-    image_anchors = logits[anchor, other] - logits.logsumexp(dim=1)[anchor]
-    text_anchors = logits[other, anchor] - logits.logsumexp(dim=0)[anchor]
+    # logits[i, j] too, normalised over the column. index_select, whose backward is a scatter-add,
+    # rather than advanced indexing, whose backward sorts the indices
+    flat, rows, columns = logits.flatten(), logits.logsumexp(dim=1), logits.logsumexp(dim=0)
+    image_anchors = flat.index_select(0, anchor * n + other) - rows.index_select(0, anchor)
+    text_anchors = flat.index_select(0, other * n + anchor) - columns.index_select(0, anchor)
     return -(target * (image_anchors + text_anchors)).sum() / (2 * n)
 
 
@@ -109,9 +111,9 @@ def training_loss(
     neighbours_as_negatives: bool = True,
 ) -> dict[str, Tensor]:
     """CLIP's loss on the encoders' embeddings, plus (when the model has graph heads) the weighted
-    structural loss on the graph-refined ones; `loss` is what is minimised. Without
-    `neighbours_as_negatives`, CLIP's loss leaves each product's in-batch neighbours out of its
-    negatives."""
+    structural loss on the graph-refined ones; `loss` is what is minimised. `edge_index` is the
+    batch's graph as graph_head.neighbour_edges makes it. Without `neighbours_as_negatives`,
+    CLIP's loss leaves each product's in-batch neighbours out of its negatives."""
     not_negatives = None
     if not neighbours_as_negatives:
         n = out["image"].shape[0]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slip_train.distributed import gather_rows
-from slip_train.graph_head import GraphHead, undirected
+from slip_train.graph_head import GraphHead
 
 
 class SlipModel(nn.Module):
@@ -42,9 +42,10 @@ class SlipModel(nn.Module):
         return self.clip.logit_scale
 
     def forward(self, images: Tensor, tokens: Tensor, edge_index: Tensor) -> dict[str, Tensor]:
-        """Normalised encoder embeddings, and (with a graph head) graph-refined ones. Under
-        torchrun `images` and `tokens` are this rank's share of the batch, `edge_index` and the
-        outputs are the global batch's (slip_train.distributed)."""
+        """Normalised encoder embeddings, and (with a graph head) graph-refined ones over
+        `edge_index`, the batch's graph as graph_head.neighbour_edges makes it. Under torchrun
+        `images` and `tokens` are this rank's share of the batch, `edge_index` and the outputs
+        are the global batch's (slip_train.distributed)."""
         image = gather_rows(self.clip.encode_image(images))
         text = gather_rows(self.clip.encode_text(tokens))
         return self.embed(image, text, edge_index)
@@ -54,9 +55,8 @@ class SlipModel(nn.Module):
         gradient caching (grad_cache.py) runs once over a batch the encoders see in chunks."""
         out = {"image": F.normalize(image, dim=-1), "text": F.normalize(text, dim=-1)}
         if self.image_graph is not None and self.text_graph is not None:
-            both_ways = undirected(edge_index, image.shape[0])
             if self.detach_graph_input:
                 image, text = image.detach(), text.detach()
-            out["image_graph"] = F.normalize(self.image_graph(image, both_ways), dim=-1)
-            out["text_graph"] = F.normalize(self.text_graph(text, both_ways), dim=-1)
+            out["image_graph"] = F.normalize(self.image_graph(image, edge_index), dim=-1)
+            out["text_graph"] = F.normalize(self.text_graph(text, edge_index), dim=-1)
         return out

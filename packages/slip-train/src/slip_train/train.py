@@ -381,6 +381,7 @@ def _planner(config: Config, *, device: torch.device, ranks: Ranks) -> tuple[Bat
         fanouts=config.sampler.fanouts,
         mode=config.loss.mode,
         edges=config.sampler.edges,
+        seeds=config.sampler.seeds,
         seed=config.train.seed,
     )
     return planner, data.cache

@@ -1,19 +1,22 @@
 """Graph stage: parsed meta and reviews to filtered nodes and weighted co-purchase edges.
 
 Every join runs in polars on integer ids. The outputs are sorted, so the same inputs and options
-always give the same rows in the same order, and written in row groups of a fixed size, so the
-same rows always give the same bytes, however the work was cut (partitions.py).
+always give the same rows in the same order, and written in row groups of a fixed size
+(parquet_groups.py), so the same rows always give the same bytes, however the work was cut
+(partitions.py).
 """
 
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from rich.progress import Progress
 
 from slip_data.bounds import Bounds
@@ -21,36 +24,42 @@ from slip_data.categories import parse_categories
 from slip_data.distribute import UnitOptions
 from slip_data.graph.partitions import (
     Partitions,
+    RowSlice,
     Steps,
     edge_ranges,
     edges_from_counts,
     filter_meta,
+    id_range,
     k_core,
     node_bounds,
-    node_ids,
     node_range,
     pair_counts,
     pair_step,
-    write_row_groups,
 )
 from slip_data.graph.texts import text_step, write_reviews
 from slip_data.option_fields import check_fields, option, text_option
+from slip_data.parquet_groups import write_row_groups
 from slip_data.progress import item_progress
 
 SPLITS = ("train", "val", "test")
-NODE_SCHEMA = pl.Schema(
-    {
-        "graph_id": pl.Int64,
-        "parent_asin": pl.String,
-        "category": pl.String,
-        "label": pl.String,
-        "title": pl.String,
-        "text": pl.String,
-        "image_url": pl.String,
-        "split": pl.Enum(SPLITS),
-    }
+# As arrow types, those polars' frames convert to (large strings, the split a dictionary).
+NODE_SCHEMA = (
+    pl.DataFrame(
+        schema={
+            "graph_id": pl.Int64,
+            "parent_asin": pl.String,
+            "category": pl.String,
+            "label": pl.String,
+            "title": pl.String,
+            "text": pl.String,
+            "image_url": pl.String,
+            "split": pl.Enum(SPLITS),
+        }
+    )
+    .to_arrow()
+    .schema
 )
-EDGE_SCHEMA = pl.Schema({"src": pl.Int64, "dst": pl.Int64, "weight": pl.Int32})
+EDGE_SCHEMA = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("weight", pa.int32())])
 # Rows per row group of nodes.parquet and edges.parquet: what the writer holds at most, and the
 # step by which a reader after some graph ids skips the rest.
 NODE_GROUP_ROWS = 1 << 16
@@ -156,7 +165,7 @@ def _join_text(column: str) -> pl.Expr:
 
 def node_rows(meta: pl.LazyFrame, category: str, options: GraphOptions) -> pl.LazyFrame:
     """One meta file's node columns, and `dropped`: the first node filter a row fails (null:
-    none). The one filter that needs every file, `duplicate_parent_asin`, is `node_ids`'s."""
+    none). The one filter that needs every file, `duplicate_parent_asin`, is `id_range`'s."""
     title = pl.col("title")
     dropped = (
         pl.when(title.is_null() | (title == ""))
@@ -199,15 +208,17 @@ def assign_split(asins: pl.Series, fractions: tuple[float, float, float], seed: 
 
 def _node_ranges(
     parts: Partitions,
-    nodes: pl.DataFrame,
     *,
-    metas: list[str],
-    bounds: pl.Series,
+    meta_slices: list[str],
+    offsets: list[int],
+    graph_ids: np.ndarray | None,
     options: GraphOptions,
 ) -> Iterator[pl.DataFrame]:
     """Steps 7 and 9's input: the R node ranges in graph_id order, each with its splits."""
     for index in range(parts.node_ranges):
-        frame = node_range(parts, index, metas=metas, nodes=nodes, bounds=bounds)
+        frame = node_range(
+            parts, index, meta_slices=meta_slices, offset=offsets[index], graph_ids=graph_ids
+        )
         split = assign_split(frame["parent_asin"], options.split_fractions, options.seed)
         yield frame.with_columns(split)
 
@@ -224,11 +235,12 @@ def _advancing(frames: Iterable[T], *, progress: Progress, task: str, total: int
 
 
 def filter_meta_file(
-    parts: Partitions, meta: str, path: Path, *, options: GraphOptions, bounds: pl.Series
+    parts: Partitions, unit: str, rows: RowSlice, *, options: GraphOptions, bounds: pl.Series
 ) -> None:
-    """Step 2's unit as the engine runs it: `filter_meta` on one parsed meta file, read from its
-    path in the unit's own process."""
-    filter_meta(parts, meta, node_rows(pl.scan_parquet(path), meta, options), bounds=bounds)
+    """Step 2's unit as the engine runs it: `filter_meta` on one parsed meta file or row slice of
+    one, read from its path in the unit's own process, its rows only."""
+    meta = pl.scan_parquet(rows.path).slice(rows.start, rows.rows)
+    filter_meta(parts, unit, node_rows(meta, rows.name, options), bounds=bounds)
 
 
 def _select_nodes(
@@ -236,15 +248,20 @@ def _select_nodes(
     metas: Mapping[str, Path],
     options: GraphOptions,
     *,
+    meta_slices: Mapping[str, RowSlice],
     steps: Steps,
-) -> tuple[pl.DataFrame, Counter, pl.Series]:
-    """Step 2: each meta file filtered on its own, then the id table of `node_ids` over all of
-    them, the products dropped by reason and the node ranges' bounds."""
+) -> tuple[pl.Series, list[int], Counter]:
+    """Step 2: each meta file, or row slice of one (`meta_slices`), filtered on its own, then
+    each node range's id table over all of them. Returns the node ranges' bounds, their first
+    items (R + 1 numbers, the last n_items) and the products dropped by reason."""
     bounds = node_bounds(parts, {name: pl.scan_parquet(path) for name, path in metas.items()})
-    args = [(parts, name, path) for name, path in metas.items()]
+    args = [(parts, unit, rows) for unit, rows in meta_slices.items()]
     steps.run("filter_meta", filter_meta_file, args, options=options, bounds=bounds)
-    ids, dropped = node_ids(parts, list(metas))
-    return ids, dropped, bounds
+    args = [(parts, index) for index in range(parts.node_ranges)]
+    done = steps.run("id_range", id_range, args, meta_slices=list(meta_slices))
+    offsets = [0, *accumulate(unit["kept"] for unit in done)]
+    dropped = sum((Counter(unit["dropped"]) for unit in done), Counter())
+    return bounds, offsets, dropped
 
 
 def build_graph(
@@ -261,40 +278,47 @@ def build_graph(
     reviews.parquet into `out`; return the counts of what was kept and what was dropped.
 
     `metas` and `reviews` are the parsed files, by category, in category order. Steps 2 to 5 run
-    in the work units of `parts` on the engine of `units`; the id table (every meta parent_asin
-    with its item), the k-core and the writes run here, holding arrays of one number per product
-    and one range at a time.
+    in the work units of `parts` on the engine of `units`; the k-core and the writes run here,
+    holding arrays of one number per product and one range at a time.
     """
-    steps = Steps(units, quiet)
-    ids, dropped, bounds = _select_nodes(parts, metas, options, steps=steps)
-    n_items = ids["item"].count()
+    steps = Steps(units, options.memory_gb, quiet)
+    meta_slices = parts.row_slices(metas, parts.meta_rows)
+    bounds, offsets, dropped = _select_nodes(
+        parts, metas, options, meta_slices=meta_slices, steps=steps
+    )
+    n_items = n_nodes = offsets[-1]
     review_counts = pair_step(
         reviews,
-        n_items=n_items,
+        bounds=bounds,
+        offsets=offsets,
         parts=parts,
         verified_only=options.verified_only,
         cap=options.max_items_per_user,
         min_weight=options.min_weight,
         steps=steps,
     )
-    nodes = ids.drop_nulls("item").select("parent_asin")  # the item of row i is i
-    del ids
     with item_progress(quiet) as progress:
         new_id = None
         if options.min_degree:
             keep = k_core(parts, n_items, options.min_degree, progress=progress)
             if not keep.all():
-                dropped["min_degree"] = int(n_items - keep.sum())
+                n_nodes = int(keep.sum())
+                dropped["min_degree"] = n_items - n_nodes
                 new_id = np.where(keep, np.cumsum(keep) - 1, -1)
-                nodes = nodes.filter(pl.Series(keep))
-        nodes = nodes.with_columns(graph_id=pl.int_range(pl.len(), dtype=pl.Int64))
-        frames = _node_ranges(parts, nodes, metas=list(metas), bounds=bounds, options=options)
+        frames = _node_ranges(
+            parts,
+            meta_slices=list(meta_slices),
+            offsets=offsets,
+            graph_ids=new_id,
+            options=options,
+        )
         write_row_groups(
             out / "nodes.parquet",
             _advancing(frames, progress=progress, task="write nodes", total=parts.node_ranges),
             schema=NODE_SCHEMA,
             rows=NODE_GROUP_ROWS,
-            dictionary=["category", "label", "split"],
+            compression="zstd",
+            use_dictionary=["category", "label", "split"],
         )
         n_edges = write_row_groups(
             out / "edges.parquet",
@@ -306,11 +330,13 @@ def build_graph(
             ),
             schema=EDGE_SCHEMA,
             rows=EDGE_GROUP_ROWS,
-            dictionary=["weight"],
+            compression="zstd",
+            use_dictionary=["weight"],
         )
+        del new_id  # 8 B a product: not held through the text units
     ranges = text_step(
         reviews,
-        nodes=nodes,
+        n_nodes=n_nodes,
         nodes_file=out / "nodes.parquet",
         parts=parts,
         max_reviews=options.max_reviews,
@@ -323,7 +349,7 @@ def build_graph(
             out / "reviews.parquet",
         )
     return {
-        "nodes": nodes.height,
+        "nodes": n_nodes,
         "edges": n_edges,
         "dropped_products": dict(sorted(dropped.items())),
         "dropped_reviews": {k: int(v) for k, v in sorted(review_counts.items()) if v},

@@ -1,14 +1,18 @@
 """The graph stage in work units, so that no unit holds every product, review, user or pair at once.
 
-Each meta file is filtered on its own: the rows no filter drops go into R files by node range (a
-range of parent_asin, so of item ids), and every row's parent_asin and first failed filter into a
-small file, over which one pass finds the duplicates across files and numbers the items. Links
-are written per review file (or row slice of a large one) into U files by user hash (a user's
-whole history lands in one user partition); each user partition's pairs are counted and written
-into K files by key range; each key range adds its counts over the U partitions and applies
---min-weight. Keys are src * n_items + dst, so the K edge ranges follow each other in the sorted
-edge list, as the R node ranges do in graph_id order: --min-degree and the writes stream over
-them, and across the units only the id table and arrays of one number per product are held.
+Each meta file is filtered on its own, or in row slices when it is large: the rows no filter
+drops go into R files by node range (a range of parent_asin, so of item ids), and every row's
+parent_asin and first failed filter into R small files the same way. A product's rows all fall in
+one node range, so each range finds its duplicates across files and slices (read in meta order,
+then slice order: the rows' order in the files) and numbers its items on its own; the driver adds
+up R counts for the ranges' first items. Links are written per review file (or row slice of a
+large one) into U files by user hash (a user's whole history lands in one user partition), each
+row's item found in its node range's id table; each user partition's pairs are counted and
+written into K files by key range; each key range adds its counts over the U partitions and
+applies --min-weight.
+Keys are src * n_items + dst, so the K edge ranges follow each other in the sorted edge list, as
+the R node ranges do in graph_id order: --min-degree and the writes stream over them, and across
+the units only arrays of one number per product are held, never every parent_asin.
 Every file is written atomically and every unit is skipped when done, so a killed build resumes
 per unit. The units of a step run on the build's engine (`Steps.run`: one after another here, in
 spawned processes, or as Ray tasks), so they take paths and small values, and read what they need
@@ -17,13 +21,16 @@ from the files: the partitions folder must be on a filesystem every worker sees.
 Layout under `root` (graph/partitions/, removed once the stage is done):
 
     plan.json                     what the files were made for: inputs, options, U, K, R and the
-                                  rows of a link unit
+                                  rows of a meta, link and text unit
     nodes/bounds.json             the R - 1 parent_asin bounds of the node ranges
-    nodes/{meta}.ids.parquet      one meta file's (parent_asin, first filter failed) rows, in order
-    nodes/{meta}.r{i}.parquet     its rows no filter dropped in node range i (the node columns)
-    nodes/{meta}.json             that unit's done marker: its rows, and those kept
-    nodes/id_table.parquet        every meta parent_asin with its item (null: dropped), sorted
-    nodes/id_table.json           its done marker: the products dropped, by reason
+    nodes/{meta}.s{i}.ids.r{j}.parquet  row slice i of one meta file (slice 0: the whole file
+                                  when it fits a unit): its (parent_asin, first filter failed)
+                                  rows in node range j, in file order
+    nodes/{meta}.s{i}.r{j}.parquet  its rows no filter dropped in node range j (the node columns)
+    nodes/{meta}.s{i}.json        that unit's done marker: its rows, and those kept
+    ids/r{i}.parquet              node range i's id table: each of its meta parent_asins with its
+                                  item counted from the range's first (null: dropped), sorted
+    ids/r{i}.json                 that unit's done marker: the products kept, and dropped by reason
     links/{review}.s{i}.u{j}.parquet  row slice i of one review file (slice 0: the whole file
                                   when it fits a unit): its (user, item, timestamp) rows of user
                                   partition j
@@ -38,7 +45,7 @@ import json
 import math
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +68,12 @@ RANGE_UNIT_BYTES_PER_REVIEW = 250
 # drawn, written): 2.7 times the rows' size in memory, measured on the demo (609 B a node, whose
 # columns take 228 B there), at docs/scale.md's assumed 1.3 KB a real node, with a margin.
 NODE_UNIT_BYTES_PER_PRODUCT = 4000
+# Peak bytes per product of a meta unit (a row slice's meta columns read, its node columns
+# computed, written by node range): 610 to 690 B measured on one 1M-product demo file, 1.5 to 1.7
+# times the 414 B its meta columns take in memory (docs/scale.md), at the 2 KB of meta columns a
+# real product is assumed to take, with a margin (a unit's imports and buffers come on top). A
+# meta file with more rows than the budget allows is filtered in row slices.
+META_UNIT_BYTES_PER_PRODUCT = 5_000
 # Peak bytes per review of a link unit: 88 to 96 B measured on one 5M-review file (docs/scale.md),
 # with a margin. A review file with more rows than the budget allows is linked in row slices.
 LINK_UNIT_BYTES_PER_REVIEW = 120
@@ -72,6 +85,9 @@ TEXT_UNIT_BYTES_PER_REVIEW = 2000
 MAX_PARTITIONS = 256  # each way: the pair step writes U x K files
 BOUND_SAMPLES = 1024  # meta rows sampled per node range to cut the ranges
 GB = 1 << 30
+LOOKUP_ROWS = 1 << 18  # reviews joined to an id table at once: the join's own memory is bounded
+UNKNOWN, FILTERED = -2, -1  # a review's item when its product has no meta row, or was dropped
+LAYOUT = 3  # 2: the id tables by node range; 3: the meta files in row slices
 
 
 def _capped_histories(user_items: pl.DataFrame, cap: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +147,7 @@ def edges_from_counts(counts: pl.DataFrame, n_items: int, min_weight: int) -> pl
 
 def partition_counts(*, reviews: int, products: int, memory_gb: float) -> dict[str, int]:
     """The fewest user partitions, key ranges and node ranges whose units fit in `memory_gb`, and
-    the most review rows a link unit may take."""
+    the most rows a meta, link and text unit may take."""
     budget = memory_gb * GB
 
     def cut(size: float) -> int:
@@ -141,15 +157,17 @@ def partition_counts(*, reviews: int, products: int, memory_gb: float) -> dict[s
         "users": cut(reviews * USER_UNIT_BYTES_PER_REVIEW),
         "key_ranges": cut(reviews * RANGE_UNIT_BYTES_PER_REVIEW),
         "node_ranges": cut(products * NODE_UNIT_BYTES_PER_PRODUCT),
+        "meta_rows": max(math.floor(budget / META_UNIT_BYTES_PER_PRODUCT), 1),
         "link_rows": max(math.floor(budget / LINK_UNIT_BYTES_PER_REVIEW), 1),
         "text_rows": max(math.floor(budget / TEXT_UNIT_BYTES_PER_REVIEW), 1),
     }
 
 
 @dataclass(frozen=True)
-class ReviewSlice:
-    """A unit's rows of a parsed review file: from row `start`, at most `rows`."""
+class RowSlice:
+    """A unit's rows of the parsed file `name` (its category): from row `start`, at most `rows`."""
 
+    name: str
     path: Path
     start: int
     rows: int
@@ -163,6 +181,7 @@ class Partitions:
     users: int
     key_ranges: int
     node_ranges: int
+    meta_rows: int
     link_rows: int
     text_rows: int
 
@@ -170,7 +189,8 @@ class Partitions:
     def open(cls, root: Path, cut: dict[str, int], *, made_for: dict) -> "Partitions":
         """The folder for the plan `cut` (partition_counts's fields): files left by a run with
         another plan are removed first."""
-        plan = {"made_for": made_for, **cut, "polars": pl.__version__}  # the user hash may change
+        # the user hash may change with polars, the files' layout with this module
+        plan = {"made_for": made_for, **cut, "polars": pl.__version__, "layout": LAYOUT}
         stamp = root / "plan.json"
         if root.exists() and (not stamp.exists() or json.loads(stamp.read_text()) != plan):
             shutil.rmtree(root)
@@ -178,24 +198,24 @@ class Partitions:
             write_json(stamp, plan)
         return cls(root, **cut)
 
-    def id_file(self, meta: str) -> Path:
-        return self.root / "nodes" / f"{meta}.ids.parquet"
+    def id_file(self, unit: str, node_range: int) -> Path:
+        return self.root / "nodes" / f"{unit}.ids.r{node_range}.parquet"
 
-    def node_file(self, meta: str, node_range: int) -> Path:
-        return self.root / "nodes" / f"{meta}.r{node_range}.parquet"
+    def node_file(self, unit: str, node_range: int) -> Path:
+        return self.root / "nodes" / f"{unit}.r{node_range}.parquet"
 
-    @property
-    def id_table(self) -> Path:
-        return self.root / "nodes" / "id_table.parquet"
+    def id_table(self, node_range: int) -> Path:
+        return self.root / "ids" / f"r{node_range}.parquet"
 
     @staticmethod
-    def review_slices(reviews: Mapping[str, Path], rows: int) -> dict[str, ReviewSlice]:
-        """Units by name: each parsed review file in slices of at most `rows` rows (the link
-        units' `link_rows`, the review texts' `text_rows`)."""
+    def row_slices(files: Mapping[str, Path], rows: int) -> dict[str, RowSlice]:
+        """Units by name, in the order of `files`, then of their rows: each parsed file in slices
+        of at most `rows` rows (the meta units' `meta_rows`, the link units' `link_rows`, the
+        review texts' `text_rows`)."""
         units = {}
-        for review, path in reviews.items():
+        for name, path in files.items():
             for index in range(slice_count(path, rows)):
-                units[f"{review}.s{index}"] = ReviewSlice(path, index * rows, rows)
+                units[f"{name}.s{index}"] = RowSlice(name, path, index * rows, rows)
         return units
 
     def link_file(self, unit: str, user_part: int) -> Path:
@@ -216,7 +236,7 @@ class Partitions:
 
 
 def slice_count(path: Path, rows: int) -> int:
-    """How many slices of at most `rows` rows a parsed review file is cut into (at least one)."""
+    """How many slices of at most `rows` rows a parsed file is cut into (at least one)."""
     return max(math.ceil(pq.ParquetFile(path).metadata.num_rows / rows), 1)
 
 
@@ -257,36 +277,45 @@ def node_bounds(parts: Partitions, metas: Mapping[str, pl.LazyFrame]) -> pl.Seri
     return pl.Series("bound", json.loads(stamp.read_text()), dtype=pl.String)
 
 
-def filter_meta(parts: Partitions, meta: str, rows: pl.LazyFrame, *, bounds: pl.Series) -> None:
-    """Step 2, one meta file: (parent_asin, dropped) of every row, in file order, and the rows no
-    filter dropped into the R node-range files. `rows` holds the node columns and `dropped`, the
-    first filter a row fails (null: none). Duplicates across files are left to `node_ids`."""
-    marker = parts.root / "nodes" / f"{meta}.json"
+def filter_meta(parts: Partitions, unit: str, rows: pl.LazyFrame, *, bounds: pl.Series) -> None:
+    """Step 2, one meta file or row slice of one: (parent_asin, dropped) of every row, and the
+    rows no filter dropped, each into R files by node range, in file order. `rows` holds the node
+    columns and `dropped`, the first filter a row fails (null: none). Duplicates across files and
+    slices are left to `id_range`."""
+    marker = parts.root / "nodes" / f"{unit}.json"
     if marker.exists():
         return
     frame = rows.collect()
     rows_in = frame.height
-    _write(frame.select("parent_asin", "dropped"), parts.id_file(meta))
-    kept = frame.filter(pl.col("dropped").is_null()).drop("dropped")
-    del frame
-    files = [parts.node_file(meta, node_range) for node_range in range(parts.node_ranges)]
-    _write_parts(kept, bounds.search_sorted(kept["parent_asin"], side="right"), files)
-    write_json(marker, {"rows": rows_in, "kept": kept.height})
+    part = bounds.search_sorted(frame["parent_asin"], side="right")
+    ranges = range(parts.node_ranges)
+    ids = frame.select("parent_asin", "dropped")
+    _write_parts(ids, part, [parts.id_file(unit, node_range) for node_range in ranges])
+    del ids
+    kept = frame["dropped"].is_null()
+    part = part.filter(kept)
+    frame = frame.filter(kept).drop("dropped")
+    _write_parts(frame, part, [parts.node_file(unit, node_range) for node_range in ranges])
+    write_json(marker, {"rows": rows_in, "kept": frame.height})
 
 
-def node_ids(parts: Partitions, metas: list[str]) -> tuple[pl.DataFrame, Counter]:
-    """(parent_asin, item) of every meta parent_asin, sorted, and the products dropped by reason.
+def id_range(parts: Partitions, node_range: int, *, meta_slices: list[str]) -> dict:
+    """Step 2's second units, one node range: (parent_asin, item) of each of its meta
+    parent_asins, sorted, into its id table. Returns its done marker: {"kept": products kept,
+    "dropped": {reason: products}}.
 
-    A parent_asin's first row in the order of `metas` is its product, and every later row is
-    dropped as a duplicate, even when a filter then drops the first. Items number the kept
-    products in parent_asin order; a dropped product's item is null. Only parent_asin and a
-    small code per meta row are read: the node columns stay on disk. The table is kept in
-    `id_table`, where the link units read it, and a resumed build reads it back.
+    A parent_asin's first row in category order is its product, and every later row is dropped
+    as a duplicate, even when a filter then drops the first: all of a product's rows are in one
+    node range, so the range decides alone. `meta_slices`: the meta units in meta order, then
+    slice order, so their rows follow each other as in the files. Items number the range's kept
+    products in parent_asin order from 0 (the driver adds the kept products of the ranges
+    before); a dropped product's item is null. Only parent_asin and a small code per meta row
+    are read.
     """
-    marker = parts.id_table.with_suffix(".json")
+    marker = parts.id_table(node_range).with_suffix(".json")
     if marker.exists():
-        return pl.read_parquet(parts.id_table), Counter(json.loads(marker.read_text()))
-    rows = pl.read_parquet([parts.id_file(meta) for meta in metas])  # in the order of `metas`
+        return json.loads(marker.read_text())
+    rows = pl.read_parquet([parts.id_file(unit, node_range) for unit in meta_slices])
     first = rows["parent_asin"].is_first_distinct()
     dropped = Counter(duplicate_parent_asin=int((~first).sum()))
     rows = rows.filter(first).sort("parent_asin")
@@ -294,63 +323,99 @@ def node_ids(parts: Partitions, metas: list[str]) -> tuple[pl.DataFrame, Counter
     dropped.update(dict(zip(reasons["dropped"], reasons["count"], strict=True)))
     kept = pl.col("dropped").is_null()
     ids = rows.select("parent_asin", item=pl.when(kept).then(kept.cum_sum().cast(pl.Int64) - 1))
-    _write(ids, parts.id_table)
-    write_json(marker, dict(+dropped))
-    return ids, +dropped
+    _write(ids, parts.id_table(node_range))
+    done = {"kept": ids["item"].count(), "dropped": dict(+dropped)}
+    write_json(marker, done)
+    return done
 
 
 def node_range(
-    parts: Partitions, node_range: int, *, metas: list[str], nodes: pl.DataFrame, bounds: pl.Series
+    parts: Partitions,
+    node_range: int,
+    *,
+    meta_slices: list[str],
+    offset: int,
+    graph_ids: np.ndarray | None,
 ) -> pl.DataFrame:
     """Node range `node_range`'s rows with their graph_id, in graph_id order: each node's first
-    row in the order of `metas`. `nodes`: (parent_asin, graph_id) of the nodes, sorted."""
-    cuts = [0, *nodes["parent_asin"].search_sorted(bounds, side="left"), nodes.height]
-    start, stop = cuts[node_range], cuts[node_range + 1]
-    rows = pl.read_parquet([parts.node_file(meta, node_range) for meta in metas])
+    row in the order of `meta_slices` (as `id_range`'s). A product's item is its range's plus
+    `offset` (the kept products of the ranges before); `graph_ids[item]` is its graph_id (-1: not
+    a node), or the item itself when None."""
+    ids = pl.read_parquet(parts.id_table(node_range)).drop_nulls("item")
+    items = ids["item"].to_numpy() + offset
+    graph_id = pl.Series("graph_id", items if graph_ids is None else graph_ids[items])
+    nodes = ids.select("parent_asin").with_columns(graph_id)
+    rows = pl.read_parquet([parts.node_file(unit, node_range) for unit in meta_slices])
     order = (  # which row goes where, found on the ids alone: the texts are copied once
         rows.select("parent_asin", row=pl.int_range(pl.len()))
         .filter(pl.col("parent_asin").is_first_distinct())
-        .join(nodes.slice(start, stop - start), on="parent_asin")
+        .join(nodes.filter(pl.col("graph_id") >= 0), on="parent_asin")
         .sort("graph_id")
     )
     return rows[order["row"]].with_columns(order["graph_id"])
 
 
+def _items(
+    asins: pl.Series, part: pl.Series, *, parts: Partitions, offsets: list[int]
+) -> pl.Series:
+    """The item of each of `asins` (UNKNOWN: not a meta parent_asin, FILTERED: a product the node
+    filters dropped), looked up in the id table of its node range (`part`, offsets[i]: range
+    i's first item), one range and at most LOOKUP_ROWS reviews at a time. Polars' arrays only,
+    so that what the joins free is reused (numpy's come from another allocator)."""
+    items = pl.repeat(UNKNOWN, asins.len(), dtype=pl.Int64, eager=True).alias("item")
+    order = part.arg_sort()
+    sizes = np.bincount(part.to_numpy(), minlength=parts.node_ranges)
+    ends = np.cumsum(sizes)
+    for node_range in np.flatnonzero(sizes):
+        table = pl.read_parquet(parts.id_table(node_range))
+        end = ends[node_range]
+        for start in range(end - sizes[node_range], end, LOOKUP_ROWS):
+            rows = order.slice(start, min(LOOKUP_ROWS, end - start)).alias("row")
+            found = pl.DataFrame([asins.gather(rows), rows]).join(table, on="parent_asin")
+            items.scatter(found["row"], (found["item"] + offsets[node_range]).fill_null(FILTERED))
+    return items
+
+
 def link_reviews(
-    parts: Partitions, unit: str, rows: ReviewSlice, *, verified_only: bool
+    parts: Partitions,
+    unit: str,
+    rows: RowSlice,
+    *,
+    bounds: pl.Series,
+    offsets: list[int],
+    verified_only: bool,
 ) -> Counter:
     """Step 3, one review file or row slice of one: its kept (user hash, item, timestamp) rows
     into the U user files.
 
-    The id table maps every meta `parent_asin` to its item, null for a product the node filters
-    dropped. Returns the unit's dropped reviews by reason.
+    Each row's item is found in its node range's id table (`bounds`, `offsets`: the ranges and
+    their first items; the table holds every meta `parent_asin` of the range, with its item or
+    null for a product the node filters dropped): the unit holds its rows and one range's table,
+    never every product's. Returns the unit's dropped reviews by reason.
     """
     marker = parts.root / "links" / f"{unit}.json"
     if marker.exists():
         return Counter(json.loads(marker.read_text()))
-    ids = pl.scan_parquet(parts.id_table)
-    linked = (
-        pl.scan_parquet(rows.path)
-        .slice(rows.start, rows.rows)
-        .select(
-            "parent_asin",
-            "timestamp",
-            user=pl.col("user_id").hash(seed=0),  # before the join: 8 bytes, not the text
-            verified=pl.col("verified_purchase").fill_null(False),
-        )
-        .join(ids.with_columns(known=pl.lit(True)), on="parent_asin", how="left")
-        .select("user", "item", "timestamp", "verified", known=pl.col("known").fill_null(False))
-        .collect()
-    )
+    reviews = pl.scan_parquet(rows.path).slice(rows.start, rows.rows)
+    # the items first, from parent_asin alone: its strings are freed before the other columns
+    asins = reviews.select("parent_asin").collect().to_series()
+    part = bounds.search_sorted(asins, side="right")
+    items = _items(asins, part, parts=parts, offsets=offsets)
+    del asins, part
     dropped = Counter(
-        unknown_product=(~linked["known"]).sum(),
-        filtered_product=(linked["known"] & linked["item"].is_null()).sum(),
+        unknown_product=(items == UNKNOWN).sum(), filtered_product=(items == FILTERED).sum()
     )
-    kept = pl.col("item").is_not_null()
+    rest = reviews.select(
+        "timestamp",
+        user=pl.col("user_id").hash(seed=0),  # 8 bytes, not the text
+        verified=pl.col("verified_purchase").fill_null(False),
+    ).collect()
+    kept = items >= 0
     if verified_only:
-        dropped["unverified"] = (linked["item"].is_not_null() & ~linked["verified"]).sum()
-        kept &= pl.col("verified")
-    linked = linked.filter(kept).select("user", "item", "timestamp")
+        dropped["unverified"] = (kept & ~rest["verified"]).sum()
+        kept &= rest["verified"]
+    linked = rest.select("user", items, "timestamp").filter(kept)
+    del rest, items, kept
     files = [parts.link_file(unit, user_part) for user_part in range(parts.users)]
     _write_parts(linked, linked["user"] % parts.users, files)
     counts = {reason: int(n) for reason, n in dropped.items()}
@@ -411,24 +476,34 @@ def count_range(parts: Partitions, key_range: int, *, n_items: int, min_weight: 
 
 @dataclass(frozen=True)
 class Steps:
-    """Where the build's units run (--engine, --processes, --unit-retries), and whether their
-    progress shows."""
+    """Where the build's units run (--engine, --processes, --unit-retries), the memory one unit
+    may take (--memory-gb: reserved on Ray), and whether their progress shows."""
 
     units: UnitOptions
+    memory_gb: float
     quiet: bool
 
     def run(self, step: str, func: Callable[..., Any], args: list[tuple], **shared) -> list[Any]:
         """`func(*args[i], **shared)` for every unit of one step, retried as `units` says: as
         many units as the plan cut, whatever `--num-shards` (the crawl's and shard's)."""
         cut = replace(self.units, num_shards=len(args))
-        results = run_units(func, args, cut, name=f"graph {step}", quiet=self.quiet, kwargs=shared)
+        results = run_units(
+            func,
+            args,
+            cut,
+            name=f"graph {step}",
+            quiet=self.quiet,
+            kwargs=shared,
+            memory_bytes=math.ceil(self.memory_gb * GB),
+        )
         return [results[index] for index in range(len(args))]
 
 
 def pair_step(
     reviews: Mapping[str, Path],
     *,
-    n_items: int,
+    bounds: pl.Series,
+    offsets: list[int],
     parts: Partitions,
     verified_only: bool,
     cap: int,
@@ -436,13 +511,21 @@ def pair_step(
     steps: Steps,
 ) -> Counter:
     """Steps 3 to 5 over the parsed review files: the K edge ranges (src < dst, ids below
-    `n_items`, sorted), each unit skipped when an earlier run finished it. Returns the reviews
-    dropped, by reason."""
-    links = parts.review_slices(reviews, parts.link_rows)
+    n_items = offsets[-1], sorted), each unit skipped when an earlier run finished it. `bounds`
+    and `offsets`: the node ranges' and their first items. Returns the reviews dropped, by
+    reason."""
+    n_items = offsets[-1]
+    links = parts.row_slices(reviews, parts.link_rows)
     args = [(parts, unit, rows) for unit, rows in links.items()]
-    dropped = sum(
-        steps.run("link_reviews", link_reviews, args, verified_only=verified_only), Counter()
+    linked = steps.run(
+        "link_reviews",
+        link_reviews,
+        args,
+        bounds=bounds,
+        offsets=offsets,
+        verified_only=verified_only,
     )
+    dropped = sum(linked, Counter())
     args = [(parts, user_part) for user_part in range(parts.users)]
     repeats = steps.run("pair_users", pair_users, args, links=list(links), n_items=n_items, cap=cap)
     dropped["repeat_review_same_user"] += sum(repeats)
@@ -489,42 +572,3 @@ def edge_ranges(parts: Partitions, new_id: np.ndarray | None) -> Iterator[pl.Dat
         yield pl.DataFrame(
             {"src": src[inside], "dst": dst[inside], "weight": edges["weight"].to_numpy()[inside]}
         )
-
-
-def write_row_groups(
-    dest: Path,
-    frames: Iterable[pl.DataFrame],
-    *,
-    schema: pl.Schema,
-    rows: int,
-    dictionary: list[str],
-) -> int:
-    """Write `frames` in order as one Parquet file of `rows`-row groups (the last one shorter),
-    with statistics, and return the rows written. A reader after some ids skips the groups whose
-    statistics exclude them. Only the columns in `dictionary` (few distinct values) are
-    dictionary-encoded: on ids and texts it costs space."""
-    written = 0
-    arrow = pl.DataFrame(schema=schema).to_arrow().schema
-    with (
-        atomic_path(dest) as tmp,
-        pq.ParquetWriter(tmp, arrow, compression="zstd", use_dictionary=dictionary) as writer,
-    ):
-        for group in row_groups((frame.select(schema.names()) for frame in frames), rows):
-            writer.write_table(group.to_arrow())
-            written += group.height
-    return written
-
-
-def row_groups(frames: Iterable[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:
-    """The rows of `frames` in order, as frames of `rows` rows (the last one shorter), each in
-    one chunk: pyarrow's pages follow the chunks, so the bytes written depend on the rows alone,
-    not on how many frames brought them."""
-    held: pl.DataFrame | None = None
-    for frame in frames:
-        held = frame if held is None else pl.concat([held, frame], rechunk=False)
-        while held.height >= rows:
-            yield held.head(rows).rechunk()
-            held = held.slice(rows)
-    if held is not None and held.height:
-        group, held = held.rechunk(), None  # its frames freed while the group is written
-        yield group

@@ -5,11 +5,11 @@ import os
 import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from slip_data.atomic import remove_stale_temps, write_json
-from slip_data.distribute import UnitOptions, engine_session
+from slip_data.distribute import UnitOptions, engine_session, run_units
 from slip_data.graph.build import GraphOptions, build_graph
 from slip_data.graph.partitions import Partitions, partition_counts
 from slip_data.graph.read import parse_to_parquet
@@ -44,6 +44,24 @@ def _parsed(raw: Path, kind: str, dest: Path) -> dict:
     report = parse_to_parquet(raw, kind, dest).as_dict()
     write_json(stamp, {"source": source, "report": report})
     return report
+
+
+def _parse(jobs: list[tuple[Path, str, Path]], units: UnitOptions, *, quiet: bool) -> list[dict]:
+    """Each raw file's parse report, in order. On Ray or in local processes each file is a work
+    unit, so the parse spreads over machines as the build's units do; in this process, one thread
+    per core is enough, as inflating, JSON parsing and Parquet writing run outside the GIL."""
+    if units.engine == "ray" or units.processes > 1:
+        cut = replace(units, num_shards=len(jobs))
+        done = run_units(_parsed, jobs, cut, name="graph parse", quiet=quiet)
+        return [done[index] for index in range(len(jobs))]
+    reports: dict[int, dict] = {}
+    with item_progress(quiet) as progress, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        task = progress.add_task("parse raw files", total=len(jobs))
+        futures = {pool.submit(_parsed, *job): index for index, job in enumerate(jobs)}
+        for future in as_completed(futures):
+            reports[futures[future]] = future.result()
+            progress.advance(task)
+    return [reports[index] for index in range(len(jobs))]
 
 
 def run_graph(
@@ -81,26 +99,17 @@ def run_graph(
         for raw in raws
         for kind, path in (("meta", raw.meta), ("review", raw.reviews))
     }
-    reports: dict[str, dict] = {}
-    # Threads suffice: inflating, JSON parsing and Parquet writing all run outside the GIL.
-    with item_progress(quiet) as progress, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        task = progress.add_task("parse raw files", total=len(jobs))
-        futures = {pool.submit(_parsed, *job): name for name, job in jobs.items()}
-        for future in as_completed(futures):
-            reports[futures[future]] = future.result()
-            progress.advance(task)
-    reports = {name: reports[name] for name in jobs}
-
     metas = {r.name: parsed_dir / f"meta_{r.name}.parquet" for r in raws}
     reviews = {r.name: parsed_dir / f"review_{r.name}.parquet" for r in raws}
-    cut = partition_counts(
-        reviews=sum(reports[f"review:{r.name}"]["kept"] for r in raws),
-        products=sum(reports[f"meta:{r.name}"]["kept"] for r in raws),
-        memory_gb=options.memory_gb,
-    )
-    made_for = {"inputs": inputs, "options": options.as_dict()}
-    parts = Partitions.open(graph_dir / PARTITIONS, cut, made_for=made_for)
-    with engine_session(units):
+    with engine_session(units):  # Ray starts once, for the parse and the build
+        reports = dict(zip(jobs, _parse(list(jobs.values()), units, quiet=quiet), strict=True))
+        cut = partition_counts(
+            reviews=sum(reports[f"review:{r.name}"]["kept"] for r in raws),
+            products=sum(reports[f"meta:{r.name}"]["kept"] for r in raws),
+            memory_gb=options.memory_gb,
+        )
+        made_for = {"inputs": inputs, "options": options.as_dict()}
+        parts = Partitions.open(graph_dir / PARTITIONS, cut, made_for=made_for)
         counts = build_graph(
             metas, reviews, options, parts=parts, out=graph_dir, units=units, quiet=quiet
         )

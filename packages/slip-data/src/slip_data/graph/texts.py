@@ -31,13 +31,13 @@ from slip_data.atomic import atomic_path, write_json
 from slip_data.graph.partitions import (
     MAX_PARTITIONS,
     Partitions,
-    ReviewSlice,
+    RowSlice,
     Steps,
     _write,
     _write_parts,
-    row_groups,
     slice_count,
 )
+from slip_data.parquet_groups import write_groups
 
 # Rows per row group of reviews.parquet, a file's last one shorter: what the driver's write holds
 # at once (up to 25 texts a product: about 200 MB at 500 B a text) and the step by which
@@ -93,7 +93,7 @@ def _range_file(parts: Partitions, texts: TextRange) -> Path:
 
 
 def slice_texts(
-    parts: Partitions, unit: str, rows: ReviewSlice, *, bounds: dict[int, list[str]], keep: int
+    parts: Partitions, unit: str, rows: RowSlice, *, bounds: dict[int, list[str]], keep: int
 ) -> None:
     """A review file's row slice: each product's `keep` best non-empty texts (with their rows in
     the file, for the ties) into the file's node-range files, whose parent_asin bounds are
@@ -155,24 +155,30 @@ def _graph_ids(index: int, ranges: int, n_nodes: int) -> tuple[int, int]:
     return index * n_nodes // ranges, (index + 1) * n_nodes // ranges
 
 
+def _parent_asins(nodes: Path, graph_ids: list[int]) -> list[str]:
+    """The parent_asin of each of `graph_ids` in `nodes` (nodes.parquet, whose row g is graph_id
+    g), each read from its row group alone: the driver never holds every node's."""
+    column = pl.scan_parquet(nodes).select("parent_asin")
+    return [column.slice(graph_id, 1).collect().item() for graph_id in graph_ids]
+
+
 def text_step(
     reviews: Mapping[str, Path],
     *,
-    nodes: pl.DataFrame,
+    n_nodes: int,
     nodes_file: Path,
     parts: Partitions,
     max_reviews: int,
     steps: Steps,
 ) -> list[list[Path]]:
     """The slice units, then the range units, of every parsed review file; returns each file's
-    range files, in order. `nodes`: (parent_asin, graph_id) of the nodes, sorted, as written to
-    `nodes_file`."""
-    slices = parts.review_slices(reviews, parts.text_rows)
+    range files, in order. `nodes_file`: nodes.parquet as written, `n_nodes` rows."""
+    slices = parts.row_slices(reviews, parts.text_rows)
     counts = {review: slice_count(path, parts.text_rows) for review, path in reviews.items()}
     bounds = {}  # the parent_asin of each range's first node, by the number of ranges
     for ranges in {_range_count(count) for count in counts.values()}:
-        firsts = [_graph_ids(index, ranges, nodes.height)[0] for index in range(1, ranges)]
-        bounds[ranges] = nodes["parent_asin"].gather(firsts).to_list() if nodes.height else []
+        firsts = [_graph_ids(index, ranges, n_nodes)[0] for index in range(1, ranges)]
+        bounds[ranges] = _parent_asins(nodes_file, firsts) if n_nodes else []
     args = [(parts, unit, rows) for unit, rows in slices.items()]
     # a node whose texts are all past max_reviews still has a row, of no texts: keep one
     steps.run("slice_texts", slice_texts, args, bounds=bounds, keep=max(max_reviews, 1))
@@ -186,7 +192,7 @@ def text_step(
         top_texts,
         [(parts, each) for each in ranges],
         nodes=nodes_file,
-        n_nodes=nodes.height,
+        n_nodes=n_nodes,
         max_reviews=max_reviews,
     )
     return [
@@ -200,9 +206,4 @@ def write_reviews(files: Iterable[Iterable[pl.DataFrame]], dest: Path) -> None:
     the bytes depend on the rows alone, not on the cut."""
     with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, REVIEW_SCHEMA) as writer:
         for frames in files:
-            empty = True
-            for group in row_groups(frames, REVIEW_GROUP_ROWS):
-                writer.write_table(group.to_arrow().cast(REVIEW_SCHEMA))
-                empty = False
-            if empty:
-                writer.write_table(REVIEW_SCHEMA.empty_table())
+            write_groups(writer, frames, rows=REVIEW_GROUP_ROWS, empty_group=True)

@@ -7,10 +7,12 @@ hash of the URL and its (sha256, part) pairs into B files by a hash of the sha25
 range's (graph_id, image_url) into B files by the URL's hash; each URL bucket takes the latest
 row per URL and joins the nodes of its bucket, and each sha256 bucket gives its nodes their parts.
 The plan rows are then made per node range, in graph_id order, from the bucket files' rows of that
-range (sorted by graph_id, so a read skips the other row groups). Counts and labels are summed
-over the ranges; label and node ids are given when a node file's rows are read. Across the steps
-only arrays of one number per node are held (the graph id -> node id map and the label ids, for
-the edges and the homophily).
+range (sorted by graph_id, so a read skips the other row groups). When the budget holds the whole
+crawl and every node (one bucket, so one chunk and one range), the steps run as one in memory and
+write only the range's files: the bucket files would be written and read back whole for nothing.
+Counts and labels are summed over the ranges; label and node ids are given when a node file's rows
+are read. Across the steps only arrays of one number per node are held (the graph id -> node id
+map and the label ids, for the edges and the homophily).
 
 Layout under `shards/.plan/` (kept after the stage: units and reruns reuse it):
 
@@ -25,6 +27,8 @@ Layout under `shards/.plan/` (kept after the stage: units and reruns reuse it):
     shas/s{k}.parquet          sha256 bucket k's nodes with the parts naming their image
     ranges/r{r}.parquet        node range r's plan rows (the nodes kept), by graph_id
     ranges/r{r}.json           its counts: kept, crawl status, dropped, labels, categories
+
+(with one bucket, plan.json and ranges/r0.* only).
 
 Every file is written atomically and each step is skipped once its last file exists, so a
 killed stage resumes per step; a plan made for other inputs, options or budget is removed.
@@ -44,7 +48,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from slip_data.atomic import atomic_path, remove_stale_temps, write_json
-from slip_data.crawl.results import all_part_paths, read_parts
+from slip_data.crawl.results import SCHEMA, all_part_paths, read_parts
 from slip_data.graph.build import SPLITS
 
 PLAN_DIR = ".plan"
@@ -59,6 +63,7 @@ MAX_BUCKETS = 64  # each way: the URL buckets write B x B files
 GROUP_ROWS = 1 << 13  # rows per row group of the plan's files: what a node file's read skips by
 GB = 1 << 30
 RESULT_COLUMNS = ["url", "attempts", "status", "sha256", "width", "height"]
+RESULT_SCHEMA = {name: SCHEMA[name] for name in RESULT_COLUMNS}
 RANGE_COLUMNS = ["graph_id", "category", "label", "split"]
 
 
@@ -93,8 +98,10 @@ def _part_rows(path: Path) -> int:
 
 
 def _write(frame: pl.DataFrame, dest: Path) -> None:
+    """lz4, not zstd: the plan's files are written once and read back a few times, and zstd's
+    smaller files took much of the plan's time to write (docs/scale.md)."""
     with atomic_path(dest) as tmp:
-        frame.write_parquet(tmp, row_group_size=GROUP_ROWS, statistics=True)
+        frame.write_parquet(tmp, compression="lz4", row_group_size=GROUP_ROWS, statistics=True)
 
 
 def read_rows(path: Path, start: int, stop: int, columns: list[str] | None = None) -> pl.DataFrame:
@@ -162,27 +169,44 @@ class PlanFiles:
         return self.root / "ranges" / f"r{node_range}.{suffix}"
 
 
+def _chunk_rows(files: PlanFiles, chunk: int) -> pl.DataFrame:
+    """Chunk `chunk`'s crawl rows with their part number and order (part number, row). Its parts
+    are read in one scan (a read per part costs more than the rows); if any part is damaged or
+    of another schema, part by part, where `read_parts` reports and skips what it cannot read."""
+    start, stop = files.chunks[chunk]
+    paths = files.parts[start:stop]
+    part = pl.col("part").cast(pl.String).cast(pl.Enum(paths)).to_physical().cast(pl.Int64) + start
+    try:
+        scan = pl.scan_parquet(paths, include_file_paths="part", glob=False)
+        rows = scan.select(*RESULT_COLUMNS, part=part).cast(RESULT_SCHEMA).collect()
+    except (pl.exceptions.PolarsError, OSError):  # no parts, a damaged one, another schema
+        rows = read_parts(Path(), RESULT_COLUMNS, paths=[Path(p) for p in paths], with_part=True)
+        rows = rows.with_columns(part=part)
+    return rows.with_columns(
+        order=pl.col("part") * (1 << 32) + pl.int_range(pl.len(), dtype=pl.Int64).over("part")
+    )
+
+
+def _named(rows: pl.DataFrame) -> pl.DataFrame:
+    """The (sha256, part) pairs of crawl rows: each image's bytes are in one of its parts. Rows
+    without an image are kept (a join never matches a null), so the columns are not copied."""
+    return rows.select("sha256", "part")
+
+
 def bucket_crawl(files: PlanFiles, chunk: int) -> None:
-    """Step 1, one chunk of crawl parts: its rows into the B URL buckets, with their order (part
-    number, row), and its (sha256, part) pairs into the B sha256 buckets."""
+    """Step 1, one chunk of crawl parts: its rows into the B URL buckets, with their order, and
+    its (sha256, part) pairs into the B sha256 buckets."""
     marker = files.root / "crawl" / f"c{chunk}.json"
     if marker.exists():
         return
-    start, stop = files.chunks[chunk]
-    paths = files.parts[start:stop]
-    rows = read_parts(Path(), RESULT_COLUMNS, paths=[Path(p) for p in paths], with_part=True)
-    part = (
-        pl.col("part")
-        .cast(pl.String)
-        .replace_strict(paths, list(range(start, stop)), return_dtype=pl.Int64)
-    )
-    rows = rows.with_columns(part=part).with_columns(
-        order=pl.col("part") * (1 << 32) + pl.int_range(pl.len(), dtype=pl.Int64).over("part")
-    )
+    rows = _chunk_rows(files, chunk)
     buckets = range(files.buckets)
     _write_buckets(rows.drop("part"), "url", [files.crawl_file(chunk, "u", j) for j in buckets])
-    named = rows.filter(pl.col("sha256").is_not_null()).select("sha256", "part").unique()
-    _write_buckets(named, "sha256", [files.crawl_file(chunk, "s", k) for k in buckets])
+    _write_buckets(
+        _named(rows).drop_nulls().unique(),
+        "sha256",
+        [files.crawl_file(chunk, "s", k) for k in buckets],
+    )
     write_json(marker, {"rows": rows.height})
 
 
@@ -197,30 +221,61 @@ def bucket_nodes(files: PlanFiles, node_range: int, *, nodes_path: Path) -> None
     _write_buckets(nodes, "image_url", dests)
 
 
-def join_urls(files: PlanFiles, bucket: int, *, ranges: int) -> None:
-    """Step 2, one URL bucket: the latest row per URL (most attempts, then the later part and
-    row), joined to the bucket's nodes; a URL never crawled gets status not_crawled."""
-    dest = files.url_file(bucket)
-    if dest.exists():
-        return
-    rows = pl.read_parquet([files.crawl_file(c, "u", bucket) for c in range(len(files.chunks))])
+def _latest(rows: pl.DataFrame) -> pl.DataFrame:
+    """The latest of crawl rows per URL: most attempts, then the later part and row."""
     latest = rows.sort("attempts", "order").unique(subset="url", keep="last")
-    del rows
-    crawled = latest.select(
+    return latest.select(
         image_url="url",
         image_status="status",
         image_sha256="sha256",
         width=pl.col("width").cast(pl.Int32),
         height=pl.col("height").cast(pl.Int32),
     )
-    nodes = pl.read_parquet([files.node_file(r, bucket) for r in range(ranges)])
-    joined = (
+
+
+def _with_latest(nodes: pl.DataFrame, crawled: pl.DataFrame) -> pl.DataFrame:
+    """`nodes` (graph_id, image_url) with their URL's latest crawl row (`_latest`), by graph_id;
+    a URL never crawled gets status not_crawled."""
+    return (
         nodes.join(crawled, on="image_url", how="left")
         .with_columns(pl.col("image_status").fill_null("not_crawled"))
         .drop("image_url")
         .sort("graph_id")
     )
-    shas = joined.filter(pl.col("image_sha256").is_not_null()).select("graph_id", "image_sha256")
+
+
+def _named_sha256(images: pl.DataFrame) -> pl.DataFrame:
+    """(graph_id, image_sha256) of the nodes whose latest crawl row has an image."""
+    return images.filter(pl.col("image_sha256").is_not_null()).select("graph_id", "image_sha256")
+
+
+def _with_parts(nodes: pl.DataFrame, named: pl.DataFrame) -> pl.DataFrame:
+    """`nodes` (graph_id, image_sha256) with the parts that name their image (`named`: (sha256,
+    part) pairs, repeats allowed), by graph_id. The pairs are made unique and sorted as numbers
+    after the join, which is cheaper than on the sha256 strings or per node."""
+    return (
+        nodes.lazy()
+        .join(named.lazy(), left_on="image_sha256", right_on="sha256")
+        .select("graph_id", image_parts=pl.col("part").cast(pl.Int32))
+        .unique()
+        .sort("graph_id", "image_parts")
+        .group_by("graph_id", maintain_order=True)
+        .agg("image_parts")
+        .collect()
+    )
+
+
+def join_urls(files: PlanFiles, bucket: int, *, ranges: int) -> None:
+    """Step 2, one URL bucket: its nodes with their URL's latest crawl row."""
+    dest = files.url_file(bucket)
+    if dest.exists():
+        return
+    crawled = _latest(
+        pl.read_parquet([files.crawl_file(c, "u", bucket) for c in range(len(files.chunks))])
+    )
+    nodes = pl.read_parquet([files.node_file(r, bucket) for r in range(ranges)])
+    joined = _with_latest(nodes, crawled)
+    shas = _named_sha256(joined)
     _write_buckets(shas, "image_sha256", [files.url_file(bucket, k) for k in range(files.buckets)])
     _write(joined, dest)
 
@@ -231,17 +286,9 @@ def join_shas(files: PlanFiles, bucket: int) -> None:
     dest = files.sha_file(bucket)
     if dest.exists():
         return
-    named = pl.read_parquet(
-        [files.crawl_file(c, "s", bucket) for c in range(len(files.chunks))]
-    ).unique()
+    named = pl.read_parquet([files.crawl_file(c, "s", bucket) for c in range(len(files.chunks))])
     nodes = pl.read_parquet([files.url_file(j, bucket) for j in range(files.buckets)])
-    joined = (
-        nodes.join(named, left_on="image_sha256", right_on="sha256")
-        .group_by("graph_id")
-        .agg(image_parts=pl.col("part").cast(pl.Int32).sort())
-        .sort("graph_id")
-    )
-    _write(joined, dest)
+    _write(_with_parts(nodes, named), dest)
 
 
 def _range_rows(paths: list[Path], low: int, high: int) -> pl.DataFrame:
@@ -250,19 +297,29 @@ def _range_rows(paths: list[Path], low: int, high: int) -> pl.DataFrame:
     return pl.concat([pl.scan_parquet(path).filter(wanted).collect() for path in paths])
 
 
-def plan_range(files: PlanFiles, node_range: int, *, nodes_path: Path, keep_missing: bool) -> dict:
-    """Step 4, one node range: its plan rows and counts. Returns the counts."""
-    marker = files.range_file(node_range, "json")
-    if marker.exists():
-        return json.loads(marker.read_text())
+def _range_nodes(
+    files: PlanFiles, node_range: int, *, nodes_path: Path, columns: list[str]
+) -> pl.DataFrame:
+    """Node range `node_range`'s `columns` of the graph's nodes, refused out of graph_id order."""
     start = node_range * files.range_rows
-    nodes = read_rows(nodes_path, start, start + files.range_rows, RANGE_COLUMNS)
+    nodes = read_rows(nodes_path, start, start + files.range_rows, columns)
     ids = nodes["graph_id"]
     if not ids.is_sorted() or ids.n_unique() != ids.len():
         raise ValueError("the graph's nodes are not in graph_id order: build the graph again")
-    low, high = (ids.first(), ids.last()) if ids.len() else (0, -1)
-    images = _range_rows([files.url_file(j) for j in range(files.buckets)], low, high)
-    parts = _range_rows([files.sha_file(k) for k in range(files.buckets)], low, high)
+    return nodes
+
+
+def _write_range(
+    files: PlanFiles,
+    node_range: int,
+    *,
+    nodes: pl.DataFrame,
+    images: pl.DataFrame,
+    parts: pl.DataFrame,
+    keep_missing: bool,
+) -> dict:
+    """Node range `node_range`'s plan rows and counts from its nodes (RANGE_COLUMNS), their
+    crawl results and their images' parts. Returns the counts."""
     joined = (
         nodes.join(images, on="graph_id", how="left")
         .join(parts, on="graph_id", how="left")
@@ -287,14 +344,50 @@ def plan_range(files: PlanFiles, node_range: int, *, nodes_path: Path, keep_miss
     _write(rows, files.range_file(node_range))
     counts = {
         "kept": rows.height,
-        "graph_nodes": high + 1,
+        "graph_nodes": nodes["graph_id"].last() + 1 if nodes.height else 0,
         "crawl_status": crawl_status,
         "dropped_images": dropped,
         "labels": labels.rows(),
         "categories": sorted(rows["main_category"].unique().to_list()),
     }
-    write_json(marker, counts)
+    write_json(files.range_file(node_range, "json"), counts)
     return counts
+
+
+def plan_range(files: PlanFiles, node_range: int, *, nodes_path: Path, keep_missing: bool) -> dict:
+    """Step 4, one node range: its plan rows and counts. Returns the counts."""
+    marker = files.range_file(node_range, "json")
+    if marker.exists():
+        return json.loads(marker.read_text())
+    nodes = _range_nodes(files, node_range, nodes_path=nodes_path, columns=RANGE_COLUMNS)
+    low, high = (nodes["graph_id"].first(), nodes["graph_id"].last()) if nodes.height else (0, -1)
+    images = _range_rows([files.url_file(j) for j in range(files.buckets)], low, high)
+    parts = _range_rows([files.sha_file(k) for k in range(files.buckets)], low, high)
+    return _write_range(
+        files, node_range, nodes=nodes, images=images, parts=parts, keep_missing=keep_missing
+    )
+
+
+def plan_whole(files: PlanFiles, *, nodes_path: Path, keep_missing: bool) -> dict:
+    """Steps 1 to 4 in one, for a cut of one bucket (so one chunk and one range: the budget holds
+    the whole crawl and every node at once): the same rows, without the bucket files, whose
+    writes and reads took most of the plan's time. Returns the counts."""
+    marker = files.range_file(0, "json")
+    if marker.exists():
+        return json.loads(marker.read_text())
+    rows = _chunk_rows(files, 0)
+    crawled = _latest(rows)
+    named = _named(rows)
+    del rows
+    urls = read_rows(nodes_path, 0, files.range_rows, ["graph_id", "image_url"])
+    images = _with_latest(urls, crawled)
+    del urls, crawled
+    parts = _with_parts(_named_sha256(images), named)
+    del named
+    nodes = _range_nodes(files, 0, nodes_path=nodes_path, columns=RANGE_COLUMNS)
+    return _write_range(
+        files, 0, nodes=nodes, images=images, parts=parts, keep_missing=keep_missing
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -428,18 +521,21 @@ def plan_shards(
 
     files = PlanFiles.open(Path(shards_dir) / PLAN_DIR, made_for=made_for, cut_for=cut)
     ranges = max(-(-nodes // files.range_rows), 1)
-    for chunk in range(len(files.chunks)):
-        bucket_crawl(files, chunk)
-    for node_range in range(ranges):
-        bucket_nodes(files, node_range, nodes_path=nodes_path)
-    for bucket in range(files.buckets):
-        join_urls(files, bucket, ranges=ranges)
-    for bucket in range(files.buckets):
-        join_shas(files, bucket)
-    counts = [
-        plan_range(files, r, nodes_path=nodes_path, keep_missing=keep_missing_images)
-        for r in range(ranges)
-    ]
+    if files.buckets == 1:
+        counts = [plan_whole(files, nodes_path=nodes_path, keep_missing=keep_missing_images)]
+    else:
+        for chunk in range(len(files.chunks)):
+            bucket_crawl(files, chunk)
+        for node_range in range(ranges):
+            bucket_nodes(files, node_range, nodes_path=nodes_path)
+        for bucket in range(files.buckets):
+            join_urls(files, bucket, ranges=ranges)
+        for bucket in range(files.buckets):
+            join_shas(files, bucket)
+        counts = [
+            plan_range(files, r, nodes_path=nodes_path, keep_missing=keep_missing_images)
+            for r in range(ranges)
+        ]
     labels = _labels(counts)
     splits = labels.select(pl.col(f"count_{s}").sum() for s in SPLITS).row(0)
     return ShardPlan(

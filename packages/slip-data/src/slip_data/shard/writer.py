@@ -7,7 +7,7 @@ interruption writes the same bytes; the manifest goes last and marks the shards 
 import hashlib
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from slip_data.atomic import atomic_path, remove_stale_temps, write_json
 from slip_data.bounds import Bounds
 from slip_data.homophily import EdgeLabelCounts
 from slip_data.option_fields import check_fields, option
+from slip_data.parquet_groups import write_row_groups
 from slip_data.progress import item_progress
 from slip_data.shard.plan import ShardPlan
 from slip_data.shard_contract import FORMAT, FORMAT_VERSION, MANIFEST, NODE_COLUMNS, file_sha256
@@ -107,10 +108,6 @@ def _finished_entry(shards_dir: Path, index: int, fingerprint: str) -> dict | No
     return None
 
 
-def _edge_table(src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> pa.Table:
-    return pa.table({"src": src, "dst": dst, "weight": weight}, schema=EDGE_SCHEMA)
-
-
 def _check_order(src: np.ndarray, dst: np.ndarray, after: tuple[int, int]) -> None:
     """The graph stage writes its edges sorted by (src, dst), and the node ids keep that order:
     a file out of order would make edges.parquet break its contract unnoticed."""
@@ -119,34 +116,42 @@ def _check_order(src: np.ndarray, dst: np.ndarray, after: tuple[int, int]) -> No
         raise ValueError("the graph's edges are not sorted by (src, dst): build the graph again")
 
 
+def _kept_edges(
+    graph_edges: Path, *, node_ids: np.ndarray, counts: EdgeLabelCounts
+) -> Iterator[pl.DataFrame]:
+    """The graph's edges between kept nodes in node ids, one batch at a time, checked in order
+    and added to `counts` (for the homophily): no sort, as the graph's order survives the
+    monotone map."""
+    after = (-1, -1)
+    source = pq.ParquetFile(graph_edges)
+    for batch in source.iter_batches(EDGE_ROW_GROUP_ROWS, columns=EDGE_SCHEMA.names):
+        src = node_ids[batch.column("src").to_numpy()]
+        dst = node_ids[batch.column("dst").to_numpy()]
+        kept = (src >= 0) & (dst >= 0)
+        src, dst = src[kept], dst[kept]
+        _check_order(src, dst, after)
+        if src.size:
+            after = (int(src[-1]), int(dst[-1]))
+        counts.add(src, dst)
+        weight = batch.column("weight").to_numpy()[kept].astype(np.int32)
+        yield pl.DataFrame({"src": src, "dst": dst, "weight": weight})
+
+
 def write_edges(
     graph_edges: Path, path: Path, *, node_ids: np.ndarray, counts: EdgeLabelCounts
 ) -> dict:
-    """Write the graph's edges between kept nodes in node ids, one batch at a time: no sort, as
-    the graph's order survives the monotone map. Each batch is added to `counts` (for the
-    homophily); returns the manifest entry."""
-    source = pq.ParquetFile(graph_edges)
-    count, after = 0, (-1, -1)
-    held = EDGE_SCHEMA.empty_table()
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, EDGE_SCHEMA, compression="zstd") as out:
-        for batch in source.iter_batches(EDGE_ROW_GROUP_ROWS, columns=EDGE_SCHEMA.names):
-            src = node_ids[batch.column("src").to_numpy()]
-            dst = node_ids[batch.column("dst").to_numpy()]
-            kept = (src >= 0) & (dst >= 0)
-            src, dst = src[kept], dst[kept]
-            _check_order(src, dst, after)
-            if src.size:
-                after = (int(src[-1]), int(dst[-1]))
-            counts.add(src, dst)
-            count += src.size
-            weight = batch.column("weight").to_numpy()[kept].astype(np.int32)
-            held = pa.concat_tables([held, _edge_table(src, dst, weight)]).combine_chunks()
-            # whole row groups, whatever the batches: the bytes follow the edges alone
-            while held.num_rows >= EDGE_ROW_GROUP_ROWS:
-                out.write_table(held.slice(0, EDGE_ROW_GROUP_ROWS), EDGE_ROW_GROUP_ROWS)
-                held = held.slice(EDGE_ROW_GROUP_ROWS)
-        if held.num_rows or not count:
-            out.write_table(held, EDGE_ROW_GROUP_ROWS)
+    """Write the graph's edges between kept nodes in node ids (_kept_edges) in whole row groups
+    of EDGE_ROW_GROUP_ROWS, wherever the batches end, so the bytes follow the edges alone (no
+    edges: one empty group); returns the manifest entry."""
+    edges = _kept_edges(graph_edges, node_ids=node_ids, counts=counts)
+    count = write_row_groups(
+        path,
+        edges,
+        schema=EDGE_SCHEMA,
+        rows=EDGE_ROW_GROUP_ROWS,
+        compression="zstd",
+        empty_group=True,
+    )
     return _entry(path, "edges", count)
 
 
