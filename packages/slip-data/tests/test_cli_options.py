@@ -77,8 +77,8 @@ def other_value(item: dataclasses.Field, hint: object) -> tuple[list[str], objec
     if typing.get_origin(base) is typing.Literal:
         value = next(choice for choice in typing.get_args(base) if choice != default)
         return [flag(item.name), value], value
-    if default is None:  # --shard-index
-        return [flag(item.name), "0"], 0
+    if default is None:  # --num-shards 1, --shard-index 0: their least values
+        return [flag(item.name), str(bounds.at_least)], bounds.at_least
     step = 1 if isinstance(default, int) else 0.5
     value = default + step if bounds.at_most is None or default + step <= bounds.at_most else None
     value = default - step if value is None else value

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -20,6 +21,7 @@ from url_names import listed_sha256
 
 from slip_data import pipeline
 from slip_data.crawl import CrawlOptions
+from slip_data.crawl.options import GB, UNIT_BYTES_PER_URL, crawl_unit_count
 from slip_data.crawl.results import (
     HASHED_URLS,
     MADE_FOR,
@@ -137,6 +139,32 @@ def test_unit_options_are_checked():
     with pytest.raises(ValueError, match="engine: 'spark' is not one of local, ray"):
         UnitOptions(engine="spark")
     assert UnitOptions(num_shards=4, shard_index=2).selected() == [2]
+    with pytest.raises(ValueError, match="--shard-index 0 needs --num-shards"):
+        UnitOptions(shard_index=0)  # a job array's units must agree on the cut
+    assert UnitOptions().cut(5).num_shards == 5 and UnitOptions(num_shards=2).cut(5).num_shards == 2
+
+
+def test_crawl_units_follow_the_memory_budget():
+    per_gb = GB // UNIT_BYTES_PER_URL  # URLs whose state takes one GB
+    assert crawl_unit_count(0, 2.0) == crawl_unit_count(2 * per_gb, 2.0) == 1
+    assert crawl_unit_count(2 * per_gb + 1, 2.0) == 2
+    assert crawl_unit_count(48_190_000, 2.0) == 23  # the whole corpus's images
+    assert crawl_unit_count(48_190_000, 16.0) == 3
+
+
+def test_a_crawl_without_num_shards_is_cut_by_its_memory_budget(build, unit_args):
+    layout = pipeline.Layout(build)
+    urls = listed(layout)
+    budget = len(urls) * UNIT_BYTES_PER_URL / (2.5 * GB)  # the list's state in 2.5 budgets
+    counts = pipeline.crawl_images(layout, replace(CRAWL, crawl_memory_gb=budget), quiet=True)
+    assert [cut for cut, _, _ in unit_args] == [
+        unit_slice(len(urls), index, 3) for index in range(3)
+    ]
+    assert [folder for _, folder, _ in unit_args] == [
+        unit_dir(layout.crawl, index, 3) for index in range(3)
+    ]
+    assert sum(counts.values()) == len(urls)
+    assert sorted(read_latest(layout.crawl, ["url"])["url"]) == sorted(urls)
 
 
 def test_ray_engine_without_ray_installed_says_how_to_get_it(monkeypatch):

@@ -13,7 +13,7 @@ import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as connection_wait
@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 class UnitOptions:
     """How a stage is cut into work units and where they run."""
 
-    num_shards: Annotated[int, Bounds(at_least=1)] = option(
-        1, "Work units the crawl and shard stages are cut into."
+    num_shards: Annotated[int | None, Bounds(at_least=1)] = option(
+        None,
+        "Work units the crawl and shard stages are cut into (default: the crawl as many as "
+        "--crawl-memory-gb needs, the shard stage one).",
     )
     shard_index: Annotated[int | None, Bounds(at_least=0)] = option(
         None, "Run only this work unit, here (for job arrays of your own)."
@@ -56,17 +58,26 @@ class UnitOptions:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.shard_index is not None and self.num_shards is None:
+            raise ValueError(
+                f"--shard-index {self.shard_index} needs --num-shards: every unit of a job "
+                "array must be cut the same way"
+            )
         if self.shard_index is not None and not self.shard_index < self.num_shards:
             raise ValueError(
                 f"--shard-index {self.shard_index} is outside 0..{self.num_shards - 1} "
                 f"(--num-shards {self.num_shards})"
             )
 
+    def cut(self, default: int) -> "UnitOptions":
+        """These options with `num_shards` set: `default` where none was given."""
+        return self if self.num_shards is not None else replace(self, num_shards=default)
+
     def selected(self) -> list[int]:
-        """The units this invocation runs."""
+        """The units this invocation runs (one where their number is not decided: see `cut`)."""
         if self.shard_index is not None:
             return [self.shard_index]
-        return list(range(self.num_shards))
+        return list(range(self.num_shards or 1))
 
 
 class UnitFailed(RuntimeError):

@@ -30,6 +30,7 @@ import polars as pl
 from slip_data.atomic import remove_stale_temps, write_json
 from slip_data.categories import CATEGORIES
 from slip_data.crawl import CrawlOptions, crawl
+from slip_data.crawl.options import crawl_unit_count
 from slip_data.crawl.results import (
     UnitSpan,
     read_url_range,
@@ -203,10 +204,12 @@ def crawl_images(
     *,
     quiet: bool = False,
 ) -> dict[str, int]:
-    """Crawl the distinct image URLs, cut into `units.num_shards` contiguous work units."""
+    """Crawl the distinct image URLs, cut into `units.num_shards` contiguous work units (by
+    default as many as `options.crawl_memory_gb` needs)."""
     with hold(layout.root, shared=units.shard_index is not None):
         _check_graph(layout)
         total, named = _url_list(layout)
+        units = units.cut(crawl_unit_count(total, options.crawl_memory_gb))
         count = units.num_shards
         unit_quiet = quiet or len(units.selected()) > 1  # one bar per unit only when one runs
         args = []
@@ -273,6 +276,7 @@ def shard(
     files and returns None: a run without `--shard-index` finishes the stage."""
     with hold(layout.root, shared=units.shard_index is not None):
         plan = _shard_plan(layout, options)  # made once here: the units find it done
+        units = units.cut(1)
         if units.num_shards > 1:
             args = [(layout.root, i) for i in range(units.num_shards)]
             shared = {"options": options, "num_units": units.num_shards}
