@@ -47,6 +47,7 @@ def test_two_sittings_pool_to_the_summary_of_one():
     first = {"R@1": draws(5, rng), "MRR": draws(5, rng)}
     second = {"R@1": draws(5, rng), "MRR": draws(5, rng), "only here": draws(5, rng)}
     earlier = {"c": cell([0, 1, 2, 3, 4], first), "elsewhere": cell([0, 1, 2], first)}
+    earlier["c"]["axes"] = ["start", "homophily"]  # on the axes of the earlier run's main cell
     pooled = experiment.pool_with({"c": cell([5, 6, 7, 8, 9], second)}, earlier)
     whole = cell(
         list(range(10)),
@@ -58,6 +59,7 @@ def test_two_sittings_pool_to_the_summary_of_one():
     assert pooled["elsewhere"] == earlier["elsewhere"]  # a cell not run again is kept as it was
     assert set(pooled["c"]["metrics"]) == {"R@1", "MRR"}  # a metric of one sitting is not pooled
     assert pooled["c"]["seeds"] == whole["seeds"]
+    assert pooled["c"]["axes"] == ["homophily"]  # where this run's grid puts it
     for name, row in whole["metrics"].items():
         for key, stats in row.items():
             got = pooled["c"]["metrics"][name][key]

@@ -449,7 +449,8 @@ def pool_with(summary: dict, earlier: dict) -> dict:
     """`earlier` (a summary whose runs are no longer on disk) with this summary's cells pooled
     into it: a cell named in both counts the seeds of both, as one run of them all would. Only
     the same cell pools: the same graph measured on its build made again, and other seeds.
-    Metrics measured in one of the two alone are left out of the pooled cell."""
+    Metrics measured in one of the two alone are left out of the pooled cell; a pooled cell lies
+    on the axes of this run's grid (whose main cell the tables name)."""
     cells = dict(earlier)
     for name, entry in summary.items():
         before = earlier.get(name)
@@ -478,6 +479,7 @@ def pool_with(summary: dict, earlier: dict) -> dict:
             row["slip_minus_clip"] = with_interval(row["slip_minus_clip"])
         seeds = sorted(before["seeds"] + entry["seeds"])
         cells[name] = before | {
+            "axes": entry["axes"],
             "seeds": seeds,
             "devices": sorted(set(before["devices"]) | set(entry["devices"])),
             "metrics": rows,
