@@ -13,7 +13,7 @@ local engine's spawned processes and Ray receive them, and crawls nothing. The a
 driver before the list was kept on disk (its body below, measured in the same run): every
 distinct URL as a Python string, hashed as a list, and each unit's slice of it in the unit's
 arguments. "polars" is `pipeline.crawl_images` with the URL list made as before it streamed
-(1bc4048, below): the graph_id and image_url columns read whole, sorted and made distinct in
+(below): the graph_id and image_url columns read whole, sorted and made distinct in
 polars, then written. Ours runs `pipeline.crawl_images` twice: with no crawl folder (the list
 file is written), then again (it is kept). Each row prints the child's peak RSS, the part of it
 above the RSS the child started the driver from (imports) and that part per distinct URL, the
@@ -87,7 +87,7 @@ def anchor_crawl_images(layout, options, units, *, quiet: bool = False) -> dict[
 
 
 def polars_url_list(layout) -> tuple[int, str]:
-    """`pipeline._url_list` before it streamed (1bc4048): the column held whole in polars."""
+    """`pipeline._url_list` before it streamed: the column held whole in polars."""
     import polars as pl
 
     from slip_data.atomic import atomic_path
