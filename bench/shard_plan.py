@@ -38,6 +38,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import fields
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -96,15 +97,18 @@ def child(kind: str, root: Path, memory_gb: float | None) -> dict:
     from slip_data.pipeline import Layout, _shard_plan, shard
     from slip_data.shard.writer import ShardOptions
 
-    if memory_gb is not None and find_spec("slip_data.shard.plan"):  # an anchor may plan in RAM
-        from slip_data.shard import plan
+    options = ShardOptions()
+    if memory_gb is not None and "plan_memory_gb" in {f.name for f in fields(ShardOptions)}:
+        options = ShardOptions(plan_memory_gb=memory_gb)
+    elif memory_gb is not None and find_spec("slip_data.shard.plan"):  # an older anchor: the
+        from slip_data.shard import plan  # plan's budget was a module constant; or none (in RAM)
 
         plan.MEMORY_GB = memory_gb
 
     if kind == "plan":
-        _shard_plan(Layout(root), ShardOptions())
+        _shard_plan(Layout(root), options)
     if kind in ("shard", "rerun"):
-        shard(Layout(root), ShardOptions(), quiet=True)
+        shard(Layout(root), options, quiet=True)
     return {}
 
 
@@ -184,7 +188,7 @@ def main() -> None:
     parser.add_argument("--mean-degree", type=int, default=100)
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument(
-        "--memory-gb", type=float, help="the shard plan's budget (default: its MEMORY_GB)"
+        "--memory-gb", type=float, help="the shard plan's budget (default: --plan-memory-gb's)"
     )
     parser.add_argument(
         "--synthetic-crawl", action="store_true", help="crawl parts written, not crawled"

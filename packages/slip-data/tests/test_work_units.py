@@ -35,6 +35,7 @@ from slip_data.crawl.results import (
 from slip_data.distribute import UnitFailed, UnitOptions, run_units, unit_slice
 from slip_data.graph import stage
 from slip_data.graph.build import GraphOptions
+from slip_data.shard.plan import PLAN_DIR
 from slip_data.shard.writer import ShardOptions
 from slip_data.sources.demo import DemoSpec
 
@@ -315,6 +316,15 @@ def test_a_rerun_with_other_units_fetches_only_what_is_left(build, unit_args):
     assert unit_args == [(slice(0, len(urls)), layout.crawl, None)]  # one unit: the whole list
     assert read_url_range(layout.crawl, 0, len(urls)) == urls
     assert not (layout.crawl / MADE_FOR).exists()  # the root holds results for any URL
+
+
+def test_the_plan_budget_cuts_the_shard_plan_not_the_shards(build, reference):
+    layout = pipeline.Layout(build)
+    pipeline.crawl_images(layout, CRAWL, quiet=True)
+    pipeline.shard(layout, replace(SHARD, plan_memory_gb=4_000 / GB), quiet=True)
+    made = json.loads((layout.shards / PLAN_DIR / "plan.json").read_text())["cut"]
+    assert made["buckets"] > 1 and made["range_rows"] < len(listed(layout))
+    assert shard_bytes(build) == reference  # the manifest does not record the budget
 
 
 def test_job_array_units_then_a_finishing_run_equal_the_plain_build(build, reference):

@@ -241,6 +241,7 @@ def _shard_plan(layout: Layout, options: ShardOptions) -> ShardPlan:
         layout.shards,
         keep_missing_images=options.keep_missing_images,
         rows_per_shard=options.rows_per_shard,
+        memory_gb=options.plan_memory_gb,
     )
 
 

@@ -52,9 +52,6 @@ from slip_data.crawl.results import SCHEMA, all_part_paths, read_parts
 from slip_data.graph.build import SPLITS
 
 PLAN_DIR = ".plan"
-MEMORY_GB = 2.0
-"""Memory a step may use, as the graph stage's default `--memory-gb`: it sets B and the ranges,
-never the outputs."""
 # Peak bytes a step takes per row it holds (a crawl row of a chunk or a bucket, a node of a bucket
 # or of a range), measured on the demo (bench/shard_plan.py), with a margin.
 CRAWL_ROW_BYTES = 1000
@@ -498,12 +495,11 @@ def plan_shards(
     *,
     keep_missing_images: bool,
     rows_per_shard: int,
-    memory_gb: float | None = None,
+    memory_gb: float,
 ) -> ShardPlan:
     """The plan of the graph's nodes and the crawl's results under `crawl_root`, made (or
-    resumed) under `shards_dir`/.plan in steps that each fit in `memory_gb` (None: MEMORY_GB,
-    read when called, so a benchmark can set it for a whole stage)."""
-    memory_gb = MEMORY_GB if memory_gb is None else memory_gb
+    resumed) under `shards_dir`/.plan in steps that each fit in `memory_gb` (`--plan-memory-gb`:
+    it sets the buckets and ranges, never the outputs)."""
     nodes_path = Path(graph_dir) / "nodes.parquet"
     parts = [str(path) for path in all_part_paths(crawl_root)]
     made_for = {

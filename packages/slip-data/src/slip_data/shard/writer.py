@@ -42,9 +42,18 @@ class ShardOptions:
         10_000, "Products per node shard file."
     )
     keep_missing_images: bool = option(False, "Keep products whose image failed (image null).")
+    plan_memory_gb: Annotated[float, Bounds(above=0)] = option(
+        2.0,
+        "Memory (GB) one step of the shard plan may use: sets its buckets and node ranges, never "
+        "the shards.",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+    def as_dict(self) -> dict:
+        """The options that decide the shards: `plan_memory_gb` only decides how the plan is cut."""
+        return {k: v for k, v in asdict(self).items() if k != "plan_memory_gb"}
 
 
 ImageLoader = Callable[[pl.DataFrame], pl.DataFrame]
@@ -245,7 +254,7 @@ def write_shards(
         "crawl_status": plan.crawl_status,
         "dropped_images": plan.dropped_images,
         "files": files,
-        "build": provenance | {"shard": asdict(options)},
+        "build": provenance | {"shard": options.as_dict()},
     }
     write_json(shards_dir / MANIFEST, manifest)
     wanted = {entry["path"] for entry in files} | {MANIFEST}
