@@ -1,3 +1,6 @@
+import math
+from collections import Counter
+
 import pytest
 import torch
 
@@ -161,6 +164,27 @@ def test_balanced_seeds_even_out_how_often_each_node_is_seen():
     }
     epoch, balanced = (appearances_cv(planner, 3000) for planner in made.values())
     assert balanced < epoch / 2, (balanced, epoch)
+
+
+def test_balanced_seeds_are_drawn_without_replacement_by_their_weights():
+    graph, train = hubs_and_a_path()
+    planner = BatchPlanner(graph, train, batch_size=8, fanouts=[3], mode="slip", seeds="balanced")
+    assert planner.seeds_per_batch == 2
+    weights = torch.diff(planner.seed_cdf, prepend=torch.zeros(1)).double()
+    weights /= weights.sum()
+    draws = 20_000
+    seen = Counter()
+    for index in range(draws):
+        first, second = planner._balanced_seeds(0, index).tolist()
+        assert first != second
+        seen[first, second] += 1
+    # sequential weighted draws without replacement: P(i then j) = w_i w_j / (1 - w_i)
+    assert torch.equal(train, torch.arange(train.numel()))  # a node is its weight's position
+    for i in range(train.numel()):
+        for j in range(train.numel()):
+            chance = 0.0 if i == j else (weights[i] * weights[j] / (1 - weights[i])).item()
+            spread = math.sqrt(draws * chance * (1 - chance))
+            assert abs(seen[i, j] - draws * chance) <= 5 * spread + 2, (i, j, seen[i, j], chance)
 
 
 @pytest.mark.parametrize("mode", ["slip", "clip"])
