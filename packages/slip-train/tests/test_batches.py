@@ -1,12 +1,13 @@
 import math
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
 from slip_train import sampler
 from slip_train.batches import BatchPlanner, induced_edges
-from slip_train.sampler import build_csr
+from slip_train.sampler import build_csr, neighbour_sums
 
 
 def random_graph(num_nodes=300, num_edges=1500, seed=0):
@@ -164,6 +165,19 @@ def test_balanced_seeds_even_out_how_often_each_node_is_seen():
     }
     epoch, balanced = (appearances_cv(planner, 3000) for planner in made.values())
     assert balanced < epoch / 2, (balanced, epoch)
+
+
+def test_neighbour_sums_are_the_scatter_of_each_value_to_its_neighbours():
+    generator = torch.Generator().manual_seed(2)
+    src, dst = torch.randint(0, 50, (2, 200), generator=generator)
+    graph = build_csr(src, dst, 60)  # ten nodes without neighbours
+    indptr, indices = graph.indptr.numpy(), graph.indices.numpy()
+    owner = np.repeat(np.arange(60), np.diff(indptr))
+    values = np.random.default_rng(2).random(60)
+    sums = neighbour_sums(indptr, indices, values)
+    np.testing.assert_allclose(sums, np.bincount(owner, values[indices], minlength=60))
+    np.testing.assert_allclose(sums, np.bincount(indices, values[owner], minlength=60))
+    assert (sums[50:] == 0).all() and (sums[:50] > 0).any()
 
 
 def test_balanced_seeds_are_drawn_without_replacement_by_their_weights():

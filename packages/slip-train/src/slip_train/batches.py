@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from slip_train.sampler import CSRGraph, sample_batch
+from slip_train.sampler import CSRGraph, neighbour_sums, sample_batch
 
 
 @dataclass(frozen=True)
@@ -91,16 +91,15 @@ def balanced_seed_weights(
     indices = graph.indices.cpu().numpy()
     degree = np.diff(indptr)
     keep = np.minimum(fanout, degree) / np.maximum(degree, 1)  # chance u samples a given neighbour
-    owner = np.repeat(np.arange(graph.num_nodes), degree)
     train = np.zeros(graph.num_nodes, bool)
     train[train_nodes.cpu().numpy()] = True
 
+    # the graph is stored both ways, so the nodes u with v in N(u) are v's own neighbours
     def forward(weights: np.ndarray) -> np.ndarray:  # A w, on the training nodes
-        seen = weights + np.bincount(indices, (weights * keep)[owner], minlength=graph.num_nodes)
-        return seen * train
+        return (weights + neighbour_sums(indptr, indices, weights * keep)) * train
 
     def backward(seen: np.ndarray) -> np.ndarray:  # A^T a, on the training nodes
-        return (seen + keep * np.bincount(owner, seen[indices], minlength=graph.num_nodes)) * train
+        return (seen + keep * neighbour_sums(indptr, indices, seen)) * train
 
     target = backward(train.astype(float))
     weights = train.astype(float)

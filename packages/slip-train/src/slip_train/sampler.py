@@ -415,6 +415,20 @@ def _sort_rows(indptr: np.ndarray, indices: np.ndarray) -> None:
                 break
 
 
+@_jit()
+def neighbour_sums(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per node, the sum of `values` over its neighbours, rows in parallel: one pass over the
+    stored edges, in order (for a graph stored both ways, what a scatter of each node's value to
+    its neighbours gives, without the scatter's random writes)."""
+    sums = np.zeros(indptr.size - 1)
+    for v in prange(indptr.size - 1):
+        total = 0.0
+        for e in range(indptr[v], indptr[v + 1]):
+            total += values[indices[e]]
+        sums[v] = total
+    return sums
+
+
 def csr_arrays(
     edges: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
     num_nodes: int,
