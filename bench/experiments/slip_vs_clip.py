@@ -106,6 +106,8 @@ VARIANTS = {  # SLIP's variants (docs/method.md, "A SLIP that does no harm"): th
     "mask": ["loss.structural_gradient=encoders", "loss.neighbours_as_negatives=false"],
     "headsbal": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=false",
                  "sampler.seeds=balanced"],
+    "headsiw": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=false",
+                "loss.anchor_weights=inverse_appearances"],
 }  # fmt: skip
 # CPU seconds on this project's 2-core machine, one thread a run (slip-tiny): for --plan only.
 BUILD_S_PER_PRODUCT = 0.0023  # 25 s for 11,000 products

@@ -201,6 +201,57 @@ def test_balanced_seeds_are_drawn_without_replacement_by_their_weights():
             assert abs(seen[i, j] - draws * chance) <= 5 * spread + 2, (i, j, seen[i, j], chance)
 
 
+@pytest.mark.parametrize("seeds", ["epoch", "balanced"])
+def test_expected_appearances_are_what_the_batches_show_and_their_inverse_evens_them_out(seeds):
+    """Counted over 4,000 batches of 16 on a graph of hubs and leaves: each node's appearances
+    track expected_appearances (the planner's anchor weights are one over them), and weighting
+    every appearance by its anchor weight leaves the nodes about equally counted (balanced seeds
+    already see them about equally often)."""
+    graph, train = hubs_and_a_path()
+    planner = BatchPlanner(
+        graph,
+        train,
+        batch_size=16,
+        fanouts=[3],
+        mode="slip",
+        seeds=seeds,
+        anchor_weights="inverse_appearances",
+    )
+    steps = 4000
+    counts, weighted = torch.zeros(graph.num_nodes), torch.zeros(graph.num_nodes)
+    batches = (batch for epoch in range(steps) for batch in planner.epoch(epoch))
+    for _, batch in zip(range(steps), batches, strict=False):
+        assert batch.anchor_weights.shape == batch.nodes.shape
+        assert torch.equal(batch.anchor_weights, planner.anchor_weights[batch.nodes])
+        counts[batch.nodes] += 1
+        weighted[batch.nodes] += batch.anchor_weights
+    expected = steps / planner.anchor_weights[train]
+    assert expected.sum().item() == pytest.approx(16 * steps, rel=0.02)  # full batches
+    error = (counts[train] - expected).abs() / expected
+    assert error.median() < 0.05 and error.max() < 0.25, (error.median(), error.max())
+    spread = (counts.std() / counts.mean()).item()
+    evened = (weighted.std() / weighted.mean()).item()
+    assert evened < 0.1 and (seeds == "balanced" or evened < spread / 3), (evened, spread)
+
+
+@pytest.mark.parametrize("mode", ["slip", "clip"])
+def test_anchor_weights_are_only_made_when_asked_and_in_slip_mode(graph_and_train, mode):
+    graph, train, _ = graph_and_train
+    kwargs = dict(batch_size=40, fanouts=[3], mode=mode)
+    asked = next(
+        BatchPlanner(graph, train, anchor_weights="inverse_appearances", **kwargs).epoch(0)
+    )
+    plain = next(BatchPlanner(graph, train, **kwargs).epoch(0))
+    assert plain.anchor_weights is None and torch.equal(asked.nodes, plain.nodes)
+    assert (asked.anchor_weights is None) == (mode == "clip")
+    if mode == "slip":  # positive everywhere, and lower for the nodes seen more often
+        assert (asked.anchor_weights > 0).all()
+        degree = (graph.indptr[1:] - graph.indptr[:-1]).cpu()[asked.nodes]
+        assert asked.anchor_weights[degree.argmax()] < asked.anchor_weights[degree.argmin()]
+    shared = asked.share(1, 2)
+    assert shared.anchor_weights is asked.anchor_weights  # the whole batch's, as its edges
+
+
 @pytest.mark.parametrize("mode", ["slip", "clip"])
 def test_balanced_seeds_keep_batch_size_length_and_resume(graph_and_train, mode):
     graph, train, _ = graph_and_train

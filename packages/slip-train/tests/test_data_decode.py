@@ -132,12 +132,15 @@ def test_an_image_that_does_not_decode_is_dropped_counted_and_warned_once(tmp_pa
     images[1] = images[1][: len(images[1]) // 2]  # its header reads: the decode fails
     images[3] = b"\xff\xd8 broken"  # its header does not: the worker drops it
     _, device = datasets(tmp_path, images, 32)
-    batch = PlannedBatch(0, 0, 1, torch.arange(5), torch.tensor([[0, 0, 2, 2], [1, 2, 3, 4]]))
+    weights = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])  # loss.anchor_weights's, per node
+    edges = torch.tensor([[0, 0, 2, 2], [1, 2, 3, 4]])
+    batch = PlannedBatch(0, 0, 1, torch.arange(5), edges, anchor_weights=weights)
     handed = device.__getitems__(batch)
     assert handed["skipped_images"] == 1 and handed["nodes"].tolist() == [0, 1, 2, 4]
     out = device.decode(handed, device=CPU)
     assert out["skipped_images"] == 2
     assert out["nodes"].tolist() == out["tokens"].tolist() == [0, 2, 4]
+    assert out["anchor_weights"].tolist() == [1.0, 3.0, 5.0]
     assert out["images"].shape == (3, 3, 32, 32) and "jpegs" not in out
     # (0, 2) and (2, 4), both ways as the worker prepared them, renumbered
     assert out["edge_index"].tolist() == [[0, 1, 1, 2], [1, 0, 2, 1]]

@@ -196,6 +196,35 @@ def test_neighbours_left_out_of_the_negatives_by_hand():
     assert got["clip_loss"].item() < counted["clip_loss"].item()  # fewer terms in each sum
 
 
+def test_anchor_weights_weigh_each_anchors_two_cross_entropies():
+    """Weights all alike give the plain loss; weights on one anchor alone give that anchor's own
+    image->text and text->image terms; a weight of 2 counts an anchor as twice the others."""
+    generator = torch.Generator().manual_seed(3)
+    image = torch.nn.functional.normalize(
+        torch.randn(4, 5, generator=generator, dtype=torch.float64)
+    )
+    text = torch.nn.functional.normalize(
+        torch.randn(4, 5, generator=generator, dtype=torch.float64)
+    )
+    scale = torch.tensor(math.log(10.0), dtype=torch.float64)
+    logits = (10.0 * image @ text.T).tolist()
+
+    def own(i):  # anchor i's two cross-entropies, by hand
+        rows = -(logits[i][i] - math.log(sum(math.exp(v) for v in logits[i])))
+        column = [logits[j][i] for j in range(4)]
+        return rows - (logits[i][i] - math.log(sum(math.exp(v) for v in column)))
+
+    plain = clip_loss(image, text, scale)
+    alike = clip_loss(image, text, scale, weights=torch.full((4,), 3.0, dtype=torch.float64))
+    assert alike.item() == pytest.approx(plain.item(), rel=1e-12)
+    assert plain.item() == pytest.approx(sum(own(i) for i in range(4)) / 8, rel=1e-12)
+    alone = torch.tensor([0.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    assert clip_loss(image, text, scale, weights=alone).item() == pytest.approx(own(2) / 2)
+    twice = torch.tensor([2.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    expected = (2 * own(0) + own(1) + own(2) + own(3)) / 10
+    assert clip_loss(image, text, scale, weights=twice).item() == pytest.approx(expected)
+
+
 RAW_GRAPHS = [  # (nodes, edges) as a planner may hand them over
     (6, torch.tensor([[0, 0, 0, 3, 4, 2], [1, 2, 4, 4, 0, 2]])),  # repeated pair, self loop
     (4, torch.empty(2, 0, dtype=torch.long)),

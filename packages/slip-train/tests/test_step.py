@@ -35,6 +35,7 @@ def made_up_batches(count: int, size: int = 6, edges=((0, 1, 3), (1, 2, 4))) -> 
             ),
             "tokens": torch.randint(1, 100, (size, context), generator=generator),
             "edge_index": neighbour_edges(torch.tensor(edges)),
+            "anchor_weights": None,
             "epoch": 2,
             "index": index,
             "load_s": 0.01,

@@ -320,15 +320,25 @@ def test_torch_compile_trains_as_eager(shards, two_steps, tmp_path):
     assert compiled.last_loss == pytest.approx(two_steps.last_loss, rel=1e-4)
 
 
-def test_neighbours_out_of_clips_negatives_reach_the_loss(shards, tmp_path):
+def test_neighbours_out_of_clips_negatives_and_anchor_weights_reach_the_loss(shards, tmp_path):
     """`loss.neighbours_as_negatives = false` changes CLIP's loss on the same first batch (fewer
-    negatives, a lower loss) and nothing else: the structural loss is the same."""
+    negatives, a lower loss), and `loss.anchor_weights = "inverse_appearances"` changes it again,
+    and nothing else: the edges and the structural loss are the same."""
+    runs = {
+        "counted": ["loss.neighbours_as_negatives=true"],
+        "masked": ["loss.neighbours_as_negatives=false"],
+        "weighted": [
+            "loss.neighbours_as_negatives=false",
+            'loss.anchor_weights="inverse_appearances"',
+        ],
+    }
     first = {}
-    for flag in ("true", "false"):
-        out = tmp_path / flag
-        config = make_config(shards, out, "train.steps=1", f"loss.neighbours_as_negatives={flag}")
-        train(config, show_progress=False)
-        first[flag] = read_log(out)[0]
-    assert first["false"]["edges"] == first["true"]["edges"] > 0
-    assert first["false"]["clip_loss"] < first["true"]["clip_loss"]
-    assert first["false"]["structural_loss"] == pytest.approx(first["true"]["structural_loss"])
+    for name, overrides in runs.items():
+        out = tmp_path / name
+        train(make_config(shards, out, "train.steps=1", *overrides), show_progress=False)
+        first[name] = read_log(out)[0]
+    assert first["masked"]["edges"] == first["counted"]["edges"] == first["weighted"]["edges"] > 0
+    assert first["masked"]["clip_loss"] < first["counted"]["clip_loss"]
+    assert first["weighted"]["clip_loss"] != pytest.approx(first["masked"]["clip_loss"], rel=1e-4)
+    for name in ("masked", "weighted"):
+        assert first[name]["structural_loss"] == pytest.approx(first["counted"]["structural_loss"])

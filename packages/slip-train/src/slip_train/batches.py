@@ -6,7 +6,9 @@ training node once per epoch, shuffled per epoch), their sampled neighbours, the
 training nodes up to `batch_size`; in `clip` mode it is `batch_size` shuffled training nodes and no
 edges. With `seeds="balanced"` (`slip` mode only) each batch instead draws its seeds, distinct
 within the batch, from fixed weights that make every training node's expected appearances as seed
-or sampled neighbour about equal. Each batch draws its randomness from generators seeded by (seed,
+or sampled neighbour about equal. With `anchor_weights="inverse_appearances"` (`slip` mode only)
+each batch carries, per node, one over its expected appearances in a batch, for CLIP's loss to
+weigh its anchors by. Each batch draws its randomness from generators seeded by (seed,
 epoch, index) alone, so any batch can be made again without the ones before it: resuming skips to
 it for free.
 
@@ -16,7 +18,7 @@ there waits for threads that cannot get a core (docs/benchmarks.md has the plann
 """
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -35,9 +37,12 @@ class PlannedBatch:
     nodes: Tensor  # global node ids, the sampled seeds first
     edge_index: Tensor  # (2, E) batch-local, each undirected pair at least once
     offset: int = 0  # under torchrun: where this rank's share of `nodes` starts in the batch
+    # CLIP's loss weights for the whole batch's anchors (loss.anchor_weights); None: all alike
+    anchor_weights: Tensor | None = None
 
     def share(self, rank: int, world: int) -> "PlannedBatch":
-        """Rank `rank`'s contiguous share of the nodes; `edge_index` stays the whole batch's."""
+        """Rank `rank`'s contiguous share of the nodes; `edge_index` and `anchor_weights` stay the
+        whole batch's."""
         size = self.nodes.numel() // world
         return replace(self, nodes=self.nodes[rank * size : (rank + 1) * size], offset=rank * size)
 
@@ -75,18 +80,14 @@ def induced_edges(graph: CSRGraph, nodes: Tensor, local: Tensor) -> Tensor:
     return torch.stack([other[inside], owner[inside]])
 
 
-def balanced_seed_weights(
-    graph: CSRGraph, train_nodes: Tensor, fanout: int, *, iterations: int = 200
-) -> Tensor:
-    """Per training node, seed weights under which its expected appearances, as a seed or as a
-    first-hop sampled neighbour, are about equal: a(w) = A w with
-    a(v) = w_v + sum over u with v in N(u) of w_u * min(fanout, deg u) / deg u.
-
-    Least squares |A w - 1|^2 over w >= 0 by the multiplicative fixed point
-    w <- w * (A^T 1) / (A^T A w), which never raises the error: unlike w <- w * mean(a) / a, it
-    lowers the weight of a hub's leaves, whose draws are what make the hub common, not only the
-    hub's own. w stays at least 1e-3 of its mean, so that every node can still be a seed.
-    On the CPU; normalised, on the graph's device."""
+def _appearance_operators(
+    graph: CSRGraph, train_nodes: Tensor, fanout: int
+) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray], np.ndarray]:
+    """A and A^T of a(w) = A w, a node's expected appearances as a seed or a first-hop sampled
+    neighbour when node u is a seed with weight w_u:
+    a(v) = w_v + sum over u with v in N(u) of w_u * min(fanout, deg u) / deg u,
+    over arrays of every node, zero off the training nodes; and the training nodes' mask.
+    On the CPU."""
     indptr = graph.indptr.cpu().numpy()
     indices = graph.indices.cpu().numpy()
     degree = np.diff(indptr)
@@ -101,6 +102,21 @@ def balanced_seed_weights(
     def backward(seen: np.ndarray) -> np.ndarray:  # A^T a, on the training nodes
         return (seen + keep * neighbour_sums(indptr, indices, seen)) * train
 
+    return forward, backward, train
+
+
+def balanced_seed_weights(
+    graph: CSRGraph, train_nodes: Tensor, fanout: int, *, iterations: int = 200
+) -> Tensor:
+    """Per training node, seed weights under which its expected appearances, as a seed or as a
+    first-hop sampled neighbour (`_appearance_operators`), are about equal.
+
+    Least squares |A w - 1|^2 over w >= 0 by the multiplicative fixed point
+    w <- w * (A^T 1) / (A^T A w), which never raises the error: unlike w <- w * mean(a) / a, it
+    lowers the weight of a hub's leaves, whose draws are what make the hub common, not only the
+    hub's own. w stays at least 1e-3 of its mean, so that every node can still be a seed.
+    On the CPU; normalised, on the graph's device."""
+    forward, backward, train = _appearance_operators(graph, train_nodes, fanout)
     target = backward(train.astype(float))
     weights = train.astype(float)
     for _ in range(iterations):
@@ -109,6 +125,32 @@ def balanced_seed_weights(
         weights[train] = np.maximum(weights[train], floor)
     chosen = weights[train_nodes.cpu().numpy()]
     return torch.as_tensor(chosen / chosen.sum(), device=graph.indptr.device)
+
+
+def expected_appearances(
+    graph: CSRGraph,
+    train_nodes: Tensor,
+    *,
+    fanout: int,
+    seeds_per_batch: int,
+    batch_size: int,
+    seed_weights: Tensor | None = None,
+) -> Tensor:
+    """Per training node (in `train_nodes`' order), how often one batch holds it: as one of
+    `seeds_per_batch` seeds drawn by `seed_weights` (None: uniformly, as each epoch's shuffle
+    does), as a first-hop neighbour a seed samples, or in the uniform fill up to `batch_size`.
+    Repeats within a batch are counted, so a node that two seeds would both sample is a little
+    overcounted; later hops are not counted."""
+    forward, _, _ = _appearance_operators(graph, train_nodes, fanout)
+    chosen = train_nodes.cpu().numpy()
+    probability = np.zeros(graph.num_nodes)
+    if seed_weights is None:
+        probability[chosen] = 1 / chosen.size
+    else:
+        probability[chosen] = seed_weights.cpu().double().numpy() / float(seed_weights.sum())
+    as_seed_or_neighbour = seeds_per_batch * forward(probability)
+    fill = max(0.0, batch_size - float(as_seed_or_neighbour.sum()))
+    return torch.as_tensor(as_seed_or_neighbour[chosen] + fill / chosen.size)
 
 
 class BatchPlanner:
@@ -124,6 +166,8 @@ class BatchPlanner:
         mode: str,
         edges: str = "induced",
         seeds: str = "epoch",  # or "balanced" (`slip` mode only): balanced_seed_weights's draws
+        # or "inverse_appearances" (`slip` mode only): one over expected_appearances per anchor
+        anchor_weights: str = "equal",
         seed: int = 0,
         threads: int | None = 1,  # torch's and numba's threads while planning; None: torch's count
     ) -> None:
@@ -139,9 +183,22 @@ class BatchPlanner:
         per_seed = 1 + sum(math.prod(self.fanouts[: hop + 1]) for hop in range(len(self.fanouts)))
         self.seeds_per_batch = max(1, self.batch_size // per_seed)
         self.seed_cdf = None  # None: every training node a seed once an epoch
+        seed_weights = None
         if seeds == "balanced" and self.fanouts:
-            weights = balanced_seed_weights(graph, self.train_nodes, self.fanouts[0])
-            self.seed_cdf = torch.cumsum(weights.cpu(), 0)  # each batch's draws search it
+            seed_weights = balanced_seed_weights(graph, self.train_nodes, self.fanouts[0])
+            self.seed_cdf = torch.cumsum(seed_weights.cpu(), 0)  # each batch's draws search it
+        self.anchor_weights = None  # per node, on the CPU; None: every anchor counts alike
+        if anchor_weights == "inverse_appearances" and self.fanouts:
+            seen = expected_appearances(
+                graph,
+                self.train_nodes,
+                fanout=self.fanouts[0],
+                seeds_per_batch=self.seeds_per_batch,
+                batch_size=self.batch_size,
+                seed_weights=seed_weights,
+            )
+            self.anchor_weights = torch.zeros(graph.num_nodes, dtype=torch.float32)
+            self.anchor_weights[self.train_nodes.cpu()] = (1 / seen).float()
         device = graph.indptr.device
         self._local = torch.full((graph.num_nodes,), -1, dtype=torch.long, device=device)
         # a graph on the GPU is sampled on a stream of its own, so that planning a batch does not
@@ -213,7 +270,9 @@ class BatchPlanner:
             else:
                 edge_index = sampled.edge_index
             # on the GPU: copied on the planning stream, which the copy waits for
-            return PlannedBatch(epoch, index, seed, nodes.cpu(), edge_index.cpu())
+            nodes = nodes.cpu()
+            weights = None if self.anchor_weights is None else self.anchor_weights[nodes]
+            return PlannedBatch(epoch, index, seed, nodes, edge_index.cpu(), anchor_weights=weights)
 
     def _top_up(self, nodes: Tensor, generator: torch.Generator) -> Tensor:
         """`nodes` plus distinct uniformly random training nodes up to `batch_size`."""

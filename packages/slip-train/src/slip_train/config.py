@@ -136,6 +136,8 @@ class LossConfig:
     # where the structural loss trains; the paper's SLIP: "encoders" (docs/method.md: the default)
     structural_gradient: Literal["encoders", "heads"] = "heads"
     neighbours_as_negatives: bool = False  # CLIP's loss skips in-batch neighbour pairs; paper: true
+    # CLIP's loss per anchor: equal, or one over the product's expected appearances in a batch
+    anchor_weights: Literal["equal", "inverse_appearances"] = "equal"
 
 
 @dataclass

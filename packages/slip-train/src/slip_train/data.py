@@ -121,6 +121,7 @@ class BatchDataset(Dataset):
             "tokens": self.tokenizer(rows["title"].to_pylist()),
             "nodes": batch.nodes,
             "edge_index": neighbour_edges(batch.edge_index),
+            "anchor_weights": batch.anchor_weights,
             "epoch": batch.epoch,
             "index": batch.index,
             "skipped_images": 0,
@@ -203,9 +204,11 @@ def _keep(batch: dict, keep: Tensor) -> dict:
     nodes, edge_index = drop_nodes(
         batch["nodes"], batch["edge_index"], keep.to(batch["nodes"].device)
     )
+    weights = batch["anchor_weights"]
     return batch | {
         "nodes": nodes,
         "edge_index": edge_index,
+        "anchor_weights": None if weights is None else weights[keep.to(weights.device)],
         "tokens": batch["tokens"][keep],
         "skipped_images": batch["skipped_images"] + int((~keep).sum()),
     }

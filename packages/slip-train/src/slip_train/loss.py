@@ -18,21 +18,33 @@ MAX_LOGIT_SCALE = math.log(100.0)
 
 
 def clip_loss(
-    image: Tensor, text: Tensor, logit_scale: Tensor, not_negatives: Tensor | None = None
+    image: Tensor,
+    text: Tensor,
+    logit_scale: Tensor,
+    *,
+    not_negatives: Tensor | None = None,
+    weights: Tensor | None = None,
 ) -> Tensor:
     """Mean of image->text and text->image cross-entropy over the batch (open_clip's ClipLoss).
 
     `image` and `text` are L2-normalised (n, d); `logit_scale` is the log of the scale.
     `not_negatives`, an (n, n) bool mask, takes pairs out of each other's denominators (the
     diagonal must be False): SLIP's batches gather co-purchases, and where those share the label
-    InfoNCE would push a class apart that random batches leave alone.
+    InfoNCE would push a class apart that random batches leave alone. `weights` (n,), when given,
+    weigh each anchor's two cross-entropies (the mean becomes the weighted mean): SLIP's batches
+    see a product about in proportion to one plus its degree, and weights of one over that make
+    every product count alike in expectation, as in CLIP's shuffled batches.
     """
     scale = logit_scale.exp()
     logits = scale * image @ text.T
     if not_negatives is not None:
         logits = logits.masked_fill(not_negatives, float("-inf"))
     labels = torch.arange(image.shape[0], device=image.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    if weights is None:
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    each = F.cross_entropy(logits, labels, reduction="none")
+    each = each + F.cross_entropy(logits.T, labels, reduction="none")
+    return (weights * each).sum() / (2 * weights.sum())
 
 
 def positive_mask(num_nodes: int, edge_index: Tensor) -> Tensor:
@@ -109,17 +121,27 @@ def training_loss(
     structural_temperature: float,
     neighbour_mass: float | None = None,
     neighbours_as_negatives: bool = True,
+    anchor_weights: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """CLIP's loss on the encoders' embeddings, plus (when the model has graph heads) the weighted
     structural loss on the graph-refined ones; `loss` is what is minimised. `edge_index` is the
     batch's graph as graph_head.neighbour_edges makes it. Without `neighbours_as_negatives`,
-    CLIP's loss leaves each product's in-batch neighbours out of its negatives."""
+    CLIP's loss leaves each product's in-batch neighbours out of its negatives. `anchor_weights`
+    (n,), the batch's (PlannedBatch.anchor_weights), weigh CLIP's loss per anchor."""
     not_negatives = None
     if not neighbours_as_negatives:
         n = out["image"].shape[0]
         own = torch.eye(n, dtype=torch.bool, device=edge_index.device)
         not_negatives = positive_mask(n, edge_index) & ~own
-    losses = {"clip_loss": clip_loss(out["image"], out["text"], logit_scale, not_negatives)}
+    losses = {
+        "clip_loss": clip_loss(
+            out["image"],
+            out["text"],
+            logit_scale,
+            not_negatives=not_negatives,
+            weights=anchor_weights,
+        )
+    }
     losses["loss"] = losses["clip_loss"]
     if "image_graph" in out:
         losses["structural_loss"] = structural_loss(

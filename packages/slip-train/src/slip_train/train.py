@@ -115,13 +115,17 @@ def train_step(batches: Iterator[dict], parts: StepParts) -> Step:
         loaded += batch["load_s"]
         skipped += batch["skipped_images"]
         images, tokens, edge_index = parts.inputs(batch)
+        weights = batch["anchor_weights"]
+        loss = partial(
+            parts.loss, anchor_weights=None if weights is None else weights.to(images.device)
+        )
         last = micro == parts.grad_accum - 1
         if parts.grad_cache_rows:
             micro_losses = cached_backward(
                 parts.model,
                 (images, tokens, edge_index),
                 rows=parts.grad_cache_rows,
-                loss=parts.loss,
+                loss=loss,
                 autocast=parts.autocast,
                 scale=1 / parts.grad_accum,
                 world=parts.world,
@@ -130,7 +134,7 @@ def train_step(batches: Iterator[dict], parts: StepParts) -> Step:
             with nullcontext() if last else parts.no_sync():  # DDP decides in the forward
                 with parts.autocast:
                     out = parts.forward(images, tokens, edge_index)
-                micro_losses = parts.loss(
+                micro_losses = loss(
                     {k: v.float() for k, v in out.items()}, edge_index, parts.model.logit_scale
                 )
                 (micro_losses["loss"] / parts.grad_accum).backward()
@@ -382,6 +386,7 @@ def _planner(config: Config, *, device: torch.device, ranks: Ranks) -> tuple[Bat
         mode=config.loss.mode,
         edges=config.sampler.edges,
         seeds=config.sampler.seeds,
+        anchor_weights=config.loss.anchor_weights,
         seed=config.train.seed,
     )
     return planner, data.cache
