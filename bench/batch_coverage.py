@@ -9,10 +9,13 @@ loads), drawn for `--steps` batches; each training product's appearances are div
 mean. CLIP's shuffled epochs see every product about equally often; SLIP's batches are a quarter
 seeds (each product once an epoch) and three quarters sampled neighbours, so a product is seen
 about in proportion to one plus its degree; a third planner, SLIP's with `sampler.seeds =
-"balanced"`, draws its seeds weighted so that every product's expected appearances are equal.
-Also per class (the label), the share of the
-appearances each class gets against its share of the products. Prints quantiles, the coefficient
-of variation and the share of products seen less than half as often as the mean, per mode.
+"balanced"`, draws its seeds weighted so that every product's expected appearances are equal; a
+fourth row counts SLIP's own batches with each appearance weighted as CLIP's loss weighs it under
+`loss.anchor_weights = "inverse_appearances"`. Also per class (the label), the share of the
+appearances each class gets against its share of the products, and the in-batch edges per batch
+(all, and those within a class), which the mask of `loss.neighbours_as_negatives = false` acts on.
+Prints quantiles, the coefficient of variation and the share of products seen less than half as
+often as the mean, per mode.
 """
 
 import argparse
@@ -28,17 +31,30 @@ from slip_train.graph_cache import load_graph
 from slip_train.shards import open_shards
 
 
-def appearances(planner: BatchPlanner, steps: int, num_nodes: int) -> np.ndarray:
-    counts = np.zeros(num_nodes, np.int64)
+def appearances(
+    planner: BatchPlanner, steps: int, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Per node, its appearances over `steps` batches and the same weighted by its anchor weight
+    (CLIP's loss's, `loss.anchor_weights`; 1 without them); in-batch edges and same-label ones,
+    per batch."""
+    counts = np.zeros(labels.size, np.int64)
+    weighted = np.zeros(labels.size)
+    edges = same = 0
     epoch, done = 0, 0
     while done < steps:
         for batch in planner.epoch(epoch):
-            np.add.at(counts, batch.nodes.numpy(), 1)
+            nodes = batch.nodes.numpy()
+            np.add.at(counts, nodes, 1)
+            weights = 1 if batch.anchor_weights is None else batch.anchor_weights.numpy()
+            np.add.at(weighted, nodes, weights)
+            src, dst = nodes[batch.edge_index.numpy()]
+            edges += src.size
+            same += int((labels[src] == labels[dst]).sum())
             done += 1
             if done == steps:
                 break
         epoch += 1
-    return counts
+    return counts, weighted, edges / steps, same / steps
 
 
 def main() -> None:
@@ -61,10 +77,12 @@ def main() -> None:
     )
     fanouts = [int(f) for f in args.fanouts.split(",")]
     rows = {}
-    for name, mode, seeds in (
-        ("clip", "clip", "epoch"),
-        ("slip", "slip", "epoch"),
-        ("slip, balanced", "slip", "balanced"),
+    for name, mode, seeds, anchor_weights in (
+        ("clip", "clip", "epoch", "equal"),
+        ("slip", "slip", "epoch", "equal"),
+        ("slip, balanced", "slip", "balanced", "equal"),
+        # the same batches as slip's; each appearance counted by its weight in CLIP's loss
+        ("slip, anchor weights", "slip", "epoch", "inverse_appearances"),
     ):
         planner = BatchPlanner(
             graph,
@@ -73,9 +91,11 @@ def main() -> None:
             fanouts=fanouts,
             mode=mode,
             seeds=seeds,
+            anchor_weights=anchor_weights,
             seed=0,
         )
-        counts = appearances(planner, args.steps, graph.num_nodes)[train.numpy()]
+        _, weighted, edges, same = appearances(planner, args.steps, labels)
+        counts = weighted[train.numpy()]
         seen = counts / counts.mean()
         per_class = np.bincount(labels[train.numpy()], weights=counts) / counts.sum()
         products = np.bincount(labels[train.numpy()]) / train.numel()
@@ -88,10 +108,11 @@ def main() -> None:
             + ", ".join(f"{q:.2f}" for q in quantiles)
             + f"; coefficient of variation {seen.std():.2f}; seen under half the mean "
             f"{(seen < 0.5).mean():.1%}; class share / product share from {share.min():.2f} "
-            f"to {share.max():.2f}",
+            f"to {share.max():.2f}; in-batch edges a batch {edges:.1f}, "
+            f"{same:.1f} of them within a class",
             flush=True,
         )
-    for name in ("slip", "slip, balanced"):
+    for name in ("slip", "slip, balanced", "slip, anchor weights"):
         print(
             f"{name} over clip (the anchor): coefficient of variation "
             f"{rows[name].std() / max(rows['clip'].std(), 1e-12):.1f}x; products seen under half "
