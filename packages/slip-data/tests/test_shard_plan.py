@@ -12,8 +12,9 @@ from builds import shard_bytes
 
 from slip_data import pipeline
 from slip_data.crawl.results import load_results, read_latest, write_part
+from slip_data.distribute import GB
 from slip_data.shard import plan as shard_plan
-from slip_data.shard.plan import GB, PLAN_DIR, plan_shards
+from slip_data.shard.plan import PLAN_DIR, plan_shards
 from slip_data.shard.writer import ShardOptions, write_shards
 
 N = 30

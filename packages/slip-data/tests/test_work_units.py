@@ -21,7 +21,7 @@ from url_names import listed_sha256
 
 from slip_data import pipeline
 from slip_data.crawl import CrawlOptions
-from slip_data.crawl.options import GB, UNIT_BYTES_PER_URL, crawl_unit_count
+from slip_data.crawl.options import UNIT_BYTES_PER_URL, crawl_unit_count
 from slip_data.crawl.results import (
     HASHED_URLS,
     MADE_FOR,
@@ -32,7 +32,7 @@ from slip_data.crawl.results import (
     unit_dir,
     write_url_list,
 )
-from slip_data.distribute import UnitFailed, UnitOptions, run_units, unit_slice
+from slip_data.distribute import GB, UnitFailed, UnitOptions, run_units, unit_slice
 from slip_data.graph import stage
 from slip_data.graph.build import GraphOptions
 from slip_data.shard.plan import PLAN_DIR

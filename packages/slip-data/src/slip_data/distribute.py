@@ -26,6 +26,8 @@ from slip_data.bounds import Bounds
 from slip_data.option_fields import check_fields, option
 from slip_data.progress import item_progress
 
+GB = 1 << 30  # what every memory budget (--memory-gb, --crawl-memory-gb, ...) counts in
+
 log = logging.getLogger(__name__)
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from slip_data.bounds import Bounds
+from slip_data.distribute import GB
 from slip_data.option_fields import check_fields, option
 
 RETRYABLE: frozenset[str] = frozenset(
@@ -83,7 +84,6 @@ class CrawlOptions:
 # results of its URLs): 0.72 KB measured from 97,502 to 975,303 demo URLs end to end
 # (docs/scale.md), with a margin for longer URLs.
 UNIT_BYTES_PER_URL = 1024
-GB = 1 << 30
 
 
 def crawl_unit_count(urls: int, memory_gb: float) -> int:

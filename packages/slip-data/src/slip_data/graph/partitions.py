@@ -56,7 +56,7 @@ import pyarrow.parquet as pq
 from rich.progress import Progress
 
 from slip_data.atomic import atomic_path, write_json
-from slip_data.distribute import UnitOptions, run_units
+from slip_data.distribute import GB, UnitOptions, run_units
 
 # Peak bytes per review of a user-partition unit (links, histories, pair keys and their sort) and
 # of a key-range unit (the runs of every user partition and their sort): docs/scale.md's model of
@@ -84,7 +84,6 @@ LINK_UNIT_BYTES_PER_REVIEW = 120
 TEXT_UNIT_BYTES_PER_REVIEW = 2000
 MAX_PARTITIONS = 256  # each way: the pair step writes U x K files
 BOUND_SAMPLES = 1024  # meta rows sampled per node range to cut the ranges
-GB = 1 << 30
 LOOKUP_ROWS = 1 << 18  # reviews joined to an id table at once: the join's own memory is bounded
 UNKNOWN, FILTERED = -2, -1  # a review's item when its product has no meta row, or was dropped
 LAYOUT = 3  # 2: the id tables by node range; 3: the meta files in row slices

@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 
 from slip_data.atomic import atomic_path, remove_stale_temps, write_json
 from slip_data.crawl.results import SCHEMA, all_part_paths, read_parts
+from slip_data.distribute import GB
 from slip_data.graph.build import SPLITS
 
 PLAN_DIR = ".plan"
@@ -58,7 +59,6 @@ CRAWL_ROW_BYTES = 1000
 NODE_ROW_BYTES = 1000
 MAX_BUCKETS = 64  # each way: the URL buckets write B x B files
 GROUP_ROWS = 1 << 13  # rows per row group of the plan's files: what a node file's read skips by
-GB = 1 << 30
 RESULT_COLUMNS = ["url", "attempts", "status", "sha256", "width", "height"]
 RESULT_SCHEMA = {name: SCHEMA[name] for name in RESULT_COLUMNS}
 RANGE_COLUMNS = ["graph_id", "category", "label", "split"]
