@@ -4,6 +4,7 @@ duplicates, URLs never crawled, a damaged part), and a killed plan resumes; a pl
 inputs is made again."""
 
 import json
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -226,3 +227,25 @@ def test_a_damaged_crawl_part_is_skipped_in_one_line(inputs, tmp_path, memory_gb
     assert shard_bytes(inputs) == shard_bytes(reference)
     skipped = [r.getMessage() for r in caplog.records if "unreadable crawl part" in r.getMessage()]
     assert skipped and all("\n" not in line and "part-000002" in line for line in skipped)
+
+
+def test_a_second_planner_waits_for_the_first(inputs):
+    """Units of a job array each call the plan: while one holds the plan's lock, another neither
+    starts nor removes a file; it goes on once the lock is free and makes the same plan."""
+    layout = pipeline.Layout(inputs)
+    made = {}
+
+    def plan():
+        return plan_shards(
+            layout.graph, layout.crawl, layout.shards, keep_missing_images=False,
+            rows_per_shard=4, memory_gb=2.0,
+        )  # fmt: skip
+
+    second = threading.Thread(target=lambda: made.update(plan=plan()))
+    with shard_plan.one_planner(layout.shards):
+        second.start()
+        second.join(timeout=2)  # alone, it makes this plan well within that
+        assert second.is_alive() and not (layout.shards / PLAN_DIR).exists()
+    second.join()
+    assert (layout.shards / PLAN_DIR / "plan.json").is_file()
+    assert made["plan"].kept == plan().kept and sum(made["plan"].kept) > 0

@@ -31,15 +31,20 @@ Layout under `shards/.plan/` (kept after the stage: units and reruns reuse it):
 (with one bucket, plan.json and ranges/r0.* only).
 
 Every file is written atomically and each step is skipped once its last file exists, so a
-killed stage resumes per step; a plan made for other inputs, options or budget is removed.
+killed stage resumes per step; a plan made for other inputs, options or budget is removed. One
+process at a time makes or reads the plan (`shards/.plan.lock`): the units of a job array
+(`--shard-index`) each need it whole, and the first makes it while the others wait, then find
+every step done.
 """
 
+import fcntl
 import itertools
 import json
 import math
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -488,6 +493,36 @@ def _labels(counts: list[dict]) -> pl.DataFrame:
     )
 
 
+@contextmanager
+def one_planner(shards_dir: Path) -> Iterator[None]:
+    """Wait for, then hold, the plan's lock: an flock, which the kernel drops when its holder dies
+    (the next holder then resumes the plan from its last finished step) and which Linux's NFS
+    client takes on the server, so units on several machines of a shared folder wait too."""
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    with open(shards_dir / f"{PLAN_DIR}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _planned(files: PlanFiles, *, nodes: int, nodes_path: Path, keep_missing: bool) -> list[dict]:
+    """Each node range's counts, its steps made or read back."""
+    ranges = max(-(-nodes // files.range_rows), 1)
+    if files.buckets == 1:
+        return [plan_whole(files, nodes_path=nodes_path, keep_missing=keep_missing)]
+    for chunk in range(len(files.chunks)):
+        bucket_crawl(files, chunk)
+    for node_range in range(ranges):
+        bucket_nodes(files, node_range, nodes_path=nodes_path)
+    for bucket in range(files.buckets):
+        join_urls(files, bucket, ranges=ranges)
+    for bucket in range(files.buckets):
+        join_shas(files, bucket)
+    return [
+        plan_range(files, r, nodes_path=nodes_path, keep_missing=keep_missing)
+        for r in range(ranges)
+    ]
+
+
 def plan_shards(
     graph_dir: Path,
     crawl_root: Path,
@@ -515,23 +550,11 @@ def plan_shards(
         rows = [_part_rows(Path(p)) for p in parts]
         return {"parts": parts, **plan_cut(crawl_rows=rows, nodes=nodes, memory_gb=memory_gb)}
 
-    files = PlanFiles.open(Path(shards_dir) / PLAN_DIR, made_for=made_for, cut_for=cut)
-    ranges = max(-(-nodes // files.range_rows), 1)
-    if files.buckets == 1:
-        counts = [plan_whole(files, nodes_path=nodes_path, keep_missing=keep_missing_images)]
-    else:
-        for chunk in range(len(files.chunks)):
-            bucket_crawl(files, chunk)
-        for node_range in range(ranges):
-            bucket_nodes(files, node_range, nodes_path=nodes_path)
-        for bucket in range(files.buckets):
-            join_urls(files, bucket, ranges=ranges)
-        for bucket in range(files.buckets):
-            join_shas(files, bucket)
-        counts = [
-            plan_range(files, r, nodes_path=nodes_path, keep_missing=keep_missing_images)
-            for r in range(ranges)
-        ]
+    with one_planner(Path(shards_dir)):
+        files = PlanFiles.open(Path(shards_dir) / PLAN_DIR, made_for=made_for, cut_for=cut)
+        counts = _planned(
+            files, nodes=nodes, nodes_path=nodes_path, keep_missing=keep_missing_images
+        )
     labels = _labels(counts)
     splits = labels.select(pl.col(f"count_{s}").sum() for s in SPLITS).row(0)
     return ShardPlan(
