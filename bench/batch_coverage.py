@@ -16,10 +16,18 @@ appearances each class gets against its share of the products, and the in-batch 
 (all, and those within a class), which the mask of `loss.neighbours_as_negatives = false` acts on.
 Prints quantiles, the coefficient of variation and the share of products seen less than half as
 often as the mean, per mode.
+
+With `--edge-gate WEIGHTS` (a pretrained open_clip weights file, the experiment's start) a fifth
+row draws SLIP's batches over the graph `sampler.edge_gate = "similarity"` keeps, and the gate's
+own figures: the share of edges kept, the share of them within a class against all edges', and
+its start-up seconds against the ungated planner's (the anchor).
+
+    uv run python bench/batch_coverage.py --shards DIR --edge-gate .../open_clip_pytorch_model.bin
 """
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +35,12 @@ import polars as pl
 import torch
 
 from slip_train.batches import BatchPlanner
+from slip_train.config import ModelConfig
+from slip_train.edge_gate import gate_edges, node_embeddings
+from slip_train.factory import build_model
 from slip_train.graph_cache import load_graph
-from slip_train.shards import open_shards
+from slip_train.sampler import CSRGraph
+from slip_train.shards import build_node_cache, open_shards
 
 
 def appearances(
@@ -57,12 +69,71 @@ def appearances(
     return counts, weighted, edges / steps, same / steps
 
 
+def within_class(graph: CSRGraph, labels: np.ndarray) -> float:
+    """The share of the graph's stored edges whose two ends share the label."""
+    indptr = graph.indptr.numpy()
+    sources = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    return float((labels[sources] == labels[graph.indices.numpy()]).mean())
+
+
+def training_step_seconds(clip: torch.nn.Module, tokenizer, batch: int = 128) -> float:
+    """The median of 3 forward and backward passes of CLIP's loss over a batch of `batch` (random
+    pixels, one title repeated): what the gate's start-up is counted in."""
+    size = clip.visual.preprocess_cfg["size"]
+    size = size if isinstance(size, int) else size[0]
+    images = torch.randn(batch, 3, size, size)
+    tokens = tokenizer(["a product title"] * batch)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        image, text = clip.encode_image(images), clip.encode_text(tokens)
+        logits = (
+            torch.nn.functional.normalize(image, dim=-1)
+            @ torch.nn.functional.normalize(text, dim=-1).T
+        )
+        torch.nn.functional.cross_entropy(logits, torch.arange(batch)).backward()
+        times.append(time.perf_counter() - started)
+    clip.zero_grad(set_to_none=True)
+    return sorted(times)[1]
+
+
+def gated_graph(shards, graph: CSRGraph, train: torch.Tensor, weights: Path, labels) -> CSRGraph:
+    """The graph `sampler.edge_gate = "similarity"` keeps at the default quantile, starting from
+    `weights`, with its figures printed."""
+    built = build_model(ModelConfig(pretrained=str(weights)), with_graph=False)
+    anchor = training_step_seconds(built.model.clip, built.tokenizer)
+    with tempfile.TemporaryDirectory() as folder:
+        cache = build_node_cache(shards, Path(folder))
+        started = time.perf_counter()
+        embeddings, _ = node_embeddings(
+            built.model.clip,
+            cache,
+            train,
+            transform=built.eval_transform,
+            tokenizer=built.tokenizer,
+            device=torch.device("cpu"),
+        )
+        gated = gate_edges(graph, train, embeddings, quantile=0.95, seed=0)
+        seconds = time.perf_counter() - started
+    print(
+        f"edge gate (quantile 0.95, threshold {gated.threshold:.3f}): kept "
+        f"{gated.edges_kept / gated.edges_before:.1%} of {gated.edges_before:,} stored edges; "
+        f"within a class {within_class(gated.graph, labels):.1%} of the kept, "
+        f"{within_class(graph, labels):.1%} of all; {seconds:.1f} s at start-up for "
+        f"{train.numel():,} products, the time of {seconds / anchor:.0f} training steps of 128 "
+        f"({anchor:.2f} s each, the anchor)",
+        flush=True,
+    )
+    return gated.graph
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=Path, required=True, help="a slip-data shards folder")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--fanouts", default="3", help="sampler.fanouts, comma-separated")
+    parser.add_argument("--edge-gate", type=Path, help="pretrained weights: add the gated row")
     args = parser.parse_args()
     shards = open_shards(args.shards)
     with tempfile.TemporaryDirectory() as folder:
@@ -76,16 +147,20 @@ def main() -> None:
         .to_numpy()
     )
     fanouts = [int(f) for f in args.fanouts.split(",")]
-    rows = {}
-    for name, mode, seeds, anchor_weights in (
-        ("clip", "clip", "epoch", "equal"),
-        ("slip", "slip", "epoch", "equal"),
-        ("slip, balanced", "slip", "balanced", "equal"),
+    plans = [
+        ("clip", "clip", "epoch", "equal", graph),
+        ("slip", "slip", "epoch", "equal", graph),
+        ("slip, balanced", "slip", "balanced", "equal", graph),
         # the same batches as slip's; each appearance counted by its weight in CLIP's loss
-        ("slip, anchor weights", "slip", "epoch", "inverse_appearances"),
-    ):
+        ("slip, anchor weights", "slip", "epoch", "inverse_appearances", graph),
+    ]
+    if args.edge_gate:
+        kept = gated_graph(shards, graph, train, args.edge_gate, labels)
+        plans.append(("slip, edge gate", "slip", "epoch", "equal", kept))
+    rows = {}
+    for name, mode, seeds, anchor_weights, planned_graph in plans:
         planner = BatchPlanner(
-            graph,
+            planned_graph,
             train,
             batch_size=args.batch_size,
             fanouts=fanouts,
@@ -112,7 +187,7 @@ def main() -> None:
             f"{same:.1f} of them within a class",
             flush=True,
         )
-    for name in ("slip", "slip, balanced", "slip, anchor weights"):
+    for name in [name for name in rows if name != "clip"]:
         print(
             f"{name} over clip (the anchor): coefficient of variation "
             f"{rows[name].std() / max(rows['clip'].std(), 1e-12):.1f}x; products seen under half "

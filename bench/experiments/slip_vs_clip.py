@@ -108,6 +108,8 @@ VARIANTS = {  # SLIP's variants (docs/method.md, "A SLIP that does no harm"): th
                  "sampler.seeds=balanced"],
     "headsiw": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=false",
                 "loss.anchor_weights=inverse_appearances"],
+    "headsgate": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=false",
+                  "sampler.edge_gate=similarity", "sampler.edge_gate_quantile=0.95"],
 }  # fmt: skip
 # CPU seconds on this project's 2-core machine, one thread a run (slip-tiny): for --plan only.
 BUILD_S_PER_PRODUCT = 0.0023  # 25 s for 11,000 products

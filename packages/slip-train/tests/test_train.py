@@ -342,3 +342,25 @@ def test_neighbours_out_of_clips_negatives_and_anchor_weights_reach_the_loss(sha
     assert first["weighted"]["clip_loss"] != pytest.approx(first["masked"]["clip_loss"], rel=1e-4)
     for name in ("masked", "weighted"):
         assert first[name]["structural_loss"] == pytest.approx(first["counted"]["structural_loss"])
+
+
+def test_a_gated_run_trains_on_the_kept_edges_only(shards, tmp_path):
+    """At the quantile 1 no edge is kept and the first batch has none; at 0 almost every edge is
+    kept; edge_gate.json says what was (sampler.edge_gate, edge_gate.py); CLIP's mode ignores
+    the gate."""
+    runs = {}
+    for name, overrides in {
+        "none": ['sampler.edge_gate="similarity"', "sampler.edge_gate_quantile=1.0"],
+        "most": ['sampler.edge_gate="similarity"', "sampler.edge_gate_quantile=0.0"],
+        "clip": ['sampler.edge_gate="similarity"', 'loss.mode="clip"'],
+    }.items():
+        out = tmp_path / name
+        train(make_config(shards, out, "train.steps=1", *overrides), show_progress=False)
+        gate = out / "run" / "edge_gate.json"
+        runs[name] = read_log(out)[0], json.loads(gate.read_text()) if gate.is_file() else None
+    (none_log, none_gate), (most_log, most_gate) = runs["none"], runs["most"]
+    assert none_gate["edges_kept"] == 0 < none_gate["edges_before"] == most_gate["edges_before"]
+    assert none_log["edges"] == 0 < most_log["edges"]
+    assert most_gate["edges_kept"] > 0.9 * most_gate["edges_before"]
+    assert most_gate["images_unusable"] == 0
+    assert runs["clip"][1] is None

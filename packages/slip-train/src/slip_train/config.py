@@ -114,6 +114,10 @@ class SamplerConfig:
     # epoch: every training node a seed once an epoch; balanced: seeds drawn anew each batch,
     # weighted so that each node's expected appearances as seed or sampled neighbour are equal
     seeds: Literal["epoch", "balanced"] = "epoch"
+    # none: every co-purchase of the split; similarity: only those whose products the starting
+    # model finds more alike than `edge_gate_quantile` of random pairs of them (edge_gate.py)
+    edge_gate: Literal["none", "similarity"] = "none"
+    edge_gate_quantile: Annotated[float, SHARE] = 0.95
 
 
 @dataclass

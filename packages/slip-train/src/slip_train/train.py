@@ -22,16 +22,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
+from slip_train.atomic import write_json
 from slip_train.batches import BatchPlanner
 from slip_train.checkpoint import Checkpointer, Position, remove_run_temps
 from slip_train.config import Config, ConfigError
-from slip_train.data import BatchDataset, batch_loader, load_train_data, to_model_images
+from slip_train.data import (
+    BatchDataset,
+    TrainData,
+    batch_loader,
+    load_train_data,
+    to_model_images,
+)
 from slip_train.distributed import Ranks, average_gradients, barrier, init_from_env
-from slip_train.factory import build_model, param_groups
+from slip_train.edge_gate import gate_edges, node_embeddings
+from slip_train.factory import Built, build_model, param_groups
 from slip_train.grad_cache import cached_backward
 from slip_train.lock import hold
 from slip_train.loss import MAX_LOGIT_SCALE, training_loss
 from slip_train.model import SlipModel
+from slip_train.sampler import CSRGraph
 
 
 class TrainingError(RuntimeError):
@@ -278,13 +287,13 @@ def _setup(
     config: Config, *, device: torch.device, ranks: Ranks
 ) -> tuple[BatchDataset, BatchPlanner, StepParts, Checkpointer]:
     """Data, model, optimizer and schedule, as the config says."""
-    planner, cache = _planner(config, device=device, ranks=ranks)
     built = build_model(
         config.model,
         with_graph=config.loss.mode == "slip",
         structural_gradient=config.loss.structural_gradient,
     )
     model = built.model.to(device)
+    planner, cache = _planner(config, device=device, ranks=ranks, built=built)
     if config.train.grad_checkpointing:
         model.clip.set_grad_checkpointing(True)
     size = built.preprocess_cfg["size"]
@@ -357,9 +366,12 @@ def _setup(
     return dataset, planner, parts, checkpointer
 
 
-def _planner(config: Config, *, device: torch.device, ranks: Ranks) -> tuple[BatchPlanner, Path]:
-    """The planner of global batches over the split's graph, and the node cache; rank 0 builds
-    the cache first, so that the ranks do not write it at once."""
+def _planner(
+    config: Config, *, device: torch.device, ranks: Ranks, built: Built
+) -> tuple[BatchPlanner, Path]:
+    """The planner of global batches over the split's graph (gated by the starting model when
+    `sampler.edge_gate` asks), and the node cache; rank 0 builds the cache first, so that the
+    ranks do not write it at once."""
     if not ranks.main:
         barrier()
     data = load_train_data(config.data.shards, config.data.split, config.data.cache_dir)
@@ -372,6 +384,8 @@ def _planner(config: Config, *, device: torch.device, ranks: Ranks) -> tuple[Bat
             f"the {data.split_nodes.numel()} training nodes"
         )
     graph = data.graph
+    if config.sampler.edge_gate == "similarity" and config.loss.mode == "slip":
+        graph = _gated(config, data, built=built, device=device, ranks=ranks)
     if config.sampler.device == "cuda":
         if device.type != "cuda":
             raise ConfigError(
@@ -390,6 +404,41 @@ def _planner(config: Config, *, device: torch.device, ranks: Ranks) -> tuple[Bat
         seed=config.train.seed,
     )
     return planner, data.cache
+
+
+def _gated(
+    config: Config, data: TrainData, *, built: Built, device: torch.device, ranks: Ranks
+) -> CSRGraph:
+    """The split's graph kept to the edges the starting model finds alike (edge_gate.py); what
+    was kept goes to edge_gate.json in out_dir. Every rank computes it alike, from the same
+    weights and seed, so no rank waits on another's."""
+    embeddings, unusable = node_embeddings(
+        built.model.clip,
+        data.cache,
+        data.split_nodes,
+        transform=built.eval_transform,
+        tokenizer=built.tokenizer,
+        device=device,
+    )
+    gated = gate_edges(
+        data.graph,
+        data.split_nodes,
+        embeddings,
+        quantile=config.sampler.edge_gate_quantile,
+        seed=config.train.seed,
+    )
+    if ranks.main:
+        write_json(
+            Path(config.train.out_dir) / "edge_gate.json",
+            {
+                "quantile": config.sampler.edge_gate_quantile,
+                "threshold": gated.threshold,
+                "edges_kept": gated.edges_kept,
+                "edges_before": gated.edges_before,
+                "images_unusable": unusable,  # those nodes judged by their text alone
+            },
+        )
+    return gated.graph
 
 
 def _to_device(
