@@ -94,22 +94,25 @@ TASKS = ("retrieval", "classify", "linkpred")  # each run's result files
 OPTIONAL_TASKS = ("linkpred_touching", "nodeclass")  # with --touching, --nodeclass
 NODECLASS = ["--models", "sage,mlp", "--shots", "4", "--seeds", "3"]  # with --nodeclass
 MAIN = "start=pretrained,size=11000,noise=0.2,homophily=0.5,weight=0.5,batch=128,variant=paper"
+NO_GATE = "sampler.edge_gate=none"  # the variants measured before the gate, as they were
 VARIANTS = {  # SLIP's variants (docs/method.md, "A SLIP that does no harm"): their config keys,
     # each set in full, whatever slip-train's defaults
-    "paper": ["loss.structural_gradient=encoders", "loss.neighbours_as_negatives=true"],
-    "soft": ["loss.structural_gradient=encoders", "loss.neighbours_as_negatives=true",
+    "paper": [NO_GATE, "loss.structural_gradient=encoders", "loss.neighbours_as_negatives=true"],
+    "soft": [NO_GATE, "loss.structural_gradient=encoders", "loss.neighbours_as_negatives=true",
              "loss.positives=soft", "loss.neighbour_mass=0.5"],
-    "heads": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=true"],
-    "headlr10": ["loss.structural_gradient=encoders", "loss.neighbours_as_negatives=true",
+    "heads": [NO_GATE, "loss.structural_gradient=heads", "loss.neighbours_as_negatives=true"],
+    "headlr10": [NO_GATE, "loss.structural_gradient=encoders", "loss.neighbours_as_negatives=true",
                  "optim.graph_head_lr_scale=10"],
-    "headsmask": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=false"],
-    "mask": ["loss.structural_gradient=encoders", "loss.neighbours_as_negatives=false"],
-    "headsbal": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=false",
+    "headsmask": [NO_GATE, "loss.structural_gradient=heads", "loss.neighbours_as_negatives=false"],
+    "mask": [NO_GATE, "loss.structural_gradient=encoders", "loss.neighbours_as_negatives=false"],
+    "headsbal": [NO_GATE, "loss.structural_gradient=heads", "loss.neighbours_as_negatives=false",
                  "sampler.seeds=balanced"],
-    "headsiw": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=false",
+    "headsiw": [NO_GATE, "loss.structural_gradient=heads", "loss.neighbours_as_negatives=false",
                 "loss.anchor_weights=inverse_appearances"],
     "headsgate": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=false",
                   "sampler.edge_gate=similarity", "sampler.edge_gate_quantile=0.95"],
+    "headscheck": ["loss.structural_gradient=heads", "loss.neighbours_as_negatives=false",
+                   "sampler.edge_gate=graph", "sampler.edge_gate_quantile=0.95"],
 }  # fmt: skip
 # CPU seconds on this project's 2-core machine, one thread a run (slip-tiny): for --plan only.
 BUILD_S_PER_PRODUCT = 0.0023  # 25 s for 11,000 products

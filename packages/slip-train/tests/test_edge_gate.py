@@ -9,7 +9,7 @@ from train_shards import write_colour_shards
 
 from slip_train.config import ModelConfig
 from slip_train.data import load_train_data
-from slip_train.edge_gate import gate_edges, node_embeddings
+from slip_train.edge_gate import GatedGraph, gate_edges, judge_graph, node_embeddings
 from slip_train.factory import build_model
 from slip_train.sampler import CSRGraph
 
@@ -90,3 +90,16 @@ def test_node_embeddings_join_both_modalities_and_judge_a_bad_image_by_its_text(
     assert torch.all(embeddings[bad, : embeddings.shape[1] // 2] == 0)
     others = torch.cat([norms[:bad], norms[bad + 1 :]])
     torch.testing.assert_close(others, torch.ones_like(others))
+
+
+def test_a_graph_counts_when_twice_as_many_edges_are_alike_as_random_pairs_give():
+    graph = CSRGraph(torch.zeros(2, dtype=torch.long), torch.zeros(0, dtype=torch.int32))
+    judged = {
+        kept: judge_graph(
+            GatedGraph(graph, threshold=0.5, edges_kept=kept, edges_before=100), quantile=0.95
+        )
+        for kept in (0, 9, 10, 60)
+    }
+    assert judged == {0: False, 9: False, 10: True, 60: True}
+    empty = GatedGraph(graph, threshold=None, edges_kept=0, edges_before=0)
+    assert not judge_graph(empty, quantile=0.95)

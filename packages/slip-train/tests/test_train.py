@@ -364,3 +364,36 @@ def test_a_gated_run_trains_on_the_kept_edges_only(shards, tmp_path):
     assert most_gate["edges_kept"] > 0.9 * most_gate["edges_before"]
     assert most_gate["images_unusable"] == 0
     assert runs["clip"][1] is None
+
+
+def test_judging_the_whole_graph_keeps_it_or_falls_back_to_clips_batches(
+    shards, finished, tmp_path
+):
+    """`sampler.edge_gate = "graph"` from the colour model trained by `finished` (its co-purchases
+    mostly join one colour): at the quantile 0.95 enough edges are alike, and the run trains on
+    the whole graph, the first batch's edges those of an ungated run; at 0.5 it would need every
+    edge above the median random pair, so it trains on CLIP's uniform batches, without edges.
+    From scratch (the default's gate, no `model.pretrained`) it cannot judge, and keeps the whole
+    graph, saying so."""
+    weights = export_open_clip(load_checkpoint(finished["clip"][1].checkpoint), tmp_path / "w")
+    pretrained = f"model.pretrained={json.dumps(str(weights))}"
+    runs = {}
+    for name, overrides in {
+        "ungated": [pretrained, 'sampler.edge_gate="none"'],
+        "judged": [pretrained, 'sampler.edge_gate="graph"'],
+        "fallback": [pretrained, 'sampler.edge_gate="graph"', "sampler.edge_gate_quantile=0.5"],
+    }.items():
+        out = tmp_path / name
+        train(make_config(shards, out, "train.steps=1", *overrides), show_progress=False)
+        gate = out / "run" / "edge_gate.json"
+        runs[name] = read_log(out)[0], json.loads(gate.read_text()) if gate.is_file() else None
+    judged, fallback = runs["judged"][1], runs["fallback"][1]
+    assert judged["batches"] == "slip" and judged["edges_kept"] >= 0.1 * judged["edges_before"]
+    assert runs["judged"][0]["edges"] == runs["ungated"][0]["edges"] > 0
+    assert fallback["batches"] == "clip" and fallback["edges_kept"] < fallback["edges_before"]
+    assert runs["fallback"][0]["edges"] == 0
+    scratch = tmp_path / "scratch"  # the default, from scratch: the whole graph, unjudged
+    train(make_config(shards, scratch, "train.steps=1"), show_progress=False)
+    assert read_log(scratch)[0]["edges"] == runs["ungated"][0]["edges"]
+    unjudged = json.loads((scratch / "run" / "edge_gate.json").read_text())
+    assert unjudged == {"edge_gate": "graph", "judged": False, "batches": "slip"}

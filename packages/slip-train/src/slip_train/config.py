@@ -115,8 +115,10 @@ class SamplerConfig:
     # weighted so that each node's expected appearances as seed or sampled neighbour are equal
     seeds: Literal["epoch", "balanced"] = "epoch"
     # none: every co-purchase of the split; similarity: only those whose products the starting
-    # model finds more alike than `edge_gate_quantile` of random pairs of them (edge_gate.py)
-    edge_gate: Literal["none", "similarity"] = "none"
+    # model finds more alike than `edge_gate_quantile` of random pairs of them; graph (the
+    # default): all of them, or CLIP's uniform batches where too few are alike; from scratch, all
+    # of them unjudged (edge_gate.py, docs/method.md)
+    edge_gate: Literal["none", "similarity", "graph"] = "graph"
     edge_gate_quantile: Annotated[float, SHARE] = 0.95
 
 

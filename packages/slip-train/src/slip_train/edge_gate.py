@@ -125,3 +125,11 @@ def gate_edges(
         edges_kept=int(keep.sum()),
         edges_before=indices.numel(),
     )
+
+
+def judge_graph(gated: GatedGraph, *, quantile: float) -> bool:
+    """Whether the co-purchases join alike products, for `sampler.edge_gate = "graph"`: the gate
+    keeps at least twice the share of edges that pairs no more alike than random pairs would
+    give (1 - `quantile`). A bound set before any measurement, not fitted to a result."""
+    share = gated.edges_kept / gated.edges_before if gated.edges_before else 0.0
+    return share > 0 and share >= 2 * (1 - quantile) - 1e-9  # the bound, to float rounding

@@ -34,7 +34,7 @@ from slip_train.data import (
     to_model_images,
 )
 from slip_train.distributed import Ranks, average_gradients, barrier, init_from_env
-from slip_train.edge_gate import gate_edges, node_embeddings
+from slip_train.edge_gate import gate_edges, judge_graph, node_embeddings
 from slip_train.factory import Built, build_model, param_groups
 from slip_train.grad_cache import cached_backward
 from slip_train.lock import hold
@@ -383,9 +383,9 @@ def _planner(
             f"sampler.batch_size: {ranks.world} ranks x {config.sampler.batch_size} is more than "
             f"the {data.split_nodes.numel()} training nodes"
         )
-    graph = data.graph
-    if config.sampler.edge_gate == "similarity" and config.loss.mode == "slip":
-        graph = _gated(config, data, built=built, device=device, ranks=ranks)
+    graph, batches = data.graph, config.loss.mode
+    if config.sampler.edge_gate != "none" and config.loss.mode == "slip":
+        graph, batches = _gated(config, data, built=built, device=device, ranks=ranks)
     if config.sampler.device == "cuda":
         if device.type != "cuda":
             raise ConfigError(
@@ -397,7 +397,7 @@ def _planner(
         data.split_nodes,
         batch_size=global_batch,
         fanouts=config.sampler.fanouts,
-        mode=config.loss.mode,
+        mode=batches,
         edges=config.sampler.edges,
         seeds=config.sampler.seeds,
         anchor_weights=config.loss.anchor_weights,
@@ -408,10 +408,19 @@ def _planner(
 
 def _gated(
     config: Config, data: TrainData, *, built: Built, device: torch.device, ranks: Ranks
-) -> CSRGraph:
-    """The split's graph kept to the edges the starting model finds alike (edge_gate.py); what
-    was kept goes to edge_gate.json in out_dir. Every rank computes it alike, from the same
-    weights and seed, so no rank waits on another's."""
+) -> tuple[CSRGraph, str]:
+    """The graph and the batches' mode `sampler.edge_gate` leaves (edge_gate.py): `similarity`,
+    the split's graph kept to the edges the starting model finds alike; `graph`, the whole graph,
+    or CLIP's uniform batches where too few edges are alike (`judge_graph`), unjudged from
+    scratch (without `model.pretrained`). What was kept and decided goes to edge_gate.json in
+    out_dir. Every rank computes it alike, from the same weights
+    and seed, so no rank waits on another's."""
+    out_file = Path(config.train.out_dir) / "edge_gate.json"
+    if config.sampler.edge_gate == "graph" and not config.model.pretrained:
+        # a model from scratch cannot judge the co-purchases: the whole graph, unjudged
+        if ranks.main:
+            write_json(out_file, {"edge_gate": "graph", "judged": False, "batches": "slip"})
+        return data.graph, "slip"
     embeddings, unusable = node_embeddings(
         built.model.clip,
         data.cache,
@@ -420,25 +429,28 @@ def _gated(
         tokenizer=built.tokenizer,
         device=device,
     )
+    quantile = config.sampler.edge_gate_quantile
     gated = gate_edges(
-        data.graph,
-        data.split_nodes,
-        embeddings,
-        quantile=config.sampler.edge_gate_quantile,
-        seed=config.train.seed,
+        data.graph, data.split_nodes, embeddings, quantile=quantile, seed=config.train.seed
     )
+    graph, batches = gated.graph, "slip"
+    if config.sampler.edge_gate == "graph":
+        graph, batches = data.graph, "slip" if judge_graph(gated, quantile=quantile) else "clip"
     if ranks.main:
         write_json(
-            Path(config.train.out_dir) / "edge_gate.json",
+            out_file,
             {
-                "quantile": config.sampler.edge_gate_quantile,
+                "edge_gate": config.sampler.edge_gate,
+                "judged": True,
+                "quantile": quantile,
                 "threshold": gated.threshold,
                 "edges_kept": gated.edges_kept,
                 "edges_before": gated.edges_before,
                 "images_unusable": unusable,  # those nodes judged by their text alone
+                "batches": batches,  # slip: neighbour-sampled; clip: uniform, the graph unused
             },
         )
-    return gated.graph
+    return graph, batches
 
 
 def _to_device(
