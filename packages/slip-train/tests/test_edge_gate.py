@@ -9,7 +9,13 @@ from train_shards import write_colour_shards
 
 from slip_train.config import ModelConfig
 from slip_train.data import load_train_data
-from slip_train.edge_gate import GatedGraph, gate_edges, judge_graph, node_embeddings
+from slip_train.edge_gate import (
+    GatedGraph,
+    gate_edges,
+    induced_sample,
+    judge_graph,
+    node_embeddings,
+)
 from slip_train.factory import build_model
 from slip_train.sampler import CSRGraph
 
@@ -103,3 +109,26 @@ def test_a_graph_counts_when_twice_as_many_edges_are_alike_as_random_pairs_give(
     assert judged == {0: False, 9: False, 10: True, 60: True}
     empty = GatedGraph(graph, threshold=None, edges_kept=0, edges_before=0)
     assert not judge_graph(empty, quantile=0.95)
+
+
+def test_the_graph_is_judged_between_a_uniform_sample_of_its_nodes():
+    """`graph` mode's sample: the sampled nodes, sorted and distinct, and exactly the edges between
+    two of them, in both directions; the whole graph when the sample would hold every node."""
+    generator = torch.Generator().manual_seed(1)
+    edges = set()
+    while len(edges) < 3000:
+        a, b = (int(x) for x in torch.randint(0, 1000, (2,), generator=generator))
+        if a != b:
+            edges.add((min(a, b), max(a, b)))
+    graph = csr(1200, sorted(edges))  # ids 1000 to 1199 are not in the split
+    nodes = torch.arange(1000)
+    sampled, sample = induced_sample(graph, nodes, size=300, seed=0)
+    assert sample.numel() == 300 == sample.unique().numel()
+    assert torch.equal(sample, sample.sort().values) and int(sample.max()) < 1000
+    chosen = set(sample.tolist())
+    expected = {(u, v) for u, v in edge_set(graph) if u in chosen and v in chosen}
+    assert edge_set(sampled) == expected and len(expected) > 100
+    assert sampled.indptr[-1] == sampled.indices.numel() == len(expected)
+    assert sampled.indices.dtype == graph.indices.dtype
+    whole, every = induced_sample(graph, nodes, size=1000, seed=0)
+    assert whole is graph and every is nodes

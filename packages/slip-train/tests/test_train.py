@@ -367,7 +367,7 @@ def test_a_gated_run_trains_on_the_kept_edges_only(shards, tmp_path):
 
 
 def test_judging_the_whole_graph_keeps_it_or_falls_back_to_clips_batches(
-    shards, finished, tmp_path
+    shards, finished, tmp_path, monkeypatch
 ):
     """`sampler.edge_gate = "graph"` from the colour model trained by `finished` (its co-purchases
     mostly join one colour): at the quantile 0.95 enough edges are alike, and the run trains on
@@ -387,6 +387,14 @@ def test_judging_the_whole_graph_keeps_it_or_falls_back_to_clips_batches(
         train(make_config(shards, out, "train.steps=1", *overrides), show_progress=False)
         gate = out / "run" / "edge_gate.json"
         runs[name] = read_log(out)[0], json.loads(gate.read_text()) if gate.is_file() else None
+    monkeypatch.setattr(train_module, "JUDGED_NODES", 60)  # judged on a sample of the nodes
+    sampled = tmp_path / "sampled"
+    config = make_config(shards, sampled, "train.steps=1", pretrained, 'sampler.edge_gate="graph"')
+    train(config, show_progress=False)
+    on_sample = json.loads((sampled / "run" / "edge_gate.json").read_text())
+    assert on_sample["products_embedded"] == 60 and on_sample["batches"] == "slip"
+    assert 0 < on_sample["edges_before"] < runs["judged"][1]["edges_before"]
+    assert read_log(sampled)[0]["edges"] == runs["ungated"][0]["edges"]  # trained on the whole
     judged, fallback = runs["judged"][1], runs["fallback"][1]
     assert judged["batches"] == "slip" and judged["edges_kept"] >= 0.1 * judged["edges_before"]
     assert runs["judged"][0]["edges"] == runs["ungated"][0]["edges"] > 0

@@ -26,6 +26,7 @@ from slip_train.shards import read_node_cache
 
 RANDOM_PAIRS = 100_000  # the random pairs the threshold is the quantile of
 EDGE_CHUNK = 1 << 20  # edges whose similarity is computed at once
+JUDGED_NODES = 200_000  # `graph` mode judges the graph between a uniform sample of this many
 
 
 @dataclass(frozen=True)
@@ -133,3 +134,30 @@ def judge_graph(gated: GatedGraph, *, quantile: float) -> bool:
     give (1 - `quantile`). A bound set before any measurement, not fitted to a result."""
     share = gated.edges_kept / gated.edges_before if gated.edges_before else 0.0
     return share > 0 and share >= 2 * (1 - quantile) - 1e-9  # the bound, to float rounding
+
+
+def induced_sample(
+    graph: CSRGraph, nodes: Tensor, *, size: int, seed: int
+) -> tuple[CSRGraph, Tensor]:
+    """A uniform sample of `size` of `nodes` (all of them when there are fewer), sorted, and the
+    graph between them (the same node ids): what `sampler.edge_gate = "graph"` judges by, so that
+    its start-up embeds a bounded number of products at any size of the corpus. Only the sampled
+    nodes' rows are read."""
+    if nodes.numel() <= size:
+        return graph, nodes
+    generator = torch.Generator().manual_seed(seed)
+    sample = nodes[torch.randperm(nodes.numel(), generator=generator)[:size]].sort().values
+    inside = torch.zeros(graph.num_nodes, dtype=torch.bool)
+    inside[sample] = True
+    indptr, indices = graph.indptr.cpu(), graph.indices.cpu()
+    lengths = (indptr[1:] - indptr[:-1])[sample]
+    firsts = torch.cumsum(lengths, 0) - lengths  # each sampled row's first place in `positions`
+    positions = torch.repeat_interleave(indptr[sample] - firsts, lengths) + torch.arange(
+        int(lengths.sum())
+    )
+    ends = indices[positions]
+    keep = inside[ends.long()]
+    rows = torch.repeat_interleave(sample, lengths)[keep]
+    kept_indptr = torch.zeros_like(indptr)
+    kept_indptr[1:] = torch.cumsum(torch.bincount(rows, minlength=graph.num_nodes), 0)
+    return CSRGraph(kept_indptr, ends[keep].clone()), sample

@@ -34,7 +34,13 @@ from slip_train.data import (
     to_model_images,
 )
 from slip_train.distributed import Ranks, average_gradients, barrier, init_from_env
-from slip_train.edge_gate import gate_edges, judge_graph, node_embeddings
+from slip_train.edge_gate import (
+    JUDGED_NODES,
+    gate_edges,
+    induced_sample,
+    judge_graph,
+    node_embeddings,
+)
 from slip_train.factory import Built, build_model, param_groups
 from slip_train.grad_cache import cached_backward
 from slip_train.lock import hold
@@ -421,18 +427,19 @@ def _gated(
         if ranks.main:
             write_json(out_file, {"edge_gate": "graph", "judged": False, "batches": "slip"})
         return data.graph, "slip"
+    graph, nodes = data.graph, data.split_nodes
+    if config.sampler.edge_gate == "graph":  # a share to estimate: a bounded sample is enough
+        graph, nodes = induced_sample(graph, nodes, size=JUDGED_NODES, seed=config.train.seed)
     embeddings, unusable = node_embeddings(
         built.model.clip,
         data.cache,
-        data.split_nodes,
+        nodes,
         transform=built.eval_transform,
         tokenizer=built.tokenizer,
         device=device,
     )
     quantile = config.sampler.edge_gate_quantile
-    gated = gate_edges(
-        data.graph, data.split_nodes, embeddings, quantile=quantile, seed=config.train.seed
-    )
+    gated = gate_edges(graph, nodes, embeddings, quantile=quantile, seed=config.train.seed)
     graph, batches = gated.graph, "slip"
     if config.sampler.edge_gate == "graph":
         graph, batches = data.graph, "slip" if judge_graph(gated, quantile=quantile) else "clip"
@@ -446,6 +453,7 @@ def _gated(
                 "threshold": gated.threshold,
                 "edges_kept": gated.edges_kept,
                 "edges_before": gated.edges_before,
+                "products_embedded": nodes.numel(),
                 "images_unusable": unusable,  # those nodes judged by their text alone
                 "batches": batches,  # slip: neighbour-sampled; clip: uniform, the graph unused
             },
