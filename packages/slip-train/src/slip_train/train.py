@@ -419,8 +419,8 @@ def _gated(
     the split's graph kept to the edges the starting model finds alike; `graph`, the whole graph,
     or CLIP's uniform batches where too few edges are alike (`judge_graph`), unjudged from
     scratch (without `model.pretrained`). What was kept and decided goes to edge_gate.json in
-    out_dir. Every rank computes it alike, from the same weights
-    and seed, so no rank waits on another's."""
+    out_dir. Every rank computes it alike, from the same weights and seed, so no rank waits on
+    another's; a resumed run computes it again, to the same result."""
     out_file = Path(config.train.out_dir) / "edge_gate.json"
     if config.sampler.edge_gate == "graph" and not config.model.pretrained:
         # a model from scratch cannot judge the co-purchases: the whole graph, unjudged
