@@ -24,6 +24,7 @@ from slip_data.categories import CATEGORIES
 from slip_data.fetch.stage import local_raws
 from slip_data.graph.build import GraphOptions
 from slip_data.graph.stage import run_graph
+from slip_data.sources import demo
 from slip_data.sources.demo import (
     DEMO_IMAGE_HOST,
     SPEC_FILE,
@@ -91,7 +92,7 @@ def image_path(url: str) -> str:
     "kwargs",
     [
         {"products": 299},
-        {"products": 1_000_001},
+        {"products": 100_000_001},
         {"products": 500.0},
         {"products": True},
         {"seed": -1},
@@ -304,6 +305,55 @@ def test_homophily_is_set_without_moving_the_density(spec: DemoSpec, tmp_path: P
         assert summary["mean_degree"] == pytest.approx(degree, abs=1e-4)
         degrees.append(degree)
     assert max(degrees) <= 1.1 * min(degrees)
+
+
+def test_above_the_block_size_a_catalogue_is_its_blocks_joined(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Independent blocks of their own seeds, no id repeated, the summary adding up to the files
+    and to the graph the graph stage builds; a run killed in a block keeps the finished ones."""
+    monkeypatch.setattr(demo, "BLOCK_PRODUCTS", 500)
+    spec = dataclasses.replace(SMALL, products=1300)  # blocks of 434, 433 and 433: seeds 3, 4, 5
+    drawn, draw = [], demo.Catalogue
+
+    def catalogue(block: DemoSpec, ids: object = None) -> object:
+        drawn.append(block.seed)
+        if block.seed == 5 and drawn.count(5) == 1:
+            raise KeyboardInterrupt  # killed while drawing the last block
+        return draw(block, ids=ids)
+
+    monkeypatch.setattr(demo, "Catalogue", catalogue)
+    with pytest.raises(KeyboardInterrupt):
+        write_demo_catalogue(spec, tmp_path / "raw")
+    assert not (tmp_path / "raw" / SPEC_FILE).exists()
+    assert len(list((tmp_path / "raw").rglob("*.jsonl.gz"))) == 2 * 2 * len(spec.categories)
+
+    homophily, degree, summary, _ = built_graph(spec, tmp_path)  # resumes the write
+    assert drawn == [3, 4, 5, 5]
+    assert not (tmp_path / "raw" / ".blocks").exists()
+    assert not list(tmp_path.rglob("*.tmp"))
+    meta = [row for c in spec.categories for row in read_lines(demo_files(tmp_path / "raw", c)[0])]
+    reviews = {c: read_lines(demo_files(tmp_path / "raw", c)[1]) for c in spec.categories}
+    asins = [row["parent_asin"] for row in meta]
+    assert len(asins) == len(set(asins)) == summary["products"] == spec.products
+    users = {r["user_id"] for rows in reviews.values() for r in rows}
+    assert summary["users"] == len(users)
+    assert summary["reviews"] == sum(map(len, reviews.values()))
+    # the blocks are the catalogues of their seeds, ids apart: users disjoint across blocks
+    alone = [
+        write_demo_catalogue(dataclasses.replace(spec, products=n, seed=seed), tmp_path / str(n))
+        for n, seed in ((434, 3), (433, 4), (433, 5))
+    ]
+    assert summary["users"] == sum(block["users"] for block in alone)
+    for category in spec.categories:
+        assert len(reviews[category]) == summary["categories"][category]["reviews"]
+        assert summary["categories"][category]["reviews"] == sum(
+            block["categories"][category]["reviews"] for block in alone
+        )
+    # the graph of the whole is the union of the blocks' graphs, as the summary says
+    assert summary["edges"] == sum(block["edges"] for block in alone)
+    assert summary["edge_homophily"] == pytest.approx(homophily, abs=1e-4)
+    assert summary["mean_degree"] == pytest.approx(degree, abs=1e-4)
 
 
 def test_density_knob_moves_the_degree_not_the_homophily(tmp_path: Path) -> None:

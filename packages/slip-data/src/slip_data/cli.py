@@ -38,6 +38,7 @@ from slip_data.option_fields import (
 )
 from slip_data.shard.writer import ShardOptions
 from slip_data.sources.demo import DemoSpec
+from slip_data.sources.demo_spec import MOST_ASKED_REVIEWS_PER_PRODUCT, MOST_PRODUCTS
 
 app = typer.Typer(
     help="Build co-purchase graph shards from Amazon Reviews 2023 or the embedded demo catalogue.",
@@ -69,8 +70,9 @@ class SourceOptions:
     )
     categories: str = option("all", "'all' or a comma list of category names.")
     base_url: str = option(DEFAULT_BASE_URL, "Base URL or local folder of the raw files.")
-    demo_products: Annotated[int, Bounds(at_least=300, at_most=1_000_000)] = option(
-        DEMO.products, "Demo: number of products."
+    demo_products: Annotated[int, Bounds(at_least=300, at_most=MOST_PRODUCTS)] = option(
+        DEMO.products,
+        "Demo: number of products (above 1,000,000: independent blocks of at most 1,000,000).",
     )
     demo_seed: Annotated[int, Bounds(at_least=0, at_most=2**63 - 1)] = option(
         DEMO.seed, "Demo: seed of the catalogue."
@@ -78,7 +80,9 @@ class SourceOptions:
     caption_noise: Annotated[float, Bounds(at_least=0, at_most=1)] = option(
         DEMO.caption_noise, "Demo: share of generic or wrong titles."
     )
-    demo_reviews_per_product: Annotated[float, Bounds(at_least=0, at_most=100)] = option(
+    demo_reviews_per_product: Annotated[
+        float, Bounds(at_least=0, at_most=MOST_ASKED_REVIEWS_PER_PRODUCT)
+    ] = option(
         DEMO.reviews_per_product,
         "Demo: mean reviews per product, fixed (the mean degree then follows); 0: as many as "
         "--demo-mean-degree needs.",

@@ -15,10 +15,13 @@ demo_images.py.
 
 import gzip
 import json
+import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from rich.progress import Progress
 
 from slip_data.atomic import atomic_path, remove_stale_temps, write_json
 from slip_data.categories import CATEGORIES, raw_relpaths
@@ -33,7 +36,13 @@ from slip_data.sources.demo_images import (
 )
 from slip_data.sources.demo_lines import DEMO_IMAGE_HOST, Ids, meta_text, review_text
 from slip_data.sources.demo_shoppers import COMMUNITY_P, Shoppers
-from slip_data.sources.demo_spec import GENERATOR_VERSION, T0, T_END, DemoSpec
+from slip_data.sources.demo_spec import (
+    GENERATOR_VERSION,
+    MOST_ASKED_REVIEWS_PER_PRODUCT,
+    T0,
+    T_END,
+    DemoSpec,
+)
 from slip_data.sources.demo_words import (
     ADJECTIVES,
     COLOURS,
@@ -58,6 +67,10 @@ __all__ = [
 ]
 
 SPEC_FILE = "demo-spec.json"
+# The most products one Catalogue draws (its arrays, and the graph its density search builds, are
+# in memory); a larger catalogue is the disjoint union of blocks of at most this many.
+BLOCK_PRODUCTS = 1_000_000
+_BLOCKS = ".blocks"  # each block's files until they are joined, so a killed run resumes
 _CHUNK = 50_000  # lines per gzip write
 _GZIP_LEVEL = 3
 
@@ -78,14 +91,14 @@ def demo_files(root: Path, category: str) -> tuple[Path, Path]:
 class Catalogue:
     """All random draws of a spec, as numpy arrays; demo_lines.py writes them per category."""
 
-    def __init__(self, spec: DemoSpec) -> None:
+    def __init__(self, spec: DemoSpec, ids: Ids | None = None) -> None:
         self.spec = spec
         rng = np.random.default_rng([GENERATOR_VERSION, spec.seed])
         self._sample_products(rng)
         self._sample_meta(rng)
         self._sample_reviews(rng)
         self._aggregate_ratings(rng)
-        self.ids = Ids(int(rng.integers(0, 2**62)))
+        self.ids = Ids(int(rng.integers(0, 2**62))) if ids is None else ids
 
     def _sample_products(self, rng: np.random.Generator) -> None:
         n, k = self.spec.products, len(self.spec.categories)
@@ -219,6 +232,126 @@ def _read_marker(root: Path) -> dict | None:
         return None
 
 
+def _files_complete(spec: DemoSpec, root: Path) -> bool:
+    return all(p.is_file() for c in spec.categories for p in demo_files(root, c))
+
+
+def _write_catalogue(catalogue: Catalogue, root: Path, advance: Callable[[int], None]) -> dict:
+    """The raw files of one Catalogue under `root`, and their summary."""
+    per_category = {}
+    for ci, category in enumerate(catalogue.spec.categories):
+        meta_path, review_path = demo_files(root, category)
+        _write_gzip(meta_path, catalogue.meta_chunks(ci), advance)
+        _write_gzip(review_path, catalogue.review_chunks(ci), advance)
+        lo, hi = catalogue.review_bounds[ci], catalogue.review_bounds[ci + 1]
+        users = np.unique(catalogue.ruser[catalogue.review_order[lo:hi]])
+        per_category[category] = {
+            "products": int(catalogue.sizes[ci]),
+            "reviews": int(hi - lo),
+            "users": len(users),
+        }
+    kept = int(catalogue.kept.sum())
+    edges = round(catalogue.graph_degree * kept / 2)
+    return {
+        "products": catalogue.spec.products,
+        "reviews": len(catalogue.rprod),
+        "users": catalogue.users,
+        # what the graph stage will build with its default options
+        "edge_homophily": round(catalogue.graph_homophily, 4),
+        "mean_degree": round(catalogue.graph_degree, 4),
+        "categories": per_category,
+        # the counts behind those two, so that the blocks of a larger catalogue add up exactly
+        "kept_products": kept,
+        "edges": edges,
+        "edges_within": round(catalogue.graph_homophily * edges),
+    }
+
+
+def _block_specs(spec: DemoSpec) -> list[DemoSpec]:
+    """The blocks of a catalogue: as even as can be, each its own seed (spec.seed + b)."""
+    count = -(-spec.products // BLOCK_PRODUCTS)
+    sizes = [spec.products // count + (b < spec.products % count) for b in range(count)]
+    return [
+        replace(spec, products=size, seed=(spec.seed + b) % 2**63) for b, size in enumerate(sizes)
+    ]
+
+
+def _write_blocks(spec: DemoSpec, root: Path, progress: Progress) -> dict:
+    """A catalogue of more than BLOCK_PRODUCTS products: independent blocks drawn one at a time
+    (memory bounded by a block), with one id key and each block's product and user codes shifted
+    past the ones before, so that no id repeats; each category's files are the blocks' gzip
+    members in block order. A finished block is kept (its own marker) until all are joined."""
+    blocks = _block_specs(spec)
+    key = int(np.random.default_rng([GENERATOR_VERSION, spec.seed, len(blocks)]).integers(2**62))
+    summaries = []
+    for b, block in enumerate(blocks):
+        folder = root / _BLOCKS / f"{b:05d}"
+        record = {"generator": GENERATOR_VERSION, "spec": block.as_json(), "key": key, "block": b}
+        marker = _read_marker(folder)
+        if marker is None or marker.get("block_of") != record or not _files_complete(block, folder):
+            (folder / SPEC_FILE).unlink(missing_ok=True)
+            for sub in ("meta_categories", "review_categories"):
+                remove_stale_temps(folder / sub)
+            ids = Ids(
+                key,
+                # codes: products, their variants and the orphans (at most one a review)
+                asin_offset=b * (2 + MOST_ASKED_REVIEWS_PER_PRODUCT) * BLOCK_PRODUCTS,
+                user_offset=b * MOST_ASKED_REVIEWS_PER_PRODUCT * BLOCK_PRODUCTS,
+            )
+            catalogue = Catalogue(block, ids=ids)
+            task = progress.add_task(
+                f"demo catalogue, block {b + 1}/{len(blocks)}",
+                total=block.products + len(catalogue.rprod),
+            )
+            marker = {
+                "block_of": record,
+                "summary": _write_catalogue(
+                    catalogue, folder, lambda lines, task=task: progress.advance(task, lines)
+                ),
+            }
+            del catalogue
+            write_json(folder / SPEC_FILE, marker)
+        summaries.append(marker["summary"])
+    for category in spec.categories:
+        for target, *parts in zip(
+            demo_files(root, category),
+            *(demo_files(root / _BLOCKS / f"{b:05d}", category) for b in range(len(blocks))),
+            strict=True,
+        ):
+            with atomic_path(target) as tmp, tmp.open("wb") as out:
+                for part in parts:
+                    with part.open("rb") as source:
+                        shutil.copyfileobj(source, out, 1 << 24)
+    return _joined_summary(spec, summaries)
+
+
+def _joined_summary(spec: DemoSpec, summaries: list[dict]) -> dict:
+    """The blocks' summaries added up: their products, reviews, users and edges are disjoint."""
+
+    def total(key: str, within: list[dict]) -> int:
+        return sum(int(s[key]) for s in within)
+
+    edges, kept = total("edges", summaries), total("kept_products", summaries)
+    within = total("edges_within", summaries)
+    return {
+        "products": spec.products,
+        "reviews": total("reviews", summaries),
+        "users": total("users", summaries),
+        "edge_homophily": round(within / max(1, edges), 4),
+        "mean_degree": round(2 * edges / max(1, kept), 4),
+        "categories": {
+            category: {
+                key: total(key, [s["categories"][category] for s in summaries])
+                for key in ("products", "reviews", "users")
+            }
+            for category in spec.categories
+        },
+        "kept_products": kept,
+        "edges": edges,
+        "edges_within": within,
+    }
+
+
 def write_demo_catalogue(spec: DemoSpec, root: Path, quiet: bool = True) -> dict:
     """Write the raw files of every category of `spec` under `root`; a no-op when already there.
 
@@ -227,13 +360,13 @@ def write_demo_catalogue(spec: DemoSpec, root: Path, quiet: bool = True) -> dict
     """
     root = Path(root)
     marker = _read_marker(root)
-    complete = all(p.is_file() for c in spec.categories for p in demo_files(root, c))
     if (
         marker is not None
         and marker.get("generator") == GENERATOR_VERSION
         and marker.get("spec") == spec.as_json()
-        and complete
+        and _files_complete(spec, root)
     ):
+        shutil.rmtree(root / _BLOCKS, ignore_errors=True)
         return marker["summary"]
     (root / SPEC_FILE).unlink(missing_ok=True)
     for folder in ("meta_categories", "review_categories"):
@@ -243,36 +376,16 @@ def write_demo_catalogue(spec: DemoSpec, root: Path, quiet: bool = True) -> dict
             for path in demo_files(root, category):
                 path.unlink(missing_ok=True)
 
-    catalogue = Catalogue(spec)
-    per_category = {}
     with item_progress(quiet) as progress:
-        task = progress.add_task("demo catalogue", total=spec.products + len(catalogue.rprod))
-
-        def advance(lines: int) -> None:
-            progress.advance(task, lines)
-
-        for ci, category in enumerate(spec.categories):
-            meta_path, review_path = demo_files(root, category)
-            _write_gzip(meta_path, catalogue.meta_chunks(ci), advance)
-            _write_gzip(review_path, catalogue.review_chunks(ci), advance)
-            lo, hi = catalogue.review_bounds[ci], catalogue.review_bounds[ci + 1]
-            users = np.unique(catalogue.ruser[catalogue.review_order[lo:hi]])
-            per_category[category] = {
-                "products": int(catalogue.sizes[ci]),
-                "reviews": int(hi - lo),
-                "users": len(users),
-            }
-    summary = {
-        "products": spec.products,
-        "reviews": len(catalogue.rprod),
-        "users": catalogue.users,
-        # what the graph stage will build with its default options
-        "edge_homophily": round(catalogue.graph_homophily, 4),
-        "mean_degree": round(catalogue.graph_degree, 4),
-        "categories": per_category,
-    }
+        if spec.products > BLOCK_PRODUCTS:
+            summary = _write_blocks(spec, root, progress)
+        else:
+            catalogue = Catalogue(spec)
+            task = progress.add_task("demo catalogue", total=spec.products + len(catalogue.rprod))
+            summary = _write_catalogue(catalogue, root, lambda lines: progress.advance(task, lines))
     write_json(
         root / SPEC_FILE,
         {"generator": GENERATOR_VERSION, "spec": spec.as_json(), "summary": summary},
     )
+    shutil.rmtree(root / _BLOCKS, ignore_errors=True)
     return summary

@@ -52,12 +52,15 @@ def _js(text: str) -> str:
 class Ids:
     """Product and user ids from one random key: unique, and scrambled like the dataset's."""
 
-    def __init__(self, mix: int) -> None:
-        # Affine maps coprime with the alphabet size: unique ids that look scrambled.
+    def __init__(self, mix: int, *, asin_offset: int = 0, user_offset: int = 0) -> None:
+        # Affine maps coprime with the alphabet size: unique ids that look scrambled. The blocks
+        # of a larger catalogue share one key, each with its codes shifted past the blocks
+        # before it (the ASIN shift folded into the map's constant, so a * code stays in 64 bits).
+        self._user_offset = np.uint64(user_offset)
         self._asin_a = (mix % 36**8) | 1
         while self._asin_a % 3 == 0:
             self._asin_a += 2
-        self._asin_b = (mix >> 20) % 36**8
+        self._asin_b = (self._asin_a * asin_offset + (mix >> 20)) % 36**8
         self._user_a = ((mix >> 7) % 32**12) | 1
         self._user_b = (mix >> 3) % 32**12
         self._user_key = np.uint64(mix)
@@ -71,7 +74,7 @@ class Ids:
 
     def user_ids(self, users: np.ndarray) -> list[str]:
         """28 chars like the dataset's: 15 hashed, then 12 unique to the user."""
-        u = users.astype(np.uint64)
+        u = users.astype(np.uint64) + self._user_offset
         unique = (np.uint64(self._user_a) * u + np.uint64(self._user_b)) % np.uint64(32**12)
         hashed = mix64_np(u ^ self._user_key) % np.uint64(32**12)
         extra = mix64_np(hashed) % np.uint64(32**3)

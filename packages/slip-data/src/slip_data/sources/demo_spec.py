@@ -12,6 +12,8 @@ GENERATOR_VERSION = 2  # bump when the bytes for a given spec change, so old roo
 T0 = 1136073600000  # 2006-01-01, ms
 T_END = 1696032000000  # 2023-09-30, ms
 YEAR_MS = 365 * 86_400_000
+MOST_PRODUCTS = 100_000_000  # the whole of Amazon Reviews 2023 has 48.19M
+MOST_ASKED_REVIEWS_PER_PRODUCT = 100
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,9 @@ class DemoSpec:
         def is_real(v: object) -> bool:
             return is_int(v) or (isinstance(v, float | np.floating) and math.isfinite(v))
 
-        if not is_int(self.products) or not 300 <= self.products <= 1_000_000:
+        if not is_int(self.products) or not 300 <= self.products <= MOST_PRODUCTS:
             raise ValueError(
-                f"products must be an integer from 300 to 1,000,000, got {self.products!r}"
+                f"products must be an integer from 300 to {MOST_PRODUCTS:,}, got {self.products!r}"
             )
         if not is_int(self.seed) or not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be an integer from 0 to 2**63-1, got {self.seed!r}")
@@ -44,9 +46,10 @@ class DemoSpec:
             raise ValueError(f"caption_noise must be from 0 to 1, got {self.caption_noise!r}")
         if not is_real(self.label_homophily) or not 0 <= self.label_homophily <= 1:
             raise ValueError(f"label_homophily must be from 0 to 1, got {self.label_homophily!r}")
-        if not is_real(self.reviews_per_product) or not 0 <= self.reviews_per_product <= 100:
+        most = MOST_ASKED_REVIEWS_PER_PRODUCT
+        if not is_real(self.reviews_per_product) or not 0 <= self.reviews_per_product <= most:
             raise ValueError(
-                f"reviews_per_product must be from 0 to 100, got {self.reviews_per_product!r}"
+                f"reviews_per_product must be from 0 to {most}, got {self.reviews_per_product!r}"
             )
         if not is_real(self.mean_degree) or not 0 < self.mean_degree <= 100:
             raise ValueError(
