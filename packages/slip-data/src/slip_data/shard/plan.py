@@ -2,10 +2,13 @@
 
 A node's row needs its URL's latest crawl result (the row with the most attempts, the later part
 on a tie: crawl/results.py `read_latest`) and the crawl parts that name its image. Both are
-found by hashing: the crawl parts are read in chunks, each chunk's rows going into B files by a
-hash of the URL and its (sha256, part) pairs into B files by a hash of the sha256, and each node
-range's (graph_id, image_url) into B files by the URL's hash; each URL bucket takes the latest
+found by hashing: the crawl parts are read in chunks, each chunk's rows going into B buckets by a
+hash of the URL and its (sha256, part) pairs into B buckets by a hash of the sha256, and each node
+range's (graph_id, image_url) into B buckets by the URL's hash; each URL bucket takes the latest
 row per URL and joins the nodes of its bucket, and each sha256 bucket gives its nodes their parts.
+A step writes its B buckets as one file, its rows in bucket order with the bucket as a column, so
+a bucket's reader reads the row groups that hold it (their statistics say which): one file a
+step, where a file a bucket made thousands of small atomic writes at small budgets.
 The plan rows are then made per node range, in graph_id order, from the bucket files' rows of that
 range (sorted by graph_id, so a read skips the other row groups). When the budget holds the whole
 crawl and every node (one bucket, so one chunk and one range), the steps run as one in memory and
@@ -18,11 +21,11 @@ Layout under `shards/.plan/` (kept after the stage: units and reruns reuse it):
 
     plan.json                  what the files were made for (graph nodes, crawl parts, options)
                                and how the work is cut: B, the chunks of parts, the range rows
-    crawl/c{c}.u{j}.parquet    chunk c's crawl rows of URL bucket j (url, attempts, order, ...)
-    crawl/c{c}.s{k}.parquet    chunk c's (sha256, part) pairs of sha256 bucket k
+    crawl/c{c}.u.parquet       chunk c's crawl rows by URL bucket (url, attempts, order, ...)
+    crawl/c{c}.s.parquet       chunk c's (sha256, part) pairs by sha256 bucket
     crawl/c{c}.json            chunk c's done marker
-    nodes/r{r}.u{j}.parquet    node range r's (graph_id, image_url) of URL bucket j
-    urls/u{j}.s{k}.parquet     URL bucket j's nodes with an image of sha256 bucket k
+    nodes/r{r}.parquet         node range r's (graph_id, image_url) by URL bucket
+    urls/u{j}.s.parquet        URL bucket j's nodes with an image, by sha256 bucket
     urls/u{j}.parquet          URL bucket j's nodes with their crawl result, by graph_id
     shas/s{k}.parquet          sha256 bucket k's nodes with the parts naming their image
     ranges/r{r}.parquet        node range r's plan rows (the nodes kept), by graph_id
@@ -62,7 +65,8 @@ PLAN_DIR = ".plan"
 # or of a range), measured on the demo (bench/shard_plan.py), with a margin.
 CRAWL_ROW_BYTES = 1000
 NODE_ROW_BYTES = 1000
-MAX_BUCKETS = 64  # each way: the URL buckets write B x B files
+MAX_BUCKETS = 64  # each way
+PLAN_LAYOUT = 2  # bump when the plan's files change, so that an older plan is made again
 GROUP_ROWS = 1 << 13  # rows per row group of the plan's files: what a node file's read skips by
 RESULT_COLUMNS = ["url", "attempts", "status", "sha256", "width", "height"]
 RESULT_SCHEMA = {name: SCHEMA[name] for name in RESULT_COLUMNS}
@@ -116,17 +120,20 @@ def read_rows(path: Path, start: int, stop: int, columns: list[str] | None = Non
 
 def _bucket(column: str, buckets: int) -> pl.Expr:
     """A row's bucket: polars' hash is stable within a version, which the plan records."""
-    return (pl.col(column).hash(seed=0) % buckets).cast(pl.Int64).alias("bucket")
+    return (pl.col(column).hash(seed=0) % buckets).cast(pl.Int16).alias("bucket")
 
 
-def _write_buckets(frame: pl.DataFrame, column: str, files: list[Path]) -> None:
-    """Row i of `frame` into the file of its `column`'s bucket; a file no row goes to is written
-    empty."""
-    groups = frame.with_columns(_bucket(column, len(files))).partition_by(
-        "bucket", as_dict=True, include_key=False
-    )
-    for index, dest in enumerate(files):
-        _write(groups.get((index,), frame.clear()), dest)
+def _write_buckets(frame: pl.DataFrame, column: str, buckets: int, dest: Path) -> None:
+    """`frame`'s rows in the order of their `column`'s bucket (each bucket's rows in frame order),
+    the bucket a column: one file for the B buckets (`_read_bucket` reads one)."""
+    _write(frame.with_columns(_bucket(column, buckets)).sort("bucket", maintain_order=True), dest)
+
+
+def _read_bucket(paths: list[Path], bucket: int) -> pl.DataFrame:
+    """Bucket `bucket`'s rows of files `_write_buckets` wrote, in file order: the row groups
+    outside it are skipped by their statistics."""
+    rows = pl.scan_parquet(paths).filter(pl.col("bucket") == bucket)
+    return rows.drop("bucket").collect()
 
 
 @dataclass(frozen=True)
@@ -154,15 +161,14 @@ class PlanFiles:
         write_json(stamp, plan)
         return cls(root, **plan["cut"])
 
-    def crawl_file(self, chunk: int, kind: str, bucket: int) -> Path:
-        return self.root / "crawl" / f"c{chunk}.{kind}{bucket}.parquet"
+    def crawl_file(self, chunk: int, kind: str) -> Path:
+        return self.root / "crawl" / f"c{chunk}.{kind}.parquet"
 
-    def node_file(self, node_range: int, bucket: int) -> Path:
-        return self.root / "nodes" / f"r{node_range}.u{bucket}.parquet"
+    def node_file(self, node_range: int) -> Path:
+        return self.root / "nodes" / f"r{node_range}.parquet"
 
-    def url_file(self, bucket: int, sha_bucket: int | None = None) -> Path:
-        tail = "" if sha_bucket is None else f".s{sha_bucket}"
-        return self.root / "urls" / f"u{bucket}{tail}.parquet"
+    def url_file(self, bucket: int, *, by_sha: bool = False) -> Path:
+        return self.root / "urls" / f"u{bucket}{'.s' if by_sha else ''}.parquet"
 
     def sha_file(self, bucket: int) -> Path:
         return self.root / "shas" / f"s{bucket}.parquet"
@@ -202,25 +208,21 @@ def bucket_crawl(files: PlanFiles, chunk: int) -> None:
     if marker.exists():
         return
     rows = _chunk_rows(files, chunk)
-    buckets = range(files.buckets)
-    _write_buckets(rows.drop("part"), "url", [files.crawl_file(chunk, "u", j) for j in buckets])
-    _write_buckets(
-        _named(rows).drop_nulls().unique(),
-        "sha256",
-        [files.crawl_file(chunk, "s", k) for k in buckets],
-    )
+    _write_buckets(rows.drop("part"), "url", files.buckets, files.crawl_file(chunk, "u"))
+    named = _named(rows).drop_nulls().unique()
+    _write_buckets(named, "sha256", files.buckets, files.crawl_file(chunk, "s"))
     write_json(marker, {"rows": rows.height})
 
 
 def bucket_nodes(files: PlanFiles, node_range: int, *, nodes_path: Path) -> None:
     """Step 1, one node range: its (graph_id, image_url) into the B URL buckets, so that a URL
     bucket reads its own nodes, not all of them."""
-    dests = [files.node_file(node_range, j) for j in range(files.buckets)]
-    if dests[-1].exists():  # written in order, each atomically
+    dest = files.node_file(node_range)
+    if dest.exists():
         return
     start = node_range * files.range_rows
     nodes = read_rows(nodes_path, start, start + files.range_rows, ["graph_id", "image_url"])
-    _write_buckets(nodes, "image_url", dests)
+    _write_buckets(nodes, "image_url", files.buckets, dest)
 
 
 def _latest(rows: pl.DataFrame) -> pl.DataFrame:
@@ -272,13 +274,12 @@ def join_urls(files: PlanFiles, bucket: int, *, ranges: int) -> None:
     dest = files.url_file(bucket)
     if dest.exists():
         return
-    crawled = _latest(
-        pl.read_parquet([files.crawl_file(c, "u", bucket) for c in range(len(files.chunks))])
-    )
-    nodes = pl.read_parquet([files.node_file(r, bucket) for r in range(ranges)])
+    chunks = range(len(files.chunks))
+    crawled = _latest(_read_bucket([files.crawl_file(c, "u") for c in chunks], bucket))
+    nodes = _read_bucket([files.node_file(r) for r in range(ranges)], bucket)
     joined = _with_latest(nodes, crawled)
     shas = _named_sha256(joined)
-    _write_buckets(shas, "image_sha256", [files.url_file(bucket, k) for k in range(files.buckets)])
+    _write_buckets(shas, "image_sha256", files.buckets, files.url_file(bucket, by_sha=True))
     _write(joined, dest)
 
 
@@ -288,8 +289,8 @@ def join_shas(files: PlanFiles, bucket: int) -> None:
     dest = files.sha_file(bucket)
     if dest.exists():
         return
-    named = pl.read_parquet([files.crawl_file(c, "s", bucket) for c in range(len(files.chunks))])
-    nodes = pl.read_parquet([files.url_file(j, bucket) for j in range(files.buckets)])
+    named = _read_bucket([files.crawl_file(c, "s") for c in range(len(files.chunks))], bucket)
+    nodes = _read_bucket([files.url_file(j, by_sha=True) for j in range(files.buckets)], bucket)
     _write(_with_parts(nodes, named), dest)
 
 
@@ -543,6 +544,7 @@ def plan_shards(
         "keep_missing_images": keep_missing_images,
         "memory_gb": memory_gb,
         "polars": pl.__version__,  # the bucket hash may change
+        "layout": PLAN_LAYOUT,
     }
     nodes = pq.read_metadata(nodes_path).num_rows
 
