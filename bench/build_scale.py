@@ -61,7 +61,7 @@ def _attempt(stage: str, out: Path, options: list[str]) -> dict:
     }
 
 
-def _stage(stage: str, out: Path, options: list[str], record: dict, record_path: Path) -> dict:
+def _stage(stage: str, out: Path, *, options: list[str], record: dict, record_path: Path) -> dict:
     """A stage's figures over its attempts (a stage resumes its own work when run again): wall
     and CPU seconds added up, the highest peak, the folder's size after the last."""
     attempts = record.setdefault(stage, [])
@@ -92,7 +92,13 @@ def _build(products: int, *, reviews_per_product: float, keep: bool, resume: boo
     fetch = ["--source", "demo", "--demo-products", str(products), "--categories", "all"]
     fetch += ["--demo-reviews-per-product", str(reviews_per_product)]
     stages = [
-        _stage(stage, out, fetch if stage == "fetch" else [], record, record_path)
+        _stage(
+            stage,
+            out,
+            options=fetch if stage == "fetch" else [],
+            record=record,
+            record_path=record_path,
+        )
         for stage in STAGES
     ]
     manifest = json.loads((out / "shards" / "manifest.json").read_text())

@@ -123,7 +123,7 @@ def _bucket(column: str, buckets: int) -> pl.Expr:
     return (pl.col(column).hash(seed=0) % buckets).cast(pl.Int16).alias("bucket")
 
 
-def _write_buckets(frame: pl.DataFrame, column: str, buckets: int, dest: Path) -> None:
+def _write_buckets(frame: pl.DataFrame, column: str, *, buckets: int, dest: Path) -> None:
     """`frame`'s rows in the order of their `column`'s bucket (each bucket's rows in frame order),
     the bucket a column: one file for the B buckets (`_read_bucket` reads one)."""
     _write(frame.with_columns(_bucket(column, buckets)).sort("bucket", maintain_order=True), dest)
@@ -208,9 +208,11 @@ def bucket_crawl(files: PlanFiles, chunk: int) -> None:
     if marker.exists():
         return
     rows = _chunk_rows(files, chunk)
-    _write_buckets(rows.drop("part"), "url", files.buckets, files.crawl_file(chunk, "u"))
+    _write_buckets(
+        rows.drop("part"), "url", buckets=files.buckets, dest=files.crawl_file(chunk, "u")
+    )
     named = _named(rows).drop_nulls().unique()
-    _write_buckets(named, "sha256", files.buckets, files.crawl_file(chunk, "s"))
+    _write_buckets(named, "sha256", buckets=files.buckets, dest=files.crawl_file(chunk, "s"))
     write_json(marker, {"rows": rows.height})
 
 
@@ -222,7 +224,7 @@ def bucket_nodes(files: PlanFiles, node_range: int, *, nodes_path: Path) -> None
         return
     start = node_range * files.range_rows
     nodes = read_rows(nodes_path, start, start + files.range_rows, ["graph_id", "image_url"])
-    _write_buckets(nodes, "image_url", files.buckets, dest)
+    _write_buckets(nodes, "image_url", buckets=files.buckets, dest=dest)
 
 
 def _latest(rows: pl.DataFrame) -> pl.DataFrame:
@@ -279,7 +281,8 @@ def join_urls(files: PlanFiles, bucket: int, *, ranges: int) -> None:
     nodes = _read_bucket([files.node_file(r) for r in range(ranges)], bucket)
     joined = _with_latest(nodes, crawled)
     shas = _named_sha256(joined)
-    _write_buckets(shas, "image_sha256", files.buckets, files.url_file(bucket, by_sha=True))
+    by_sha = files.url_file(bucket, by_sha=True)
+    _write_buckets(shas, "image_sha256", buckets=files.buckets, dest=by_sha)
     _write(joined, dest)
 
 
