@@ -4,15 +4,16 @@
     uv run python bench/graph_scale.py --sizes 10,20 --memory-gb 2
     uv run python bench/graph_scale.py --out scale.json --plot docs/img/graph_scale.png
 
-The demo generator makes at most 1M products (10M reviews) per catalogue, so a catalogue of
-N x 10M reviews is N independent 10M-review catalogues (demo seeds 0 .. N-1), their raw files
-concatenated per category (gzip members). Their products and users are disjoint, so it is their
-disjoint union: the same reviews per product, pairs per review and degrees at every size, which
-isolates how the stage scales from what the data looks like. Each size's parse + build runs in its
-own child (graph_build.py's), whose peak RSS comes from wait4. The anchor is the smallest size,
-measured in the same run: each larger size prints its time over the anchor's, against n and
-n log n. Generated data is cached under bench/_work/graph/scale/ (git-ignored); the parsed and
-built files of a size are removed after it is measured (`--keep` keeps them).
+The demo generator made at most 1M products (10M reviews) per catalogue when this was written (it
+now draws larger ones in blocks itself; the committed figures are of this concatenation), so a
+catalogue of N x 10M reviews is N independent 10M-review catalogues (seeds 0 .. N-1), their raw
+files concatenated per category (gzip members): their disjoint union (ids from each seed's own key,
+so disjoint but for chance), the same reviews per product, pairs per review and degrees at every
+size, which isolates how the stage scales from what the data looks like. Each size's parse + build
+runs in its own child (graph_build.py's), whose peak RSS comes from wait4. The anchor is the
+smallest size, measured in the same run: each larger size prints its time over the anchor's,
+against n and n log n. Generated data is cached under bench/_work/graph/scale/ (git-ignored);
+the parsed and built files of a size are removed after it is measured (`--keep` keeps them).
 """
 
 import argparse
