@@ -26,7 +26,7 @@ from PIL import Image
 from servers import ThreadedServer
 from url_names import listed_sha256
 
-from slip_data.crawl import RETRYABLE, CrawlOptions, crawl, load_results
+from slip_data.crawl import RETRYABLE, CrawlOptions, crawl, load_results, results
 from slip_data.crawl.decode import decode_image
 from slip_data.crawl.results import (
     MADE_FOR,
@@ -35,6 +35,7 @@ from slip_data.crawl.results import (
     read_parts,
     span_parts,
     unit_dir,
+    write_part,
 )
 from slip_data.crawl.results import stored_images as image_loader
 from slip_data.distribute import unit_slice
@@ -403,6 +404,29 @@ def test_a_unit_opens_only_the_parts_that_can_hold_its_urls(
     assert read_latest(tmp_path, urls=mine, paths=span_parts(unit)).equals(
         read_latest(tmp_path, urls=mine)
     )
+
+
+@pytest.mark.parametrize(
+    "hashes",
+    [None, lambda urls: pl.zeros(len(urls), pl.UInt64, eager=True).to_numpy()],
+    ids=["hashes", "all-collide"],
+)
+def test_a_units_rows_are_the_latest_of_its_own_urls_whatever_their_hashes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hashes
+) -> None:
+    if hashes:  # every URL passes the hash filter: the strings must tell them apart
+        monkeypatch.setattr(results, "_url_hashes", hashes)
+    urls = [f"https://{HOST}/{n:02d}.jpg" for n in range(30)]
+    for seq in range(3):  # overlapping parts, each a run later: more attempts
+        rows = [{"url": url, "status": "ok", "attempts": seq + 1} for url in urls[seq * 5 :][:20]]
+        write_part(tmp_path, seq, rows)
+    mine = [*urls[2:28], "https://elsewhere.invalid/never-crawled.jpg"]
+    latest = read_latest(tmp_path, ["url", "attempts"], urls=mine)
+    everything = read_latest(tmp_path, ["url", "attempts"])
+    assert latest.equals(everything.filter(pl.col("url").is_in(mine)))
+    runs = {url: 1 if n < 5 else 2 if n < 10 else 3 for n, url in enumerate(urls)}
+    assert dict(latest.iter_rows()) == {url: runs[url] for url in urls[2:28]}
+    assert read_latest(tmp_path, ["url"], urls=[]).is_empty()
 
 
 def test_per_host_rate_spaces_request_starts(server: Server, tmp_path: Path) -> None:

@@ -297,6 +297,17 @@ def all_part_paths(crawl_root: Path) -> list[Path]:
     return [path for folder in result_dirs(crawl_root) for _, path in part_files(folder)]
 
 
+def _hash_in(urls: pl.Series) -> pl.Expr:
+    """Whether a row's URL has the hash of one of `urls`, their hashes sorted once: polars'
+    `is_in` builds its hash set of `urls` again for each frame it filters, which for every part
+    of a resumed unit cost parts x URLs. A URL sharing a hash with one of `urls` passes too."""
+    table = np.sort(_url_hashes(urls))
+    return pl.col("url").map_batches(
+        lambda column: pl.Series(_in_sorted(_url_hashes(column), table)),
+        return_dtype=pl.Boolean,
+    )
+
+
 def read_parts(
     crawl_root: Path,
     columns: Sequence[str],
@@ -342,13 +353,13 @@ def read_latest(
     row with the most attempts is the latest (within a folder, the later part on a tie).
     """
     wanted = [name for name in columns if name != "image"]
-    keep = (
-        None
-        if urls is None
-        else pl.col("url").is_in(pl.Series(list(urls), dtype=pl.String).implode())
-    )
     read = list(dict.fromkeys([*wanted, "attempts", "url"]))
-    rows = read_parts(crawl_root, read, keep, paths=paths)
+    if urls is None:
+        rows = read_parts(crawl_root, read, paths=paths)
+    else:
+        urls = pl.Series(list(urls), dtype=pl.String)
+        rows = read_parts(crawl_root, read, _hash_in(urls), paths=paths)
+        rows = rows.filter(pl.col("url").is_in(urls.implode()))  # hashes shared by other URLs
     latest = (
         rows.with_row_index("_order")
         .sort("attempts", "_order")
