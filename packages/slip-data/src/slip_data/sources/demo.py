@@ -276,6 +276,18 @@ def _block_specs(spec: DemoSpec) -> list[DemoSpec]:
     ]
 
 
+def _block_dir(root: Path, block: int) -> Path:
+    return root / _BLOCKS / f"{block:05d}"
+
+
+def _unmark(folder: Path) -> None:
+    """Before `folder`'s files are written again: its marker goes first (it only ever describes
+    complete files), then the temps a killed write left."""
+    (folder / SPEC_FILE).unlink(missing_ok=True)
+    for sub in ("meta_categories", "review_categories"):
+        remove_stale_temps(folder / sub)
+
+
 def _write_blocks(spec: DemoSpec, root: Path, progress: Progress) -> dict:
     """A catalogue of more than BLOCK_PRODUCTS products: independent blocks drawn one at a time
     (memory bounded by a block), with one id key and each block's product and user codes shifted
@@ -285,13 +297,11 @@ def _write_blocks(spec: DemoSpec, root: Path, progress: Progress) -> dict:
     key = int(np.random.default_rng([GENERATOR_VERSION, spec.seed, len(blocks)]).integers(2**62))
     summaries = []
     for b, block in enumerate(blocks):
-        folder = root / _BLOCKS / f"{b:05d}"
+        folder = _block_dir(root, b)
         record = {"generator": GENERATOR_VERSION, "spec": block.as_json(), "key": key, "block": b}
         marker = _read_marker(folder)
         if marker is None or marker.get("block_of") != record or not _files_complete(block, folder):
-            (folder / SPEC_FILE).unlink(missing_ok=True)
-            for sub in ("meta_categories", "review_categories"):
-                remove_stale_temps(folder / sub)
+            _unmark(folder)
             ids = Ids(
                 key,
                 # codes: products, their variants and the orphans (at most one a review)
@@ -315,7 +325,7 @@ def _write_blocks(spec: DemoSpec, root: Path, progress: Progress) -> dict:
     for category in spec.categories:
         for target, *parts in zip(
             demo_files(root, category),
-            *(demo_files(root / _BLOCKS / f"{b:05d}", category) for b in range(len(blocks))),
+            *(demo_files(_block_dir(root, b), category) for b in range(len(blocks))),
             strict=True,
         ):
             with atomic_path(target) as tmp, tmp.open("wb") as out:
@@ -368,9 +378,7 @@ def write_demo_catalogue(spec: DemoSpec, root: Path, quiet: bool = True) -> dict
     ):
         shutil.rmtree(root / _BLOCKS, ignore_errors=True)
         return marker["summary"]
-    (root / SPEC_FILE).unlink(missing_ok=True)
-    for folder in ("meta_categories", "review_categories"):
-        remove_stale_temps(root / folder)
+    _unmark(root)
     for category in CATEGORIES:
         if category not in spec.categories:
             for path in demo_files(root, category):
