@@ -63,10 +63,11 @@ def _attempt(stage: str, out: Path, options: list[str]) -> dict:
 
 def _stage(stage: str, out: Path, *, options: list[str], record: dict, record_path: Path) -> dict:
     """A stage's figures over its attempts (a stage resumes its own work when run again): wall
-    and CPU seconds added up, the highest peak, the folder's size after the last."""
+    and CPU seconds added up, the highest peak, the folder's size after the last (recorded then,
+    so that a resumed run shows each stage's size, not the whole build's)."""
     attempts = record.setdefault(stage, [])
     if not attempts or attempts[-1]["interrupted"]:
-        attempts.append(_attempt(stage, out, options))
+        attempts.append(_attempt(stage, out, options) | {"folder_mb": _disk_mb(out)})
         write_json(record_path, record)
         if attempts[-1]["interrupted"]:
             raise SystemExit(f"interrupted in {stage}: --resume goes on from there")
@@ -76,7 +77,7 @@ def _stage(stage: str, out: Path, *, options: list[str], record: dict, record_pa
         "wall_seconds": sum(a["wall_seconds"] for a in attempts),
         "peak_rss_mb": max(a["peak_rss_mb"] for a in attempts),
         "cpu_seconds": sum(a["cpu_seconds"] for a in attempts),
-        "folder_mb": _disk_mb(out),
+        "folder_mb": attempts[-1].get("folder_mb") or _disk_mb(out),  # a record before sizes
         "said": attempts[-1]["said"],
     }
 
