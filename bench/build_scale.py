@@ -77,7 +77,7 @@ def _stage(stage: str, out: Path, *, options: list[str], record: dict, record_pa
         "wall_seconds": sum(a["wall_seconds"] for a in attempts),
         "peak_rss_mb": max(a["peak_rss_mb"] for a in attempts),
         "cpu_seconds": sum(a["cpu_seconds"] for a in attempts),
-        "folder_mb": attempts[-1].get("folder_mb") or _disk_mb(out),  # a record before sizes
+        "folder_mb": attempts[-1]["folder_mb"],
         "said": attempts[-1]["said"],
     }
 

@@ -357,9 +357,9 @@ def read_latest(
     if urls is None:
         rows = read_parts(crawl_root, read, paths=paths)
     else:
-        urls = pl.Series(list(urls), dtype=pl.String)
-        rows = read_parts(crawl_root, read, _hash_in(urls), paths=paths)
-        rows = rows.filter(pl.col("url").is_in(urls.implode()))  # hashes shared by other URLs
+        mine = pl.Series(list(urls), dtype=pl.String)
+        rows = read_parts(crawl_root, read, _hash_in(mine), paths=paths)
+        rows = rows.filter(pl.col("url").is_in(mine.implode()))  # hashes shared by other URLs
     latest = (
         rows.with_row_index("_order")
         .sort("attempts", "_order")
