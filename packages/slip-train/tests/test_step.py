@@ -201,3 +201,25 @@ def test_the_prepared_graph_gives_the_losses_and_gradients_of_the_step_before(va
         assert (parameter.grad is None) == (named[name].grad is None), name
         if parameter.grad is not None:  # float rounding: the loss's gathers add up in turn
             torch.testing.assert_close(named[name].grad, parameter.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_the_compiled_forward_holds_whatever_a_batch_s_edge_count(model):
+    """`train.compile` holds in the loop, whose batches each have their own edge count: the
+    forward compiles once for the first batch and once more, dynamic in the edge count, for all
+    the others, with no graph break (fullgraph) and the eager forward's outputs. The eager
+    backend: whether a graph breaks or recompiles is dynamo's call, not the compiler's."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    edge_sets = [((0, 1), (1, 2)), ((0, 1, 3), (1, 2, 4)), ((0, 1, 2, 3), (1, 2, 3, 4))]
+    edge_sets += [((0, 2, 3, 4, 0), (1, 3, 4, 5, 5)), ((0, 1), (4, 5))]
+    for edges in edge_sets:
+        batch = made_up_batches(1, edges=edges)[0]
+        out, expected = compiled(*inputs(batch)), model(*inputs(batch))
+        assert out.keys() == expected.keys() == {"image", "text", "image_graph", "text_graph"}
+        for name, value in out.items():
+            torch.testing.assert_close(value, expected[name])
+    assert counters["stats"]["unique_graphs"] == 2
+    assert not counters["graph_break"]
