@@ -146,11 +146,11 @@ def test_unit_options_are_checked():
 
 
 def test_crawl_units_follow_the_memory_budget():
-    per_gb = GB // UNIT_BYTES_PER_URL  # URLs whose state takes one GB
-    assert crawl_unit_count(0, 2.0) == crawl_unit_count(2 * per_gb, 2.0) == 1
-    assert crawl_unit_count(2 * per_gb + 1, 2.0) == 2
-    assert crawl_unit_count(48_190_000, 2.0) == 23  # the whole corpus's images
-    assert crawl_unit_count(48_190_000, 16.0) == 3
+    most = 2 * GB // UNIT_BYTES_PER_URL  # the most URLs whose state fits in 2 GB
+    assert crawl_unit_count(0, 2.0) == crawl_unit_count(most, 2.0) == 1
+    assert crawl_unit_count(most + 1, 2.0) == 2
+    assert crawl_unit_count(48_190_000, 2.0) == 29  # the whole corpus's images
+    assert crawl_unit_count(48_190_000, 16.0) == 4
 
 
 def test_a_crawl_without_num_shards_is_cut_by_its_memory_budget(build, unit_args):
