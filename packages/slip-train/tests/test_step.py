@@ -214,12 +214,15 @@ def test_the_compiled_forward_holds_whatever_a_batch_s_edge_count(model):
     counters.clear()
     compiled = torch.compile(model, backend="eager", fullgraph=True)
     edge_sets = [((0, 1), (1, 2)), ((0, 1, 3), (1, 2, 4)), ((0, 1, 2, 3), (1, 2, 3, 4))]
-    edge_sets += [((0, 2, 3, 4, 0), (1, 3, 4, 5, 5)), ((0, 1), (4, 5))]
-    for edges in edge_sets:
-        batch = made_up_batches(1, edges=edges)[0]
-        out, expected = compiled(*inputs(batch)), model(*inputs(batch))
-        assert out.keys() == expected.keys() == {"image", "text", "image_graph", "text_graph"}
-        for name, value in out.items():
-            torch.testing.assert_close(value, expected[name])
-    assert counters["stats"]["unique_graphs"] == 2
-    assert not counters["graph_break"]
+    edge_sets += [((0, 2, 3, 4, 0), (1, 3, 4, 5, 5)), ((0, 1), (4, 5))]  # the last: a count again
+    try:
+        for edges in edge_sets:
+            batch = made_up_batches(1, edges=edges)[0]
+            out, expected = compiled(*inputs(batch)), model(*inputs(batch))
+            assert out.keys() == expected.keys() == {"image", "text", "image_graph", "text_graph"}
+            for name, value in out.items():
+                torch.testing.assert_close(value, expected[name])
+        assert counters["stats"]["unique_graphs"] == 2
+        assert not counters["graph_break"]
+    finally:
+        torch._dynamo.reset()  # nothing compiled left for the worker's other tests
