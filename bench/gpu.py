@@ -77,6 +77,7 @@ from train_step import (
     loader_rate,
     measure_loop,
     step_times,
+    synchronize,
     train_inputs,
 )
 
@@ -146,10 +147,9 @@ class Sections:
         return result
 
     def write(self) -> None:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.out.with_name(f".{self.out.name}.tmp")
-        temp.write_text(json.dumps(self.results, indent=2, default=str))
-        os.replace(temp, self.out)
+        from slip_train.atomic import write_json
+
+        write_json(self.out, self.results)
 
 
 def smoke(shards: Path, args: argparse.Namespace) -> dict:
@@ -673,12 +673,6 @@ def image_size(model: str) -> int:
 
     size = open_clip.get_model_config(model)["vision_cfg"]["image_size"]
     return size[0] if isinstance(size, (tuple, list)) else size
-
-
-def synchronize(device: str) -> None:
-    """Wait for the device's queued work (CUDA's); on the CPU there is none."""
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def partial_config(shards: Path, args: argparse.Namespace) -> Callable:

@@ -36,6 +36,12 @@ import torch
 WORK = Path(__file__).resolve().parent / "_work" / "train-step"
 
 
+def synchronize(device: str | None) -> None:
+    """Wait for the device's queued work (CUDA's); on the CPU there is none."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def demo_shards(products: int) -> Path:
     out = WORK / f"demo-{products}"
     if not (out / "shards" / "manifest.json").is_file():
@@ -116,8 +122,7 @@ def loader_rate(
         loader = map(partial(dataset.decode, device=torch.device(decode)), loader)
     start = time.perf_counter()
     made = [next(loader) for _ in range(batches)]
-    if decode == "cuda":
-        torch.cuda.synchronize()
+    synchronize(decode)
     return sum(b["images"].shape[0] for b in made) / (time.perf_counter() - start), made
 
 
@@ -157,7 +162,6 @@ def step_times(
         }
         for batch in batches
     ]
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     bf16 = precision == "bf16"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
     times: list[list[float]] = [[] for _ in configs]
@@ -166,7 +170,7 @@ def step_times(
         for (config, model, optimizer), spent in zip(runs, times, strict=True):
             slip = config.loss.mode == "slip"
             edges = batch["edge_index"] if slip else batch["edge_index"][:, :0]
-            sync()
+            synchronize(device)
             start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             with autocast:
@@ -177,7 +181,7 @@ def step_times(
             )
             losses["loss"].backward()
             optimizer.step()
-            sync()
+            synchronize(device)
             if i >= 3:
                 spent.append(time.perf_counter() - start)
     return times
