@@ -233,6 +233,44 @@ def test_a_unit_whose_process_dies_is_retried_in_a_pool_and_on_ray(tmp_path, cap
         ray.shutdown()
 
 
+RAY_UNDER_UV_RUN = """
+import json, sys
+from slip_data.distribute import ray_session
+with ray_session(None) as ray:
+    job_env = dict(ray.get_runtime_context().runtime_env)
+    worker_python = ray.get(ray.remote(lambda: sys.executable).remote())
+print(json.dumps({"job_env": job_env, "worker_python": worker_python}))
+"""
+
+
+def test_ray_started_under_uv_run_runs_its_workers_in_the_driver_s_environment(tmp_path):
+    """Ray's default under `uv run` starts each worker with `uv run` in a copy of the current
+    folder (hung from packages/slip-data, minutes from the root); the Ray slip-data starts does
+    not. Ray recognises `uv run` by an ancestor process's command line, so the driver here is the
+    child of a process whose command line is `.../uv run ...`: Python under that name."""
+    pytest.importorskip("ray", reason="Ray is in the dev group; pip install 'slip-data[ray]'")
+    (tmp_path / "driver.py").write_text(RAY_UNDER_UV_RUN)
+    (tmp_path / "run").write_text(
+        "import subprocess, sys\nsys.exit(subprocess.call([sys.argv[1], 'driver.py']))\n"
+    )
+    fake_uv = tmp_path / "bin" / "uv"
+    fake_uv.parent.mkdir()
+    fake_uv.symlink_to(Path(sys.executable).resolve())  # no venv beside it: the stdlib is enough
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_UV_RUN_RUNTIME_ENV"}
+    done = subprocess.run(
+        [str(fake_uv), "run", sys.executable],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "py_executable" not in seen["job_env"] and "working_dir" not in seen["job_env"]
+    assert seen["worker_python"] == sys.executable
+
+
 def test_the_parse_runs_a_unit_per_raw_file_and_a_dying_one_is_retried_alone(
     graphed, tmp_path, monkeypatch, caplog
 ):
