@@ -5,6 +5,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SLIP_DATA = [sys.executable, "-m", "slip_data"]
 SLIP_TRAIN = [sys.executable, "-c", "from slip_train.cli import main; main()"]
@@ -13,6 +15,17 @@ SLIP_EVAL = [sys.executable, "-c", "from slip_eval.cli import main; main()"]
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, **kwargs)
+
+
+def slip_eval_in_process(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
+    """`slip-eval ARGS` through its entry point, in this process (torch is imported once per
+    test process, not once per call): for bad input, whose checks come before any work."""
+    from slip_eval.cli import main
+
+    monkeypatch.setattr("sys.argv", ["slip-eval", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    return exit_.value.code, capsys.readouterr().err
 
 
 def train_run(demo_build: Path, out: Path, mode: str, steps: int) -> subprocess.CompletedProcess:

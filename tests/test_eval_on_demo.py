@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from commands import SLIP_EVAL, run
+from commands import SLIP_EVAL, run, slip_eval_in_process
 
 
 def evaluate(*args: str) -> dict:
@@ -119,16 +119,6 @@ def test_the_graph_tasks_take_any_open_clip_model(
         numbers.append(json.loads(out.read_text())["metrics"])
     assert numbers[1] == pytest.approx(numbers[0], nan_ok=True)
     assert numbers[0]
-
-
-def slip_eval_in_process(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
-    """`slip-eval ARGS` through its entry point, in this process (torch is imported once)."""
-    from slip_eval.cli import main
-
-    monkeypatch.setattr("sys.argv", ["slip-eval", *args])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    return exit_.value.code, capsys.readouterr().err
 
 
 def shards_without(demo_build, folder, split=None, labels=True):

@@ -4,7 +4,7 @@ against seeded negatives, plain and graph-refined, and bad input as one line."""
 import json
 
 import torch
-from commands import SLIP_EVAL, run
+from commands import SLIP_EVAL, run, slip_eval_in_process
 
 
 def linkpred(*args: str) -> dict:
@@ -67,7 +67,7 @@ def test_hard_negatives_repeat_by_seed_and_held_out_edges_never_refine(
         assert used and not used & held
 
 
-def test_bad_input_is_one_line(demo_build, demo_runs, tmp_path):
+def test_bad_input_is_one_line(demo_build, demo_runs, tmp_path, monkeypatch, capsys):
     slip = str(demo_runs.checkpoint("slip"))
     base = ["--ckpt", slip, "--shards", str(demo_build), "--cache-dir", str(tmp_path)]
     cases = [
@@ -79,7 +79,8 @@ def test_bad_input_is_one_line(demo_build, demo_runs, tmp_path):
         (["--holdout", "1", "--predictors", "gcn"], "--predictors: every edge of the 'test'"),
     ]
     for args, message in cases:
-        done = run([*SLIP_EVAL, "linkpred", *base, *args, "--quiet"])
-        lines = done.stderr.strip().splitlines()
-        assert done.returncode == 2 and message in lines[-1], (args, done.stderr)
-        assert "Traceback" not in done.stderr
+        command = ["linkpred", *base, *args, "--quiet"]
+        code, err = slip_eval_in_process(command, monkeypatch, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and message in lines[-1], (args, err)
+        assert "Traceback" not in err

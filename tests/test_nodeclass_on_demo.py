@@ -7,7 +7,7 @@ import json
 import math
 import shutil
 
-from commands import SLIP_EVAL, run
+from commands import SLIP_EVAL, run, slip_eval_in_process
 
 SMALL = ["--models", "gcn,mlp", "--seeds", "1", "--max-epochs", "30", "--quiet"]
 
@@ -56,7 +56,7 @@ def test_both_modes_classify_the_test_products_repeat_and_compare(demo_build, de
     assert "| gcn_acc |" in compared.stdout and "| 2-shot mlp acc_mean |" in compared.stdout
 
 
-def test_bad_input_is_one_line(demo_build, demo_runs, tmp_path):
+def test_bad_input_is_one_line(demo_build, demo_runs, tmp_path, monkeypatch, capsys):
     unlabelled = tmp_path / "unlabelled"
     shutil.copytree(demo_build / "shards", unlabelled)
     manifest = json.loads((unlabelled / "manifest.json").read_text())
@@ -70,7 +70,8 @@ def test_bad_input_is_one_line(demo_build, demo_runs, tmp_path):
         (["--ckpt", slip, "--shards", str(unlabelled)], "no label_names: nothing to classify"),
     ]
     for args, message in cases:
-        done = run([*SLIP_EVAL, "nodeclass", *base, *args, "--quiet"])
-        lines = done.stderr.strip().splitlines()
-        assert done.returncode == 2 and message in lines[-1], (args, done.stderr)
-        assert "Traceback" not in done.stderr and len(lines) == 1, done.stderr
+        command = ["nodeclass", *base, *args, "--quiet"]
+        code, err = slip_eval_in_process(command, monkeypatch, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and message in lines[-1], (args, err)
+        assert "Traceback" not in err and len(lines) == 1, err
