@@ -96,7 +96,7 @@ def gpu_config(
     model: str,
     sampler: str = "cpu",
     decode: str = "workers",
-    compile: bool = False,
+    torch_compile: bool = False,
 ):
     from slip_train.config import load_config
 
@@ -106,7 +106,7 @@ def gpu_config(
          f"data.num_workers={args.workers}", f"sampler.batch_size={args.batch}",
          f'model.pretrained="{args.pretrained}"', f'loss.mode="{mode}"', f"train.steps={steps}",
          f'train.out_dir="{WORK / out}"', "train.checkpoint_every=100000",
-         "train.tensorboard=false", f"train.compile={str(compile).lower()}",
+         "train.tensorboard=false", f"train.compile={str(torch_compile).lower()}",
          f'train.device="{args.device}"', f'train.precision="{args.precision}"',
          f"train.grad_checkpointing={str(args.grad_checkpointing).lower()}",
          f'sampler.device="{sampler}"', f'model.name="{model}"', f'data.decode="{decode}"'],
@@ -543,17 +543,17 @@ def main() -> None:
                   flush=True)  # fmt: skip
         return result
 
-    def profiled(compile: bool) -> dict:
+    def profiled(torch_compile: bool) -> dict:
         result = loop_profile(
-            config("slip", out="profile", model=models[0], compile=compile), steps=10
+            config("slip", out="profile", model=models[0], torch_compile=torch_compile), steps=10
         )
-        print(profile_line(f"profile {models[0]} slip{', compiled' if compile else ''}", result),
-              flush=True)  # fmt: skip
+        label = f"profile {models[0]} slip{', compiled' if torch_compile else ''}"
+        print(profile_line(label, result), flush=True)
         return result
 
     def compiled() -> dict:
         name = models[0]
-        slip = config("slip", out="compiled", model=name, compile=True)
+        slip = config("slip", out="compiled", model=name, torch_compile=True)
         step_s = statistics.median(
             step_times([slip], batches, args.steps, args.device, args.precision)[0]
         )
@@ -562,7 +562,7 @@ def main() -> None:
         print(f"step   {name} slip compiled: {step_s * 1e3:.1f} ms = {rate:.0f} samples/s"
               f"{f', {mfu(rate, per_sample, peak)}' if per_sample else ''}",
               flush=True)  # fmt: skip
-        return {"slip_step_s": step_s, "loop_profile": profiled(compile=True),
+        return {"slip_step_s": step_s, "loop_profile": profiled(torch_compile=True),
                 "dynamo": compiled_stats()}  # fmt: skip
 
     def decode() -> dict:
@@ -628,7 +628,7 @@ def main() -> None:
     plan = [
         (f"step {first}", 40, lambda: step(first)),
         (f"loop {first}", 80, lambda: loop(first, both)),
-        ("profile", 45, lambda: profiled(compile=False)),
+        ("profile", 45, lambda: profiled(torch_compile=False)),
         ("32k", 90, cached) if args.cache_batch else None,
         ("sweep", 25 * len(sizes), lambda: sweep(
             config("slip", out="sweep", model=first), config("clip", out="sweep", model=first),
