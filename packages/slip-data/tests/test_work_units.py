@@ -245,9 +245,10 @@ print(json.dumps({"job_env": job_env, "worker_python": worker_python}))
 
 def test_ray_started_under_uv_run_runs_its_workers_in_the_driver_s_environment(tmp_path):
     """Ray's default under `uv run` starts each worker with `uv run` in a copy of the current
-    folder (hung from packages/slip-data, minutes from the root); the Ray slip-data starts does
-    not. Ray recognises `uv run` by an ancestor process's command line, so the driver here is the
-    child of a process whose command line is `.../uv run ...`: Python under that name."""
+    folder (hung from packages/slip-data, slow from the repository's root); the Ray that
+    slip-data starts does not. Ray recognises `uv run` by an ancestor process's command line, so
+    the driver here is the child of a process whose command line is `.../uv run ...`: Python
+    under that name."""
     pytest.importorskip("ray", reason="Ray is in the dev group; pip install 'slip-data[ray]'")
     (tmp_path / "driver.py").write_text(RAY_UNDER_UV_RUN)
     (tmp_path / "run").write_text(

@@ -256,7 +256,7 @@ def ray_session(address: str | None) -> Iterator[ModuleType]:
     """Ray, joined at `address` (or a local instance started here) unless it already runs, and
     shut down after if this started it. Under `uv run`, Ray would by default start every worker
     with `uv run` in a copy of the current folder, each building an environment of its own (hung
-    from a workspace member's folder, minutes from the root); slip-data's workers run the
+    from a workspace member's folder, slow from the repository's root); slip-data's workers run the
     environment installed where they run, as on a cluster, unless RAY_ENABLE_UV_RUN_RUNTIME_ENV=1
     asks for Ray's way. Ray reads that at its import, so only a process that has not imported
     it yet is told."""
